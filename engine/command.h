@@ -1,0 +1,61 @@
+// Commands: what clients ask the engine to do. A Command is the decoded, type-checked
+// form of one JSON command line (SPEC §4); it has not yet been checked against state.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "engine/error.h"
+
+namespace tally {
+
+enum class CommandType : uint8_t {
+  kCreateOrg,
+  kDeleteOrg,
+  kSetBudgetMode,
+  kCreateWorkspace,
+  kRenameWorkspace,
+  kDeleteWorkspace,
+  kInviteMember,
+  kAcceptInvite,
+  kChangeRole,
+  kMoveMember,
+  kRemoveMember,
+  kTransferOwnership,
+  kCreateServiceKey,
+  kRevokeServiceKey,
+};
+
+// Every field any command may carry. Which fields a command takes, and which of those
+// it requires, is in the command table (command.cc); the decoder rejects any other.
+struct Command {
+  CommandType type = CommandType::kCreateOrg;
+  std::string actor;  // user id, "platform" or "key:<id>"
+  std::string id;     // optional client command id
+  std::optional<int64_t> at_us;  // engine time to use; only `tally import` honours it
+
+  std::string org;
+  std::string name;
+  std::string mode;       // "shared" | "budget"
+  std::string workspace;  // workspace name
+  std::string user;
+  std::string role;       // "admin" | "member"
+  std::string owner;      // create_org by the platform: who will own it
+  std::string key;        // service key id
+  std::string secret_sha256;  // 64 hex digits
+};
+
+std::string_view command_name(CommandType type);
+
+// Decodes one JSON command line. On failure returns invalid_json, unknown_command,
+// unknown_field, missing_field, invalid_argument, invalid_amount or too_large and a
+// message naming the offending field.
+Status decode_command(std::string_view json, Command* command);
+
+// Encodes a command back into its canonical JSON line (no trailing newline); fields
+// that are empty are left out. decode_command(encode_command(c)) == c.
+std::string encode_command(const Command& command);
+
+}  // namespace tally

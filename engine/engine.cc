@@ -1,0 +1,190 @@
+#include "engine/engine.h"
+
+#include <flatbuffers/flatbuffers.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <limits>
+
+#include "engine/assert.h"
+#include "engine/event_format.h"
+#include "engine/handlers.h"
+#include "engine/json_writer.h"
+
+namespace tally {
+namespace {
+
+// Carries one command through its handler, turning emitted payloads into envelopes.
+class LiveContext final : public CommandContext {
+ public:
+  LiveContext(ProjectionSet& state, const Command& command, LogBatch* batch, uint64_t next_seq, int64_t now_us,
+              int64_t last_time_us)
+      : state_(state), command_(command), batch_(batch), next_seq_(next_seq), now_us_(now_us), last_time_us_(last_time_us) {}
+
+  const ProjectionSet& state() const override { return state_; }
+  const Command& command() const override { return command_; }
+  int64_t now_us() const override { return std::max(now_us_, last_time_us_ + 1); }
+  flatbuffers::FlatBufferBuilder& builder() override { return builder_; }
+
+  void emit(fb::Event type, flatbuffers::Offset<void> payload) override {
+    const uint64_t seq = next_seq_++;
+    const int64_t time_us = now_us();
+    last_time_us_ = time_us;
+    if (first_seq_ == 0) first_seq_ = seq;
+    auto actor = builder_.CreateString(command_.actor);
+    auto command_id = builder_.CreateString(command_.id);
+    fb::EnvelopeBuilder envelope(builder_);
+    envelope.add_seq(seq);
+    envelope.add_time_us(time_us);
+    envelope.add_schema_version(kSchemaVersion);
+    envelope.add_actor(actor);
+    envelope.add_command_id(command_id);
+    envelope.add_command_seq(first_seq_);
+    envelope.add_event_type(type);
+    envelope.add_event(payload);
+    builder_.Finish(envelope.Finish());
+    const std::string_view bytes(reinterpret_cast<const char*>(builder_.GetBufferPointer()), builder_.GetSize());
+    TALLY_ASSERT(bytes.size() <= kEnvelopeBytesMax);
+    state_.apply(*fb::GetEnvelope(builder_.GetBufferPointer()));
+    batch_->append(seq, bytes);
+    builder_.Clear();
+    ++events_;
+  }
+
+  void add_result(std::string json_members) override {
+    if (!extra_.empty()) extra_ += ',';
+    extra_ += json_members;
+  }
+
+  uint64_t first_seq() const { return first_seq_; }
+  uint64_t next_seq() const { return next_seq_; }
+  int64_t last_time_us() const { return last_time_us_; }
+  uint32_t events() const { return events_; }
+  std::string take_extra() { return std::move(extra_); }
+
+ private:
+  ProjectionSet& state_;
+  const Command& command_;
+  LogBatch* batch_;
+  flatbuffers::FlatBufferBuilder builder_{512};
+  uint64_t next_seq_;
+  uint64_t first_seq_ = 0;
+  int64_t now_us_;
+  int64_t last_time_us_;
+  uint32_t events_ = 0;
+  std::string extra_;
+};
+
+// The engine time of the last record in the log, or 0 for an empty log.
+Status last_event_time(const Store& store, int64_t* time_us) {
+  *time_us = 0;
+  if (store.last_seq() == 0) return Status::Ok();
+  Status failure;
+  Status status = store.read_log(store.last_seq(), store.last_seq(), [&](uint64_t, std::string_view bytes) {
+    const fb::Envelope* event = decode_envelope(bytes);
+    if (event == nullptr) {
+      failure = Error(ErrorCode::kStorageError, "the last log record is not a valid envelope");
+    } else {
+      *time_us = event->time_us();
+    }
+    return false;
+  });
+  return status.ok() ? failure : status;
+}
+
+}  // namespace
+
+std::string CommandResult::to_json() const {
+  JsonWriter out;
+  out.begin_object();
+  if (status.ok()) {
+    out.field("ok", true).field("seq", seq);
+  } else {
+    out.field("ok", false).field("error", error_name(status.code)).field("message", status.message);
+  }
+  if (!id.empty()) out.field("id", id);
+  // The object stays open so the handler's extra members can follow.
+  std::string json = out.take();
+  if (!extra.empty()) json += ',' + extra;
+  json += '}';
+  return json;
+}
+
+Engine::~Engine() = default;
+
+Status Engine::open(const EngineOptions& options, std::unique_ptr<Engine>* out) {
+  std::unique_ptr<Engine> engine(new Engine());
+  if (options.clock == nullptr) {
+    engine->owned_clock_ = std::make_unique<SystemClock>();
+    engine->clock_ = engine->owned_clock_.get();
+  } else {
+    engine->clock_ = options.clock;
+  }
+  StoreOptions store_options;
+  store_options.path = options.data_dir;
+  store_options.create_if_missing = options.create_if_missing;
+  store_options.env = options.env;
+  if (Status s = Store::open(store_options, &engine->store_); !s.ok()) return s;
+  if (Status s = engine->state_.load(*engine->store_); !s.ok()) return s;
+  if (Status s = last_event_time(*engine->store_, &engine->last_time_us_); !s.ok()) return s;
+  *out = std::move(engine);
+  return Status::Ok();
+}
+
+CommandResult Engine::execute_one(const Command& command, TimeSource time, LogBatch* batch) {
+  int64_t now_us = clock_->now_us();
+  if (time == TimeSource::kCommand && command.at_us) now_us = *command.at_us;
+  LiveContext context(state_, command, batch, store_->last_seq() + batch->records() + 1, now_us, last_time_us_);
+  CommandResult result;
+  result.id = command.id;
+  result.status = handle_command(context);
+  // A handler refuses before it emits: a refused command must change nothing.
+  TALLY_ASSERT(result.status.ok() || context.events() == 0);
+  if (result.status.ok()) {
+    TALLY_ASSERT(context.events() > 0);
+    result.seq = context.first_seq();
+    result.events = context.events();
+    result.extra = context.take_extra();
+    last_time_us_ = context.last_time_us();
+  }
+  return result;
+}
+
+std::vector<CommandResult> Engine::execute(std::span<const Command> commands, TimeSource time) {
+  std::vector<CommandResult> results;
+  results.reserve(commands.size());
+  if (read_only_) {
+    for (const Command& command : commands) {
+      CommandResult result;
+      result.id = command.id;
+      result.status = Error(ErrorCode::kReadOnly, "the engine is read-only after a storage failure; restart it once the disk is healthy");
+      results.push_back(std::move(result));
+    }
+    return results;
+  }
+  TALLY_ASSERT(commands.size() <= kBatchCommandsMax);
+  std::unique_ptr<LogBatch> batch = store_->begin_batch();
+  for (const Command& command : commands) results.push_back(execute_one(command, time, batch.get()));
+  if (batch->records() == 0) return results;  // nothing accepted: nothing to write
+
+  state_.flush(batch.get());
+  const Status written = store_->commit(batch.get());
+  if (!written.ok()) {
+    read_only_ = true;
+    spdlog::critical("storage failure, the engine is now read-only: {}", written.message);
+    for (CommandResult& result : results) {
+      if (result.status.ok()) {
+        result.status = written;
+        result.seq = 0;
+        result.extra.clear();
+      }
+    }
+    // Forget what was applied in memory but never made durable.
+    const Status reloaded = state_.load(*store_);
+    if (!reloaded.ok()) spdlog::critical("reloading state after the failure failed too: {}", reloaded.message);
+    last_event_time(*store_, &last_time_us_);
+  }
+  return results;
+}
+
+}  // namespace tally

@@ -1,0 +1,84 @@
+// The engine: commands in, events out. One writer validates each command against the
+// projections, turns it into events, applies them, and appends them to the log. A
+// batch of commands is one group commit: one WriteBatch, one fsync, and no result is
+// returned before that write is durable.
+//
+// Not thread-safe: exactly one thread calls execute() (the single writer). Queries
+// may run on that same thread between batches.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/clock.h"
+#include "engine/command.h"
+#include "engine/error.h"
+#include "engine/log.h"
+#include "projections/projection_set.h"
+
+namespace tally {
+
+struct EngineOptions {
+  std::string data_dir;
+  bool create_if_missing = true;
+  // Null means the system clock. Not owned; must outlive the engine.
+  Clock* clock = nullptr;
+  // For fault-injection tests; null means the default RocksDB environment.
+  rocksdb::Env* env = nullptr;
+};
+
+// Where event times come from.
+enum class TimeSource : uint8_t {
+  kClock,    // the engine's clock (normal operation)
+  kCommand,  // the command's "at" field when present (tally import replays history)
+};
+
+struct CommandResult {
+  Status status;
+  uint64_t seq = 0;     // sequence number of the command's first event
+  uint32_t events = 0;  // how many events it produced
+  std::string id;       // the command's client id, echoed
+  std::string extra;    // further encoded JSON members, e.g. "\"secret\":\"...\""
+
+  // {"ok":true,"seq":N,...} or {"ok":false,"error":"<code>","message":"..."}.
+  std::string to_json() const;
+};
+
+inline constexpr size_t kBatchCommandsMax = 16384;
+
+class Engine {
+ public:
+  // Opens the store in options.data_dir and restores the projections.
+  static Status open(const EngineOptions& options, std::unique_ptr<Engine>* engine);
+  ~Engine();
+
+  // Executes up to kBatchCommandsMax commands as one group commit. Results come back
+  // in order. A refused command changes nothing. If the write fails, every command of
+  // the batch is answered storage_error and the engine turns read-only.
+  std::vector<CommandResult> execute(std::span<const Command> commands, TimeSource time = TimeSource::kClock);
+
+  // Answers one JSON query (SPEC §4) with one JSON line.
+  std::string query(std::string_view json);
+
+  const ProjectionSet& state() const { return state_; }
+  const Store& store() const { return *store_; }
+  bool read_only() const { return read_only_; }
+  int64_t last_time_us() const { return last_time_us_; }
+
+ private:
+  Engine() = default;
+  CommandResult execute_one(const Command& command, TimeSource time, LogBatch* batch);
+
+  std::unique_ptr<Store> store_;
+  ProjectionSet state_;
+  Clock* clock_ = nullptr;
+  std::unique_ptr<Clock> owned_clock_;
+  int64_t last_time_us_ = 0;
+  bool read_only_ = false;
+};
+
+}  // namespace tally

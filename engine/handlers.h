@@ -1,0 +1,41 @@
+// Internal to the engine: the interface between the command loop and the command
+// handlers. A handler checks its command against the state and either refuses it
+// (returns an error, having emitted nothing) or emits the events that carry it out.
+#pragma once
+
+#include <flatbuffers/flatbuffers.h>
+
+#include <string>
+
+#include "engine/command.h"
+#include "engine/error.h"
+#include "engine/permissions.h"
+#include "projections/projection_set.h"
+#include "schemas/events_generated.h"
+
+namespace tally {
+
+class CommandContext {
+ public:
+  virtual ~CommandContext() = default;
+  virtual const ProjectionSet& state() const = 0;
+  virtual const Command& command() const = 0;
+  // Engine time of the next event.
+  virtual int64_t now_us() const = 0;
+  // The builder for the next event's payload; build the payload table, then emit it.
+  virtual flatbuffers::FlatBufferBuilder& builder() = 0;
+  // Wraps the payload in an envelope, applies it to the state and appends it to the
+  // batch. The state seen through state() changes at once.
+  virtual void emit(fb::Event type, flatbuffers::Offset<void> payload) = 0;
+  // Adds encoded JSON members to the command's answer.
+  virtual void add_result(std::string json_members) = 0;
+};
+
+// Runs the handler for context.command().type.
+Status handle_command(CommandContext& context);
+
+// Finds the command's organization, checks that the actor may take `action` on it,
+// and that it is not deleted (unknown_org, forbidden, org_deleted, in that order).
+Status authorized_org(const CommandContext& context, Action action, const Org** org);
+
+}  // namespace tally

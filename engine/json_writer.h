@@ -1,0 +1,50 @@
+// A small JSON text builder for answers and exports. It escapes strings and places
+// commas; the caller keeps objects and arrays balanced.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tally {
+
+class JsonWriter {
+ public:
+  JsonWriter& begin_object();
+  JsonWriter& end_object();
+  JsonWriter& begin_array();
+  JsonWriter& end_array();
+  // Inside an object, names the next value.
+  JsonWriter& key(std::string_view name);
+  JsonWriter& string(std::string_view value);
+  JsonWriter& number(int64_t value);
+  JsonWriter& unsigned_number(uint64_t value);
+  JsonWriter& boolean(bool value);
+  // Inserts already-encoded JSON as one value.
+  JsonWriter& raw(std::string_view json);
+
+  // Shorthands for key(name).value(v).
+  JsonWriter& field(std::string_view name, std::string_view value) { return key(name).string(value); }
+  JsonWriter& field(std::string_view name, const char* value) { return key(name).string(value); }
+  JsonWriter& field(std::string_view name, int64_t value) { return key(name).number(value); }
+  JsonWriter& field(std::string_view name, uint64_t value) { return key(name).unsigned_number(value); }
+  JsonWriter& field(std::string_view name, uint32_t value) { return key(name).unsigned_number(value); }
+  JsonWriter& field(std::string_view name, int value) { return key(name).number(value); }
+  JsonWriter& field(std::string_view name, bool value) { return key(name).boolean(value); }
+
+  const std::string& str() const { return out_; }
+  std::string take() { return std::move(out_); }
+
+ private:
+  void before_value();
+
+  std::string out_;
+  std::vector<bool> first_;  // per open container: no element written yet
+  bool after_key_ = false;
+};
+
+// Appends `value` to `out` as a quoted, escaped JSON string.
+void append_json_string(std::string* out, std::string_view value);
+
+}  // namespace tally

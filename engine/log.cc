@@ -1,0 +1,332 @@
+#include "engine/log.h"
+
+#include <openssl/evp.h>
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/write_batch.h>
+#include <xxhash.h>
+
+#include <cstring>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace tally {
+namespace {
+
+constexpr const char* kLogFamily = "log";
+constexpr const char* kChainFamily = "chain";
+constexpr const char* kStateFamily = "state";
+// The state row that names the store format, written when the store is created.
+constexpr std::string_view kFormatKey = "meta/format";
+constexpr std::string_view kFormat = "tally-log-1";
+
+Status storage_error(const rocksdb::Status& status, std::string_view what) {
+  return Error(ErrorCode::kStorageError, fmt::format("{}: {}", what, status.ToString()));
+}
+
+rocksdb::Slice slice(std::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
+std::string_view view(const rocksdb::Slice& s) { return std::string_view(s.data(), s.size()); }
+
+}  // namespace
+
+std::string to_hex(const Sha256& hash) {
+  std::string out;
+  out.reserve(64);
+  for (uint8_t byte : hash) out += fmt::format("{:02x}", byte);
+  return out;
+}
+
+Sha256 sha256(std::string_view bytes) {
+  Sha256 out{};
+  unsigned int size = 0;
+  EVP_Digest(bytes.data(), bytes.size(), out.data(), &size, EVP_sha256(), nullptr);
+  return out;
+}
+
+std::string be64(uint64_t value) {
+  std::string out(8, '\0');
+  for (int i = 7; i >= 0; --i) {
+    out[i] = static_cast<char>(value & 0xff);
+    value >>= 8;
+  }
+  return out;
+}
+
+uint64_t read_be64(std::string_view bytes) {
+  uint64_t value = 0;
+  for (size_t i = 0; i < 8 && i < bytes.size(); ++i) value = (value << 8) | static_cast<uint8_t>(bytes[i]);
+  return value;
+}
+
+std::string encode_record(std::string_view envelope) {
+  const uint64_t checksum = XXH3_64bits(envelope.data(), envelope.size());
+  std::string record(kRecordChecksumBytes, '\0');
+  std::memcpy(record.data(), &checksum, sizeof checksum);  // little-endian hosts only (x86-64, arm64)
+  record.append(envelope);
+  return record;
+}
+
+bool decode_record(std::string_view record, std::string_view* envelope) {
+  if (record.size() < kRecordChecksumBytes) return false;
+  uint64_t stored;
+  std::memcpy(&stored, record.data(), sizeof stored);
+  const std::string_view body = record.substr(kRecordChecksumBytes);
+  if (XXH3_64bits(body.data(), body.size()) != stored) return false;
+  *envelope = body;
+  return true;
+}
+
+// ---- ChainHasher ---------------------------------------------------------------------
+
+ChainHasher::ChainHasher(const Sha256& previous) : context_(EVP_MD_CTX_new()) {
+  auto* ctx = static_cast<EVP_MD_CTX*>(context_);
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  EVP_DigestUpdate(ctx, previous.data(), previous.size());
+}
+
+ChainHasher::~ChainHasher() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(context_)); }
+
+void ChainHasher::add(uint64_t seq, std::string_view record) {
+  auto* ctx = static_cast<EVP_MD_CTX*>(context_);
+  uint8_t header[12];
+  for (int i = 0; i < 8; ++i) header[i] = static_cast<uint8_t>(seq >> (56 - 8 * i));
+  const auto length = static_cast<uint32_t>(record.size());
+  for (int i = 0; i < 4; ++i) header[8 + i] = static_cast<uint8_t>(length >> (24 - 8 * i));
+  EVP_DigestUpdate(ctx, header, sizeof header);
+  EVP_DigestUpdate(ctx, record.data(), record.size());
+}
+
+Sha256 ChainHasher::finish() {
+  Sha256 out{};
+  unsigned int size = 0;
+  EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(context_), out.data(), &size);
+  return out;
+}
+
+// ---- LogBatch ------------------------------------------------------------------------
+
+struct LogBatch::Impl {
+  explicit Impl(const Sha256& previous) : hasher(previous) {}
+  rocksdb::WriteBatch batch;
+  ChainHasher hasher;
+  rocksdb::ColumnFamilyHandle* log = nullptr;
+  rocksdb::ColumnFamilyHandle* state = nullptr;
+};
+
+LogBatch::LogBatch(const Sha256& previous_hash) : impl_(std::make_unique<Impl>(previous_hash)) {}
+LogBatch::~LogBatch() = default;
+
+void LogBatch::append(uint64_t seq, std::string_view envelope) {
+  if (records_ == 0) first_seq_ = seq;
+  last_seq_ = seq;
+  ++records_;
+  const std::string record = encode_record(envelope);
+  impl_->hasher.add(seq, record);
+  impl_->batch.Put(impl_->log, slice(be64(seq)), slice(record));
+}
+
+void LogBatch::put(std::string_view key, std::string_view value) { impl_->batch.Put(impl_->state, slice(key), slice(value)); }
+
+void LogBatch::erase(std::string_view key) { impl_->batch.Delete(impl_->state, slice(key)); }
+
+size_t LogBatch::bytes() const { return impl_->batch.GetDataSize(); }
+
+// ---- Store ---------------------------------------------------------------------------
+
+struct Store::Impl {
+  std::unique_ptr<rocksdb::DB> db;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::ColumnFamilyHandle* log = nullptr;
+  rocksdb::ColumnFamilyHandle* chain = nullptr;
+  rocksdb::ColumnFamilyHandle* state = nullptr;
+
+  ~Impl() {
+    for (auto* handle : handles) db->DestroyColumnFamilyHandle(handle);
+  }
+};
+
+Store::Store() : impl_(std::make_unique<Impl>()) {}
+
+Store::~Store() = default;
+
+Status Store::open(const StoreOptions& options, std::unique_ptr<Store>* out) {
+  std::unique_ptr<Store> store(new Store());
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = options.create_if_missing;
+  db_options.create_missing_column_families = options.create_if_missing;
+  // Every acknowledged write is synced explicitly (WriteOptions::sync); a torn WAL tail
+  // can only hold unacknowledged batches, so recovery drops it.
+  db_options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  db_options.paranoid_checks = true;
+  db_options.max_background_jobs = 2;
+  db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  db_options.keep_log_file_num = 3;
+  if (options.env != nullptr) db_options.env = options.env;
+
+  rocksdb::ColumnFamilyOptions log_options;
+  log_options.write_buffer_size = 64 << 20;
+  rocksdb::ColumnFamilyOptions state_options;
+  state_options.write_buffer_size = 64 << 20;
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> families = {
+      {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
+      {kLogFamily, log_options},
+      {kChainFamily, rocksdb::ColumnFamilyOptions()},
+      {kStateFamily, state_options},
+  };
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status status = rocksdb::DB::Open(db_options, options.path, families, &store->impl_->handles, &db);
+  if (!status.ok()) return storage_error(status, fmt::format("cannot open the store at {}", options.path));
+  store->impl_->db.reset(db);
+  store->impl_->log = store->impl_->handles[1];
+  store->impl_->chain = store->impl_->handles[2];
+  store->impl_->state = store->impl_->handles[3];
+
+  std::string format;
+  bool found = false;
+  if (Status s = store->get_row(kFormatKey, &format, &found); !s.ok()) return s;
+  if (!found) {
+    rocksdb::WriteOptions write;
+    write.sync = true;
+    status = db->Put(write, store->impl_->state, slice(kFormatKey), slice(kFormat));
+    if (!status.ok()) return storage_error(status, "cannot write the store format");
+  } else if (format != kFormat) {
+    return Error(ErrorCode::kStorageError, fmt::format("{} holds format \"{}\"; this tally reads \"{}\"", options.path, format, kFormat));
+  }
+  if (Status s = store->find_head(); !s.ok()) return s;
+  *out = std::move(store);
+  return Status::Ok();
+}
+
+Status Store::find_head() {
+  rocksdb::ReadOptions read;
+  std::unique_ptr<rocksdb::Iterator> log(impl_->db->NewIterator(read, impl_->log));
+  log->SeekToLast();
+  if (!log->status().ok()) return storage_error(log->status(), "cannot read the log");
+  last_seq_ = log->Valid() ? read_be64(view(log->key())) : 0;
+
+  std::unique_ptr<rocksdb::Iterator> chain(impl_->db->NewIterator(read, impl_->chain));
+  chain->SeekToLast();
+  if (!chain->status().ok()) return storage_error(chain->status(), "cannot read the chain");
+  uint64_t chained_to = 0;
+  head_hash_ = Sha256{};
+  if (chain->Valid()) {
+    const std::string_view value = view(chain->value());
+    if (value.size() != 8 + 32) return Error(ErrorCode::kStorageError, "the last chain row is malformed");
+    chained_to = read_be64(value);
+    std::memcpy(head_hash_.data(), value.data() + 8, 32);
+  }
+  // Records and their chain row are written in one batch, so they always agree.
+  if (chained_to != last_seq_) {
+    return Error(ErrorCode::kStorageError,
+                 fmt::format("the log ends at {} but the hash chain at {}: the store was altered", last_seq_, chained_to));
+  }
+  return Status::Ok();
+}
+
+std::unique_ptr<LogBatch> Store::begin_batch() const {
+  std::unique_ptr<LogBatch> batch(new LogBatch(head_hash_));
+  batch->impl_->log = impl_->log;
+  batch->impl_->state = impl_->state;
+  return batch;
+}
+
+Status Store::commit(LogBatch* batch) {
+  if (failed_) return Error(ErrorCode::kReadOnly, "the store refused writes after an earlier write failure");
+  Sha256 hash = head_hash_;
+  if (batch->records_ > 0) {
+    hash = batch->impl_->hasher.finish();
+    std::string value = be64(batch->last_seq_);
+    value.append(reinterpret_cast<const char*>(hash.data()), hash.size());
+    batch->impl_->batch.Put(impl_->chain, slice(be64(batch->first_seq_)), slice(value));
+  }
+  rocksdb::WriteOptions write;
+  write.sync = true;         // nothing is acknowledged before it is on disk
+  write.disableWAL = false;  // the WAL is what makes the batch durable
+  const rocksdb::Status status = impl_->db->Write(write, &batch->impl_->batch);
+  if (!status.ok()) {
+    failed_ = true;
+    return storage_error(status, "the write of a batch failed; the engine is now read-only");
+  }
+  if (batch->records_ > 0) {
+    last_seq_ = batch->last_seq_;
+    head_hash_ = hash;
+  }
+  return Status::Ok();
+}
+
+Status Store::read_log(uint64_t from_seq, uint64_t to_seq,
+                       const std::function<bool(uint64_t, std::string_view)>& visit) const {
+  rocksdb::ReadOptions read;
+  read.fill_cache = false;
+  read.readahead_size = 4 << 20;
+  read.verify_checksums = true;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(read, impl_->log));
+  uint64_t expected = from_seq;
+  for (it->Seek(slice(be64(from_seq))); it->Valid(); it->Next()) {
+    const std::string_view key = view(it->key());
+    const uint64_t seq = read_be64(key);
+    if (seq > to_seq) break;
+    if (key.size() != 8 || seq != expected) {
+      return Error(ErrorCode::kStorageError, fmt::format("the log has a gap or a stray key at sequence {}", expected));
+    }
+    ++expected;
+    std::string_view envelope;
+    if (!decode_record(view(it->value()), &envelope)) {
+      return Error(ErrorCode::kStorageError, fmt::format("log record {} fails its checksum", seq));
+    }
+    if (!visit(seq, envelope)) return Status::Ok();
+  }
+  if (!it->status().ok()) return storage_error(it->status(), "cannot read the log");
+  return Status::Ok();
+}
+
+Status Store::read_chain(const std::function<bool(uint64_t, uint64_t, const Sha256&)>& visit) const {
+  rocksdb::ReadOptions read;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(read, impl_->chain));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    const std::string_view value = view(it->value());
+    if (it->key().size() != 8 || value.size() != 40) {
+      return Error(ErrorCode::kStorageError, "a chain row is malformed");
+    }
+    Sha256 hash;
+    std::memcpy(hash.data(), value.data() + 8, 32);
+    if (!visit(read_be64(view(it->key())), read_be64(value), hash)) break;
+  }
+  if (!it->status().ok()) return storage_error(it->status(), "cannot read the chain");
+  return Status::Ok();
+}
+
+Status Store::read_rows(std::string_view prefix, const std::function<void(std::string_view, std::string_view)>& visit) const {
+  rocksdb::ReadOptions read;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(read, impl_->state));
+  for (it->Seek(slice(prefix)); it->Valid() && view(it->key()).starts_with(prefix); it->Next()) {
+    visit(view(it->key()), view(it->value()));
+  }
+  if (!it->status().ok()) return storage_error(it->status(), "cannot read projection rows");
+  return Status::Ok();
+}
+
+Status Store::get_row(std::string_view key, std::string* value, bool* found) const {
+  const rocksdb::Status status = impl_->db->Get(rocksdb::ReadOptions(), impl_->state, slice(key), value);
+  *found = status.ok();
+  if (status.ok() || status.IsNotFound()) return Status::Ok();
+  return storage_error(status, "cannot read a projection row");
+}
+
+Status Store::replace_rows(const std::function<void(RowSink*)>& fill) {
+  if (failed_) return Error(ErrorCode::kReadOnly, "the store refused writes after an earlier write failure");
+  std::unique_ptr<LogBatch> batch = begin_batch();
+  // Delete every projection row (all but the store's own meta rows), then write anew.
+  rocksdb::ReadOptions read;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(read, impl_->state));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (!view(it->key()).starts_with("meta/")) batch->erase(view(it->key()));
+  }
+  if (!it->status().ok()) return storage_error(it->status(), "cannot read projection rows");
+  fill(batch.get());
+  return commit(batch.get());
+}
+
+}  // namespace tally

@@ -1,0 +1,139 @@
+// The durable store: the event log, its hash chain and the projection rows, all in
+// one RocksDB database so that one WriteBatch commits them together.
+//
+// Column families:
+//   log    key = big-endian sequence number, value = LogRecord (checksum + Envelope)
+//   chain  key = big-endian first sequence of a batch,
+//          value = big-endian last sequence + SHA-256 of the batch (see below)
+//   state  projection rows and their checkpoints, keyed by projection
+//
+// Every batch's hash is SHA-256(previous hash || for each record: seq (8 bytes BE) ||
+// length (4 bytes BE) || record bytes). The first batch chains from 32 zero bytes.
+// Changing, removing or reordering any record breaks every later hash.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "engine/error.h"
+
+namespace rocksdb {
+class Env;
+}
+
+namespace tally {
+
+using Sha256 = std::array<uint8_t, 32>;
+std::string to_hex(const Sha256& hash);
+Sha256 sha256(std::string_view bytes);
+
+// Where projections write rows; implemented by the write batch and by verify's
+// in-memory collectors.
+class RowSink {
+ public:
+  virtual ~RowSink() = default;
+  virtual void put(std::string_view key, std::string_view value) = 0;
+  virtual void erase(std::string_view key) = 0;
+};
+
+// Log record layout: 8-byte little-endian XXH3-64 of the envelope, then the envelope.
+inline constexpr size_t kRecordChecksumBytes = 8;
+std::string encode_record(std::string_view envelope);
+// Checks the checksum; on success points `envelope` into `record`.
+bool decode_record(std::string_view record, std::string_view* envelope);
+
+// One group commit under construction: log records, projection rows, and the chain
+// row, written by Store::commit in one synced WriteBatch.
+class LogBatch : public RowSink {
+ public:
+  ~LogBatch() override;
+  // REQUIRES: seq is the next sequence number after the previous append.
+  void append(uint64_t seq, std::string_view envelope);
+  void put(std::string_view key, std::string_view value) override;
+  void erase(std::string_view key) override;
+  size_t records() const { return records_; }
+  size_t bytes() const;
+
+ private:
+  friend class Store;
+  struct Impl;
+  explicit LogBatch(const Sha256& previous_hash);
+  std::unique_ptr<Impl> impl_;
+  uint64_t first_seq_ = 0;
+  uint64_t last_seq_ = 0;
+  size_t records_ = 0;
+};
+
+struct StoreOptions {
+  std::string path;
+  bool create_if_missing = true;
+  // For fault-injection tests; null means the default environment.
+  rocksdb::Env* env = nullptr;
+};
+
+class Store {
+ public:
+  // Opens (or creates) the store at options.path and finds the log's head.
+  static Status open(const StoreOptions& options, std::unique_ptr<Store>* store);
+  ~Store();
+
+  uint64_t last_seq() const { return last_seq_; }
+  const Sha256& head_hash() const { return head_hash_; }
+  // After a failed write the store refuses every further write until reopened.
+  bool failed() const { return failed_; }
+
+  // A batch chained to the current head.
+  std::unique_ptr<LogBatch> begin_batch() const;
+  // Writes the batch with sync = true. On success the head moves to the batch; on
+  // failure nothing is acknowledged, the store is marked failed and stays so.
+  Status commit(LogBatch* batch);
+
+  // Calls `visit(seq, envelope)` for each record with from_seq <= seq <= to_seq in
+  // order, after checking each checksum; stops early when visit returns false.
+  // Returns storage_error naming the sequence number of a corrupt record.
+  Status read_log(uint64_t from_seq, uint64_t to_seq,
+                  const std::function<bool(uint64_t seq, std::string_view envelope)>& visit) const;
+  // Calls `visit(first_seq, last_seq, hash)` for each chain row in order.
+  Status read_chain(const std::function<bool(uint64_t first_seq, uint64_t last_seq, const Sha256& hash)>& visit) const;
+  // Calls `visit(key, value)` for each state row whose key starts with prefix.
+  Status read_rows(std::string_view prefix, const std::function<void(std::string_view key, std::string_view value)>& visit) const;
+  Status get_row(std::string_view key, std::string* value, bool* found) const;
+
+  // Replaces every state row with what `fill` writes (used by `tally replay`), in one
+  // synced write.
+  Status replace_rows(const std::function<void(RowSink*)>& fill);
+
+ private:
+  struct Impl;
+  Store();
+  Status find_head();
+
+  std::unique_ptr<Impl> impl_;
+  uint64_t last_seq_ = 0;
+  Sha256 head_hash_{};
+  bool failed_ = false;
+};
+
+// Big-endian integer keys sort in numeric order.
+std::string be64(uint64_t value);
+uint64_t read_be64(std::string_view bytes);
+
+// Chain hashing, shared by the writer and verify.
+class ChainHasher {
+ public:
+  explicit ChainHasher(const Sha256& previous);
+  ~ChainHasher();
+  ChainHasher(const ChainHasher&) = delete;
+  ChainHasher& operator=(const ChainHasher&) = delete;
+  void add(uint64_t seq, std::string_view record);
+  Sha256 finish();
+
+ private:
+  void* context_;  // EVP_MD_CTX*
+};
+
+}  // namespace tally

@@ -1,0 +1,50 @@
+// The contract every projection keeps. A projection is state built only from events:
+// apply() is a pure function of (state, event) — no I/O, no clock — so live apply and
+// replay are the same code.
+//
+// Persistence: a projection keeps its rows in the store's state family under
+// "<name>/", and its checkpoint (the last sequence number applied) at
+// "checkpoint/<name>". flush() writes the rows changed since the last flush and the
+// checkpoint into the same batch as the events that changed them, so rows and
+// checkpoint are always consistent with each other and with the log.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "engine/error.h"
+#include "engine/log.h"
+
+namespace tally {
+namespace fb {
+struct Envelope;
+}
+
+class Projection {
+ public:
+  virtual ~Projection() = default;
+  // Names the projection; also its row-key prefix.
+  virtual std::string_view name() const = 0;
+  // REQUIRES: event.seq() == checkpoint() + 1.
+  virtual void apply(const fb::Envelope& event) = 0;
+  // Writes every row changed since the last flush, and the checkpoint.
+  virtual void flush(RowSink* sink) = 0;
+  // Writes every row and the checkpoint (for verify and rebuilds).
+  virtual void dump(RowSink* sink) const = 0;
+  // Restores one row written by flush or dump; false if the row is malformed.
+  virtual bool load_row(std::string_view key, std::string_view value) = 0;
+  // Forgets everything (state and pending changes), as if no event was applied.
+  virtual void clear() = 0;
+
+  uint64_t checkpoint() const { return checkpoint_; }
+  void set_checkpoint(uint64_t seq) { checkpoint_ = seq; }
+
+  std::string checkpoint_key() const { return "checkpoint/" + std::string(name()); }
+  std::string row_prefix() const { return std::string(name()) + "/"; }
+
+ protected:
+  uint64_t checkpoint_ = 0;
+};
+
+}  // namespace tally

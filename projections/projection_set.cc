@@ -1,0 +1,71 @@
+#include "projections/projection_set.h"
+
+#include <algorithm>
+#include <limits>
+
+#include <fmt/format.h>
+
+#include "engine/event_format.h"
+
+namespace tally {
+
+void ProjectionSet::apply(const fb::Envelope& event) {
+  for (Projection* projection : all()) {
+    if (event.seq() > projection->checkpoint()) projection->apply(event);
+  }
+}
+
+void ProjectionSet::flush(RowSink* sink) {
+  for (Projection* projection : all()) projection->flush(sink);
+}
+
+void ProjectionSet::dump(RowSink* sink) const {
+  for (const Projection* projection : all()) projection->dump(sink);
+}
+
+void ProjectionSet::clear() {
+  for (Projection* projection : all()) projection->clear();
+}
+
+uint64_t ProjectionSet::applied_seq() const {
+  uint64_t seq = std::numeric_limits<uint64_t>::max();
+  for (const Projection* projection : all()) seq = std::min(seq, projection->checkpoint());
+  return seq;
+}
+
+uint64_t ProjectionSet::anomalies() const { return orgs.anomalies(); }
+
+Status ProjectionSet::load(const Store& store) {
+  clear();
+  for (Projection* projection : all()) {
+    bool malformed = false;
+    auto load = [&](std::string_view key, std::string_view value) {
+      if (!projection->load_row(key, value)) malformed = true;
+    };
+    if (Status s = store.read_rows(projection->row_prefix(), load); !s.ok()) return s;
+    if (Status s = store.read_rows(projection->checkpoint_key(), load); !s.ok()) return s;
+    if (malformed || projection->checkpoint() > store.last_seq()) {
+      // Rows we cannot trust are rebuilt from the log, the source of truth.
+      projection->clear();
+    }
+  }
+  return replay(store, store.last_seq(), std::numeric_limits<int64_t>::max());
+}
+
+Status ProjectionSet::replay(const Store& store, uint64_t to_seq, int64_t to_time_us) {
+  Status failure;
+  auto visit = [&](uint64_t seq, std::string_view bytes) {
+    const fb::Envelope* event = decode_envelope(bytes);
+    if (event == nullptr || event->seq() != seq) {
+      failure = Error(ErrorCode::kStorageError, fmt::format("log record {} is not a valid envelope", seq));
+      return false;
+    }
+    if (event->time_us() > to_time_us) return false;
+    apply(*event);
+    return true;
+  };
+  if (Status s = store.read_log(applied_seq() + 1, to_seq, visit); !s.ok()) return s;
+  return failure;
+}
+
+}  // namespace tally

@@ -1,0 +1,45 @@
+// All projections together, in the order events are applied to them. The engine reads
+// them to validate commands; queries read them to answer.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "engine/error.h"
+#include "engine/log.h"
+#include "projections/orgs.h"
+
+namespace tally {
+
+class ProjectionSet {
+ public:
+  ProjectionSet() = default;
+  ProjectionSet(const ProjectionSet&) = delete;
+  ProjectionSet& operator=(const ProjectionSet&) = delete;
+
+  OrgsProjection orgs;
+
+  // Applies the event to every projection that has not yet seen it.
+  void apply(const fb::Envelope& event);
+  // Writes changed rows and checkpoints of every projection into the batch.
+  void flush(RowSink* sink);
+  // Writes every row of every projection.
+  void dump(RowSink* sink) const;
+  void clear();
+  // Sequence number every projection has reached.
+  uint64_t applied_seq() const;
+  // Events that referred to unknown entities, over all projections.
+  uint64_t anomalies() const;
+
+  // Restores every projection from its stored rows, then applies the log from its
+  // checkpoint to the store's last record. Progress goes to `progress` when set.
+  Status load(const Store& store);
+  // Applies log records (applied_seq(), to_seq] whose engine time is <= to_time_us.
+  Status replay(const Store& store, uint64_t to_seq, int64_t to_time_us);
+
+  std::vector<Projection*> all() { return {&orgs}; }
+  std::vector<const Projection*> all() const { return {&orgs}; }
+};
+
+}  // namespace tally

@@ -1,0 +1,216 @@
+#include "replay/export.h"
+
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "engine/event_format.h"
+#include "projections/orgs.h"
+
+namespace tally {
+namespace {
+
+std::string_view str(const flatbuffers::String* s) { return s == nullptr ? std::string_view() : s->string_view(); }
+
+std::string workspace_name(const ProjectionSet& state, std::string_view org_id, uint32_t id) {
+  const Org* org = state.orgs.find(org_id);
+  if (org == nullptr || id >= org->workspaces.size()) return {};
+  return org->workspaces[id].name;
+}
+
+std::string hex(const flatbuffers::Vector<uint8_t>* bytes) {
+  std::string out;
+  if (bytes == nullptr) return out;
+  for (uint8_t b : *bytes) out += fmt::format("{:02x}", b);
+  return out;
+}
+
+// Renders the command that produced `event` (the first event of its command), reading
+// names from `state`, which reflects everything before the event.
+bool command_of(const fb::Envelope& event, const ProjectionSet& state, Command* command) {
+  *command = Command();
+  command->actor = str(event.actor());
+  command->id = str(event.command_id());
+  command->at_us = event.time_us();
+  switch (event.event_type()) {
+    case fb::Event::OrgCreated: {
+      const auto* e = event.event_as_OrgCreated();
+      command->type = CommandType::kCreateOrg;
+      command->org = str(e->org());
+      command->name = str(e->name());
+      command->mode = mode_name(e->mode());
+      command->owner = str(e->owner());
+      return true;
+    }
+    case fb::Event::OrgDeleted:
+      command->type = CommandType::kDeleteOrg;
+      command->org = str(event.event_as_OrgDeleted()->org());
+      return true;
+    case fb::Event::BudgetModeChanged: {
+      const auto* e = event.event_as_BudgetModeChanged();
+      command->type = CommandType::kSetBudgetMode;
+      command->org = str(e->org());
+      command->mode = mode_name(e->mode());
+      return true;
+    }
+    case fb::Event::WorkspaceCreated: {
+      const auto* e = event.event_as_WorkspaceCreated();
+      command->type = CommandType::kCreateWorkspace;
+      command->org = str(e->org());
+      command->workspace = str(e->name());
+      return true;
+    }
+    case fb::Event::WorkspaceRenamed: {
+      const auto* e = event.event_as_WorkspaceRenamed();
+      command->type = CommandType::kRenameWorkspace;
+      command->org = str(e->org());
+      command->workspace = workspace_name(state, command->org, e->workspace_id());
+      command->name = str(e->name());
+      return true;
+    }
+    case fb::Event::WorkspaceDeleted: {
+      const auto* e = event.event_as_WorkspaceDeleted();
+      command->type = CommandType::kDeleteWorkspace;
+      command->org = str(e->org());
+      command->workspace = workspace_name(state, command->org, e->workspace_id());
+      return true;
+    }
+    case fb::Event::MemberInvited: {
+      const auto* e = event.event_as_MemberInvited();
+      command->type = CommandType::kInviteMember;
+      command->org = str(e->org());
+      command->user = str(e->user());
+      command->role = role_name(e->role());
+      command->workspace = workspace_name(state, command->org, e->workspace_id());
+      return true;
+    }
+    case fb::Event::InviteAccepted:
+      command->type = CommandType::kAcceptInvite;
+      command->org = str(event.event_as_InviteAccepted()->org());
+      return true;
+    case fb::Event::MemberRoleChanged: {
+      const auto* e = event.event_as_MemberRoleChanged();
+      command->type = CommandType::kChangeRole;
+      command->org = str(e->org());
+      command->user = str(e->user());
+      command->role = role_name(e->role());
+      return true;
+    }
+    case fb::Event::MemberMoved: {
+      const auto* e = event.event_as_MemberMoved();
+      command->type = CommandType::kMoveMember;
+      command->org = str(e->org());
+      command->user = str(e->user());
+      command->workspace = workspace_name(state, command->org, e->workspace_id());
+      return true;
+    }
+    case fb::Event::MemberRemoved: {
+      const auto* e = event.event_as_MemberRemoved();
+      command->type = CommandType::kRemoveMember;
+      command->org = str(e->org());
+      command->user = str(e->user());
+      return true;
+    }
+    case fb::Event::OwnershipTransferred: {
+      const auto* e = event.event_as_OwnershipTransferred();
+      command->type = CommandType::kTransferOwnership;
+      command->org = str(e->org());
+      command->user = str(e->to_user());
+      return true;
+    }
+    case fb::Event::ServiceKeyCreated: {
+      const auto* e = event.event_as_ServiceKeyCreated();
+      command->type = CommandType::kCreateServiceKey;
+      command->org = str(e->org());
+      command->key = str(e->key_id());
+      command->secret_sha256 = hex(e->secret_sha256());
+      return true;
+    }
+    case fb::Event::ServiceKeyRevoked: {
+      const auto* e = event.event_as_ServiceKeyRevoked();
+      command->type = CommandType::kRevokeServiceKey;
+      command->org = str(e->org());
+      command->key = str(e->key_id());
+      return true;
+    }
+    case fb::Event::NONE:
+      return false;
+  }
+  return false;
+}
+
+}  // namespace
+
+Status export_commands(const Store& store, std::ostream& out, ExportStats* stats, const Progress& progress) {
+  ProjectionSet state;  // names as of each command, for events that carry only ids
+  Status failure;
+  const uint64_t total = store.last_seq();
+  auto visit = [&](uint64_t seq, std::string_view bytes) {
+    const fb::Envelope* event = decode_envelope(bytes);
+    if (event == nullptr) {
+      failure = Error(ErrorCode::kStorageError, fmt::format("log record {} is not a valid envelope", seq));
+      return false;
+    }
+    if (event->command_seq() == seq) {  // the first event of a command
+      Command command;
+      if (!command_of(*event, state, &command)) {
+        failure = Error(ErrorCode::kInternal, fmt::format("record {} has an event type export does not know", seq));
+        return false;
+      }
+      out << encode_command(command) << '\n';
+      ++stats->commands;
+    }
+    state.apply(*event);
+    ++stats->events;
+    if (progress && seq % 65536 == 0) progress(seq, total);
+    return true;
+  };
+  if (Status s = store.read_log(1, total, visit); !s.ok()) return s;
+  if (!failure.ok()) return failure;
+  out.flush();
+  if (!out) return Error(ErrorCode::kStorageError, "writing the export failed");
+  return Status::Ok();
+}
+
+Status import_commands(Engine& engine, std::istream& in, ImportStats* stats, const Progress& progress) {
+  if (engine.store().last_seq() != 0) {
+    return Error(ErrorCode::kInvalidArgument, "import needs an empty store; this one already holds events");
+  }
+  std::vector<Command> batch;
+  std::vector<uint64_t> line_numbers;
+  uint64_t line_number = 0;
+  auto run = [&]() -> Status {
+    const std::vector<CommandResult> results = engine.execute(batch, TimeSource::kCommand);
+    for (size_t i = 0; i < results.size(); ++i) {
+      if (!results[i].status.ok()) {
+        return Error(results[i].status.code, fmt::format("line {}: {}", line_numbers[i], results[i].status.message));
+      }
+      ++stats->commands;
+      stats->events += results[i].events;
+    }
+    batch.clear();
+    line_numbers.clear();
+    if (progress) progress(stats->commands, 0);
+    return Status::Ok();
+  };
+  std::string line;
+  while (std::getline(in, line)) {
+    ++line_number;
+    if (line.empty()) continue;
+    Command command;
+    if (Status s = decode_command(line, &command); !s.ok()) {
+      return Error(s.code, fmt::format("line {}: {}", line_number, s.message));
+    }
+    if (!command.at_us) return Error(ErrorCode::kMissingField, fmt::format("line {}: an imported command needs \"at\"", line_number));
+    batch.push_back(std::move(command));
+    line_numbers.push_back(line_number);
+    if (batch.size() == 4096) {
+      if (Status s = run(); !s.ok()) return s;
+    }
+  }
+  if (!batch.empty()) return run();
+  return Status::Ok();
+}
+
+}  // namespace tally

@@ -1,0 +1,171 @@
+#include "replay/replay.h"
+
+#include <chrono>
+#include <limits>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "engine/event_format.h"
+
+namespace tally {
+namespace {
+
+class MapSink final : public RowSink {
+ public:
+  void put(std::string_view key, std::string_view value) override { rows[std::string(key)] = std::string(value); }
+  void erase(std::string_view key) override { rows.erase(std::string(key)); }
+  std::map<std::string, std::string> rows;
+};
+
+std::string printable(std::string_view key) {
+  std::string out;
+  for (char c : key) {
+    if (c >= 0x20 && c < 0x7f) {
+      out += c;
+    } else {
+      out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
+    }
+  }
+  return out;
+}
+
+// Compares two row sets and describes the first few differences.
+void compare_rows(const std::map<std::string, std::string>& expected, const std::map<std::string, std::string>& actual,
+                  std::string_view what, std::vector<std::string>* problems) {
+  int reported = 0;
+  for (const auto& [key, value] : expected) {
+    auto it = actual.find(key);
+    if (it == actual.end()) {
+      if (reported++ < 5) problems->push_back(fmt::format("{}: row {} is missing", what, printable(key)));
+    } else if (it->second != value) {
+      if (reported++ < 5) problems->push_back(fmt::format("{}: row {} differs from the rebuild", what, printable(key)));
+    }
+  }
+  for (const auto& [key, value] : actual) {
+    if (!expected.contains(key) && reported++ < 5) problems->push_back(fmt::format("{}: row {} should not exist", what, printable(key)));
+  }
+  if (reported > 5) problems->push_back(fmt::format("{}: {} more differences", what, reported - 5));
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, std::string>> projection_rows(const ProjectionSet& projections) {
+  MapSink sink;
+  projections.dump(&sink);
+  return {sink.rows.begin(), sink.rows.end()};
+}
+
+Status rebuild_projections(Store& store, RebuildStats* stats, const Progress& progress) {
+  const auto start = std::chrono::steady_clock::now();
+  ProjectionSet projections;
+  Status failure;
+  const uint64_t total = store.last_seq();
+  auto visit = [&](uint64_t seq, std::string_view bytes) {
+    const fb::Envelope* event = decode_envelope(bytes);
+    if (event == nullptr || event->seq() != seq) {
+      failure = Error(ErrorCode::kStorageError, fmt::format("log record {} is not a valid envelope", seq));
+      return false;
+    }
+    projections.apply(*event);
+    if (progress && seq % 65536 == 0) progress(seq, total);
+    return true;
+  };
+  if (Status s = store.read_log(1, total, visit); !s.ok()) return s;
+  if (!failure.ok()) return failure;
+  for (Projection* projection : projections.all()) projection->set_checkpoint(total);
+  if (progress) progress(total, total);
+  if (Status s = store.replace_rows([&](RowSink* sink) { projections.dump(sink); }); !s.ok()) return s;
+  stats->events = total;
+  stats->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return Status::Ok();
+}
+
+VerifyReport verify(const Store& store, const ProjectionSet* live, const Progress& progress) {
+  VerifyReport report;
+  auto problem = [&](std::string text) { report.problems.push_back(std::move(text)); };
+
+  struct Batch {
+    uint64_t first, last;
+    Sha256 hash;
+  };
+  std::vector<Batch> chain;
+  Status status = store.read_chain([&](uint64_t first, uint64_t last, const Sha256& hash) {
+    chain.push_back({first, last, hash});
+    return true;
+  });
+  if (!status.ok()) {
+    problem(status.message);
+    return report;
+  }
+  report.batches = chain.size();
+
+  // One pass over the log: hash chain, checksums, envelopes, and the rebuild.
+  ProjectionSet rebuilt;
+  Sha256 previous{};
+  size_t batch_index = 0;
+  std::unique_ptr<ChainHasher> hasher;
+  int64_t last_time = std::numeric_limits<int64_t>::min();
+  const uint64_t total = store.last_seq();
+  auto visit = [&](uint64_t seq, std::string_view envelope) {
+    if (batch_index >= chain.size() || seq < chain[batch_index].first) {
+      problem(fmt::format("record {} is not covered by the hash chain", seq));
+      return false;
+    }
+    const Batch& batch = chain[batch_index];
+    if (seq == batch.first) hasher = std::make_unique<ChainHasher>(previous);
+    hasher->add(seq, encode_record(envelope));
+    if (seq == batch.last) {
+      const Sha256 hash = hasher->finish();
+      if (hash != batch.hash) {
+        problem(fmt::format("the hash of the batch {}..{} does not match: history was altered", batch.first, batch.last));
+        return false;
+      }
+      previous = hash;
+      ++batch_index;
+    }
+    const fb::Envelope* event = decode_envelope(envelope);
+    if (event == nullptr) {
+      problem(fmt::format("record {} is not a valid envelope", seq));
+      return false;
+    }
+    if (event->seq() != seq) problem(fmt::format("record {} carries sequence number {}", seq, event->seq()));
+    if (event->time_us() <= last_time) problem(fmt::format("record {}: engine time does not rise", seq));
+    if (event->command_seq() == 0 || event->command_seq() > seq) problem(fmt::format("record {}: bad command_seq", seq));
+    last_time = event->time_us();
+    rebuilt.apply(*event);
+    ++report.events;
+    if (progress && seq % 65536 == 0) progress(seq, total);
+    return report.problems.size() < 20;
+  };
+  status = store.read_log(1, total, visit);
+  if (!status.ok()) problem(status.message);
+  if (report.problems.empty() && batch_index != chain.size()) {
+    problem(fmt::format("the hash chain names {} batches but the log holds {}", chain.size(), batch_index));
+  }
+  if (report.problems.empty() && previous != store.head_hash()) problem("the head hash does not match the chain");
+  report.head_hash = to_hex(previous);
+  if (!report.problems.empty()) return report;
+
+  if (rebuilt.anomalies() != 0) problem(fmt::format("{} events refer to things that do not exist", rebuilt.anomalies()));
+
+  MapSink expected;
+  rebuilt.dump(&expected);
+  MapSink stored;
+  for (const Projection* projection : rebuilt.all()) {
+    auto collect = [&](std::string_view key, std::string_view value) { stored.put(key, value); };
+    status = store.read_rows(projection->row_prefix(), collect);
+    if (status.ok()) status = store.read_rows(projection->checkpoint_key(), collect);
+    if (!status.ok()) problem(status.message);
+  }
+  compare_rows(expected.rows, stored.rows, "stored projections", &report.problems);
+  if (live != nullptr) {
+    MapSink current;
+    live->dump(&current);
+    compare_rows(expected.rows, current.rows, "live projections", &report.problems);
+  }
+  if (progress) progress(total, total);
+  return report;
+}
+
+}  // namespace tally

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Set up and run every test: install what is missing, then build and run the whole
+# suite twice, in release and under AddressSanitizer + UndefinedBehaviorSanitizer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+jobs=$(nproc)
+for flavour in release asan; do
+  dir=build/test-$flavour
+  if [ $flavour = asan ]; then
+    options=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DTALLY_SANITIZE=ON)
+  else
+    options=(-DCMAKE_BUILD_TYPE=Release)
+  fi
+  echo "=== $flavour: build"
+  cmake -S . -B "$dir" -G Ninja "${options[@]}" >/dev/null
+  cmake --build "$dir" -j "$jobs"
+  echo "=== $flavour: test"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir "$dir" --output-on-failure -j "$jobs" --timeout 900
+done
+echo "=== all tests passed in release and asan+ubsan"
