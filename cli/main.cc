@@ -128,6 +128,8 @@ int run_import(const std::string& data_dir, const std::string& input) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Our own stdin buffer lets apply see whether more input is ready (in_avail).
+  std::ios::sync_with_stdio(false);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %l %v", spdlog::pattern_time_type::utc);
   CLI::App app{"tally: an event-sourced credit ledger for AI platforms.\n"
                "Every subcommand takes --help. Data lives in a directory (--data) that one process opens at a time."};

@@ -16,26 +16,34 @@ namespace {
 enum class Kind : uint8_t {
   kActor,      // "platform", "key:<id>" or a user id
   kCommandId,  // valid_command_id
-  kTime,       // RFC 3339 string -> at_us
+  kTime,       // RFC 3339 string
   kId,         // valid_id
+  kModel,      // valid_model
   kUser,       // valid_user
   kName,       // valid_name
   kMode,       // "shared" | "budget"
   kRole,       // "admin" | "member"
+  kLotKind,    // "plan" | "one_time" | "top_up" | "promo"
+  kPeriod,     // "day" | "month"
   kSha256Hex,  // 64 lowercase hex digits
+  kCredits,    // decimal credits string -> micro-credits
+  kQuantity,   // JSON integer 0..kQuantityMax
+  kTimeout,    // JSON integer 1..kHoldTimeoutSecondsMax
+  kBool,       // JSON true/false
 };
 
 struct FieldSpec {
   std::string_view name;
   Kind kind;
-  std::string Command::*text;  // where string kinds are stored
+  std::string Command::*text = nullptr;             // where string kinds are stored
+  std::optional<int64_t> Command::*number = nullptr;  // where numeric kinds are stored
 };
 
 // The field catalog. A field's bit in a mask is 1 << its index here.
-constexpr std::array<FieldSpec, 12> kFields = {{
+constexpr std::array<FieldSpec, 31> kFields = {{
     {"actor", Kind::kActor, &Command::actor},
     {"id", Kind::kCommandId, &Command::id},
-    {"at", Kind::kTime, nullptr},
+    {"at", Kind::kTime, nullptr, &Command::at_us},
     {"org", Kind::kId, &Command::org},
     {"name", Kind::kName, &Command::name},
     {"mode", Kind::kMode, &Command::mode},
@@ -45,6 +53,25 @@ constexpr std::array<FieldSpec, 12> kFields = {{
     {"owner", Kind::kUser, &Command::owner},
     {"key", Kind::kId, &Command::key},
     {"secret_sha256", Kind::kSha256Hex, &Command::secret_sha256},
+    {"grant", Kind::kId, &Command::grant},
+    {"kind", Kind::kLotKind, &Command::kind},
+    {"credits", Kind::kCredits, nullptr, &Command::credits_micro},
+    {"expires_at", Kind::kTime, nullptr, &Command::expires_at_us},
+    {"from", Kind::kId, &Command::from},
+    {"to", Kind::kId, &Command::to},
+    {"plan", Kind::kId, &Command::plan},
+    {"monthly_credits", Kind::kCredits, nullptr, &Command::monthly_credits_micro},
+    {"rollover", Kind::kBool, nullptr, &Command::rollover},
+    {"tool", Kind::kId, &Command::tool},
+    {"model", Kind::kModel, &Command::model},
+    {"unit", Kind::kId, &Command::unit},
+    {"credits_per_unit", Kind::kCredits, nullptr, &Command::credits_per_unit_micro},
+    {"effective_at", Kind::kTime, nullptr, &Command::effective_at_us},
+    {"quantity", Kind::kQuantity, nullptr, &Command::quantity},
+    {"occurred_at", Kind::kTime, nullptr, &Command::occurred_at_us},
+    {"hold", Kind::kId, &Command::hold},
+    {"timeout_s", Kind::kTimeout, nullptr, &Command::timeout_s},
+    {"period", Kind::kPeriod, &Command::period},
 }};
 
 constexpr uint64_t bit(std::string_view name) {
@@ -70,7 +97,7 @@ constexpr uint64_t kAlwaysRequired = fields("actor");
 constexpr uint64_t kAlwaysOptional = fields("id", "at");
 
 // Indexed by CommandType; the order must match the enum.
-constexpr std::array<CommandSpec, 14> kCommands = {{
+constexpr std::array<CommandSpec, 25> kCommands = {{
     {"create_org", CommandType::kCreateOrg, fields("org"), fields("name", "mode", "owner")},
     {"delete_org", CommandType::kDeleteOrg, fields("org"), 0},
     {"set_budget_mode", CommandType::kSetBudgetMode, fields("org", "mode"), 0},
@@ -85,6 +112,18 @@ constexpr std::array<CommandSpec, 14> kCommands = {{
     {"transfer_ownership", CommandType::kTransferOwnership, fields("org", "user"), 0},
     {"create_service_key", CommandType::kCreateServiceKey, fields("org", "key"), fields("secret_sha256")},
     {"revoke_service_key", CommandType::kRevokeServiceKey, fields("org", "key"), 0},
+    {"grant_credits", CommandType::kGrantCredits, fields("org", "grant", "kind", "credits"), fields("expires_at")},
+    {"transfer_credits", CommandType::kTransferCredits, fields("org", "from", "to", "credits"), 0},
+    {"set_plan", CommandType::kSetPlan, fields("org", "plan", "monthly_credits"), fields("rollover")},
+    {"renew_plan", CommandType::kRenewPlan, fields("org", "grant"), 0},
+    {"set_price", CommandType::kSetPrice, fields("tool", "model", "unit", "credits_per_unit"), fields("effective_at")},
+    {"record_usage", CommandType::kRecordUsage, fields("id", "org", "workspace", "tool", "model", "quantity", "unit", "occurred_at"),
+     fields("user", "credits")},
+    {"reserve", CommandType::kReserve, fields("org", "workspace", "hold", "credits", "timeout_s"), fields("user", "tool", "model")},
+    {"settle", CommandType::kSettle, fields("org", "hold", "credits"), 0},
+    {"release_hold", CommandType::kReleaseHold, fields("org", "hold"), 0},
+    {"set_limit", CommandType::kSetLimit, fields("org", "period"), fields("workspace", "user", "credits")},
+    {"tick", CommandType::kTick, 0, 0},
 }};
 
 bool valid_actor(std::string_view actor) {
@@ -105,41 +144,85 @@ Status field_error(std::string_view field, std::string_view expected) {
   return Error(ErrorCode::kInvalidArgument, fmt::format("field \"{}\" must be {}", field, expected));
 }
 
-// Checks one string value against its kind and stores it.
-Status store_text(const FieldSpec& spec, std::string_view value, Command* command) {
+// Checks one JSON value against its field's kind and stores it.
+Status store_value(const FieldSpec& spec, simdjson::dom::element value, Command* command) {
+  switch (spec.kind) {
+    case Kind::kQuantity:
+    case Kind::kTimeout: {
+      int64_t number;
+      if (value.get(number)) return field_error(spec.name, "an integer");
+      const int64_t low = spec.kind == Kind::kTimeout ? 1 : 0;
+      const int64_t high = spec.kind == Kind::kTimeout ? kHoldTimeoutSecondsMax : kQuantityMax;
+      if (number < low || number > high) return field_error(spec.name, fmt::format("an integer from {} to {}", low, high));
+      command->*spec.number = number;
+      return Status::Ok();
+    }
+    case Kind::kBool: {
+      bool flag;
+      if (value.get(flag)) return field_error(spec.name, "true or false");
+      command->*spec.number = flag ? 1 : 0;
+      return Status::Ok();
+    }
+    default:
+      break;
+  }
+  std::string_view text;
+  if (value.get(text)) return field_error(spec.name, "a string");
   switch (spec.kind) {
     case Kind::kActor:
-      if (!valid_actor(value)) return field_error(spec.name, "\"platform\", \"key:<id>\" or a user id (an email)");
+      if (!valid_actor(text)) return field_error(spec.name, "\"platform\", \"key:<id>\" or a user id (an email)");
       break;
     case Kind::kCommandId:
-      if (!valid_command_id(value)) return field_error(spec.name, "1 to 128 printable ASCII characters without spaces");
+      if (!valid_command_id(text)) return field_error(spec.name, "1 to 128 printable ASCII characters without spaces");
       break;
     case Kind::kTime: {
       int64_t time_us;
-      if (!parse_time(value, &time_us)) return field_error(spec.name, "an RFC 3339 UTC time like 2026-11-23T10:00:00Z");
-      command->at_us = time_us;
+      if (!parse_time(text, &time_us)) return field_error(spec.name, "an RFC 3339 UTC time like 2026-11-23T10:00:00Z");
+      command->*spec.number = time_us;
+      return Status::Ok();
+    }
+    case Kind::kCredits: {
+      int64_t micro;
+      if (!parse_credits(text, &micro)) {
+        return Error(ErrorCode::kInvalidAmount, fmt::format("field \"{}\" must be decimal credits like \"2.42\": no sign, "
+                                                            "at most 6 decimals, at most 1000000000", spec.name));
+      }
+      command->*spec.number = micro;
       return Status::Ok();
     }
     case Kind::kId:
-      if (!valid_id(value)) return field_error(spec.name, "1 to 64 characters of A-Z a-z 0-9 . _ - starting with a letter or digit");
+      if (!valid_id(text)) return field_error(spec.name, "1 to 64 characters of A-Z a-z 0-9 . _ - starting with a letter or digit");
+      break;
+    case Kind::kModel:
+      if (!valid_model(text)) return field_error(spec.name, "1 to 128 printable ASCII characters without spaces");
       break;
     case Kind::kUser:
-      if (!valid_user(value)) return field_error(spec.name, "a user id (an email, at most 254 characters)");
+      if (!valid_user(text)) return field_error(spec.name, "a user id (an email, at most 254 characters)");
       break;
     case Kind::kName:
-      if (!valid_name(value)) return field_error(spec.name, "1 to 200 bytes without control characters");
+      if (!valid_name(text)) return field_error(spec.name, "1 to 200 bytes without control characters");
       break;
     case Kind::kMode:
-      if (value != "shared" && value != "budget") return field_error(spec.name, "\"shared\" or \"budget\"");
+      if (text != "shared" && text != "budget") return field_error(spec.name, "\"shared\" or \"budget\"");
       break;
     case Kind::kRole:
-      if (value != "admin" && value != "member") return field_error(spec.name, "\"admin\" or \"member\"");
+      if (text != "admin" && text != "member") return field_error(spec.name, "\"admin\" or \"member\"");
+      break;
+    case Kind::kLotKind:
+      if (text != "plan" && text != "one_time" && text != "top_up" && text != "promo") {
+        return field_error(spec.name, "\"plan\", \"one_time\", \"top_up\" or \"promo\"");
+      }
+      break;
+    case Kind::kPeriod:
+      if (text != "day" && text != "month") return field_error(spec.name, "\"day\" or \"month\"");
       break;
     case Kind::kSha256Hex:
-      if (!valid_sha256_hex(value)) return field_error(spec.name, "64 lowercase hex digits");
+      if (!valid_sha256_hex(text)) return field_error(spec.name, "64 lowercase hex digits");
       break;
+    default:
+      return Error(ErrorCode::kInternal, "a field kind has no decoder");
   }
-  command->*spec.text = std::string(value);
+  command->*spec.text = std::string(text);
   return Status::Ok();
 }
 
@@ -198,9 +281,7 @@ Status decode_command(std::string_view json, Command* command) {
     const uint64_t mask = uint64_t{1} << index;
     if (seen & mask) return Error(ErrorCode::kInvalidArgument, fmt::format("field \"{}\" appears twice", key));
     seen |= mask;
-    std::string_view text;
-    if (value.get(text)) return field_error(kFields[index].name, "a string");
-    if (Status status = store_text(kFields[index], text, command); !status.ok()) return status;
+    if (Status status = store_value(kFields[index], value, command); !status.ok()) return status;
   }
   const uint64_t missing = (spec->required | kAlwaysRequired) & ~seen;
   if (missing != 0) {
@@ -217,10 +298,17 @@ std::string encode_command(const Command& command) {
   JsonWriter out;
   out.begin_object().field("cmd", command_name(command.type));
   for (const FieldSpec& spec : kFields) {
-    if (spec.kind == Kind::kTime) {
-      if (command.at_us) out.field(spec.name, format_time(*command.at_us));
-    } else if (!(command.*spec.text).empty()) {
-      out.field(spec.name, command.*spec.text);
+    if (spec.text != nullptr) {
+      if (!(command.*spec.text).empty()) out.field(spec.name, command.*spec.text);
+      continue;
+    }
+    const std::optional<int64_t>& number = command.*spec.number;
+    if (!number) continue;
+    switch (spec.kind) {
+      case Kind::kTime: out.field(spec.name, format_time(*number)); break;
+      case Kind::kCredits: out.field(spec.name, format_credits(*number)); break;
+      case Kind::kBool: out.field(spec.name, *number != 0); break;
+      default: out.field(spec.name, *number); break;
     }
   }
   out.end_object();

@@ -26,6 +26,17 @@ enum class CommandType : uint8_t {
   kTransferOwnership,
   kCreateServiceKey,
   kRevokeServiceKey,
+  kGrantCredits,
+  kTransferCredits,
+  kSetPlan,
+  kRenewPlan,
+  kSetPrice,
+  kRecordUsage,
+  kReserve,
+  kSettle,
+  kReleaseHold,
+  kSetLimit,
+  kTick,
 };
 
 // Every field any command may carry. Which fields a command takes, and which of those
@@ -45,7 +56,30 @@ struct Command {
   std::string owner;      // create_org by the platform: who will own it
   std::string key;        // service key id
   std::string secret_sha256;  // 64 hex digits
+
+  std::string grant;      // grant id
+  std::string kind;       // "plan" | "one_time" | "top_up" | "promo"
+  std::string from;       // workspace names of a transfer
+  std::string to;
+  std::string plan;
+  std::string tool;
+  std::string model;
+  std::string unit;
+  std::string hold;
+  std::string period;     // "day" | "month"
+  std::optional<int64_t> credits_micro;
+  std::optional<int64_t> credits_per_unit_micro;
+  std::optional<int64_t> monthly_credits_micro;
+  std::optional<int64_t> expires_at_us;
+  std::optional<int64_t> effective_at_us;
+  std::optional<int64_t> occurred_at_us;
+  std::optional<int64_t> quantity;
+  std::optional<int64_t> timeout_s;
+  std::optional<int64_t> rollover;  // a JSON boolean: 1 or 0
 };
+
+inline constexpr int64_t kQuantityMax = 1'000'000'000'000;  // units in one usage event
+inline constexpr int64_t kHoldTimeoutSecondsMax = 7 * 24 * 3600;
 
 std::string_view command_name(CommandType type);
 

@@ -59,7 +59,13 @@ class LiveContext final : public CommandContext {
   uint64_t first_seq() const { return first_seq_; }
   uint64_t next_seq() const { return next_seq_; }
   int64_t last_time_us() const { return last_time_us_; }
-  uint32_t events() const { return events_; }
+  uint32_t events() const override { return events_; }
+  void answer_duplicate(uint64_t seq) override {
+    duplicate_ = true;
+    duplicate_seq_ = seq;
+  }
+  bool duplicate() const { return duplicate_; }
+  uint64_t duplicate_seq() const { return duplicate_seq_; }
   std::string take_extra() { return std::move(extra_); }
 
  private:
@@ -73,6 +79,8 @@ class LiveContext final : public CommandContext {
   int64_t last_time_us_;
   uint32_t events_ = 0;
   std::string extra_;
+  bool duplicate_ = false;
+  uint64_t duplicate_seq_ = 0;
 };
 
 // The engine time of the last record in the log, or 0 for an empty log.
@@ -134,20 +142,37 @@ Status Engine::open(const EngineOptions& options, std::unique_ptr<Engine>* out) 
 CommandResult Engine::execute_one(const Command& command, TimeSource time, LogBatch* batch) {
   int64_t now_us = clock_->now_us();
   if (time == TimeSource::kCommand && command.at_us) now_us = *command.at_us;
+  if (time == TimeSource::kClock && command.type != CommandType::kTick) run_due_timers(now_us, batch);
   LiveContext context(state_, command, batch, store_->last_seq() + batch->records() + 1, now_us, last_time_us_);
   CommandResult result;
   result.id = command.id;
   result.status = handle_command(context);
   // A handler refuses before it emits: a refused command must change nothing.
   TALLY_ASSERT(result.status.ok() || context.events() == 0);
-  if (result.status.ok()) {
-    TALLY_ASSERT(context.events() > 0);
-    result.seq = context.first_seq();
-    result.events = context.events();
-    result.extra = context.take_extra();
-    last_time_us_ = context.last_time_us();
-  }
+  if (!result.status.ok()) return result;
+  // An accepted command is logged, unless it repeats one already logged.
+  TALLY_ASSERT((context.events() > 0) != context.duplicate());
+  result.seq = context.duplicate() ? context.duplicate_seq() : context.first_seq();
+  result.events = context.events();
+  result.extra = context.take_extra();
+  if (context.duplicate() && result.seq != 0) result.extra = "\"duplicate\":true" + (result.extra.empty() ? "" : "," + result.extra);
+  last_time_us_ = context.last_time_us();
   return result;
+}
+
+void Engine::run_due_timers(int64_t now_us, LogBatch* batch) {
+  // Timers fire at the time the next command would get, so an import that replays
+  // the exported ticks at their times fires exactly the same ones.
+  const int64_t time_us = std::max(now_us, last_time_us_ + 1);
+  const Timer* next = state_.balances.next_timer();
+  if (next == nullptr || next->due_us > time_us) return;
+  Command tick;
+  tick.type = CommandType::kTick;
+  tick.actor = "platform";
+  LiveContext context(state_, tick, batch, store_->last_seq() + batch->records() + 1, time_us, last_time_us_);
+  const Status status = handle_command(context);
+  TALLY_ASSERT(status.ok() && context.events() > 0);
+  last_time_us_ = context.last_time_us();
 }
 
 std::vector<CommandResult> Engine::execute(std::span<const Command> commands, TimeSource time) {

@@ -58,7 +58,8 @@ class Engine {
 
   // Executes up to kBatchCommandsMax commands as one group commit. Results come back
   // in order. A refused command changes nothing. If the write fails, every command of
-  // the batch is answered storage_error and the engine turns read-only.
+  // the batch that was accepted is answered storage_error instead, and the engine
+  // turns read-only; refused commands keep their own error.
   std::vector<CommandResult> execute(std::span<const Command> commands, TimeSource time = TimeSource::kClock);
 
   // Answers one JSON query (SPEC §4) with one JSON line.
@@ -72,6 +73,8 @@ class Engine {
  private:
   Engine() = default;
   CommandResult execute_one(const Command& command, TimeSource time, LogBatch* batch);
+  // Expires lots and times out holds that are due by the time the next command runs.
+  void run_due_timers(int64_t now_us, LogBatch* batch);
 
   std::unique_ptr<Store> store_;
   ProjectionSet state_;

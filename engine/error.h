@@ -43,6 +43,9 @@ enum class ErrorCode : uint8_t {
   kPrimaryWorkspace,
   kOwnerImmutable,
   kHoldClosed,
+  kHoldExists,
+  kUnknownPrice,
+  kWrongMode,
   // Permission.
   kForbidden,
   kUnauthenticated,

@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "engine/assert.h"
 #include "engine/command.h"
 #include "engine/error.h"
 #include "engine/permissions.h"
@@ -29,10 +30,21 @@ class CommandContext {
   virtual void emit(fb::Event type, flatbuffers::Offset<void> payload) = 0;
   // Adds encoded JSON members to the command's answer.
   virtual void add_result(std::string json_members) = 0;
+  // Accepts the command without events: it repeats the command whose first event is
+  // `seq` (a retried usage event), or, with seq 0, it had nothing to do (a tick).
+  virtual void answer_duplicate(uint64_t seq) = 0;
+  virtual uint32_t events() const = 0;
 };
 
 // Runs the handler for context.command().type.
 Status handle_command(CommandContext& context);
+Status handle_org_command(CommandContext& context);
+Status handle_credit_command(CommandContext& context);
+
+// Expires the lots and times out the holds that are due at context.now_us().
+Status tick(CommandContext& context);
+// Moves everything `workspace` holds to the primary workspace.
+void emit_return_to_primary(CommandContext& context, const Org& org, uint32_t workspace, fb::MoveReason reason);
 
 // Finds the command's organization, checks that the actor may take `action` on it,
 // and that it is not deleted (unknown_org, forbidden, org_deleted, in that order).

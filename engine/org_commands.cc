@@ -81,8 +81,14 @@ Status delete_org(CommandContext& context) {
 Status set_budget_mode(CommandContext& context) {
   const Org* org;
   if (Status s = authorized_org(context, Action::kManageCredits, &org); !s.ok()) return s;
-  auto payload = fb::CreateBudgetModeChangedDirect(context.builder(), org->id.c_str(), parse_mode(context.command().mode));
+  const BudgetMode mode = parse_mode(context.command().mode);
+  const bool sweep = org->mode == BudgetMode::Budget && mode == BudgetMode::Shared;
+  auto payload = fb::CreateBudgetModeChangedDirect(context.builder(), org->id.c_str(), mode);
   context.emit(fb::Event::BudgetModeChanged, payload.Union());
+  if (sweep) {
+    // Shared mode keeps every credit in the primary workspace.
+    for (uint32_t id = 1; id < org->workspaces.size(); ++id) emit_return_to_primary(context, *org, id, fb::MoveReason::ModeSwitch);
+  }
   return Status::Ok();
 }
 
@@ -121,6 +127,7 @@ Status delete_workspace(CommandContext& context) {
   if (Status s = changeable_workspace(*org, context.command().workspace, &id); !s.ok()) return s;
   auto payload = fb::CreateWorkspaceDeleted(context.builder(), context.builder().CreateString(org->id), id);
   context.emit(fb::Event::WorkspaceDeleted, payload.Union());
+  emit_return_to_primary(context, *org, id, fb::MoveReason::WorkspaceDeleted);
   return Status::Ok();
 }
 
@@ -268,6 +275,11 @@ Status authorized_org(const CommandContext& context, Action action, const Org** 
 }
 
 Status handle_command(CommandContext& context) {
+  if (context.command().type >= CommandType::kGrantCredits) return handle_credit_command(context);
+  return handle_org_command(context);
+}
+
+Status handle_org_command(CommandContext& context) {
   switch (context.command().type) {
     case CommandType::kCreateOrg: return create_org(context);
     case CommandType::kDeleteOrg: return delete_org(context);
@@ -283,6 +295,7 @@ Status handle_command(CommandContext& context) {
     case CommandType::kTransferOwnership: return transfer_ownership(context);
     case CommandType::kCreateServiceKey: return create_service_key(context);
     case CommandType::kRevokeServiceKey: return revoke_service_key(context);
+    default: break;
   }
   return Error(ErrorCode::kInternal, "a command type has no handler");
 }

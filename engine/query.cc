@@ -2,6 +2,10 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
+#include <map>
+#include <set>
+
 #include <fmt/format.h>
 
 #include "engine/engine.h"
@@ -18,10 +22,11 @@ struct QuerySpec {
 };
 
 constexpr QuerySpec kQueries[] = {
-    {"org", QueryType::kOrg},
-    {"workspaces", QueryType::kWorkspaces},
-    {"members", QueryType::kMembers},
+    {"org", QueryType::kOrg},         {"workspaces", QueryType::kWorkspaces}, {"members", QueryType::kMembers},
+    {"balance", QueryType::kBalance}, {"usage", QueryType::kUsage},           {"statement", QueryType::kStatement},
 };
+
+constexpr std::string_view kGroupKeys[] = {"workspace", "member", "tool", "model", "hour", "day", "month"};
 
 Status bad_field(std::string_view field, std::string_view expected) {
   return Error(ErrorCode::kInvalidArgument, fmt::format("field \"{}\" must be {}", field, expected));
@@ -44,12 +49,11 @@ Status visibility(const Org& org, std::string_view actor, Visibility* out) {
 }
 
 void write_org(const Org& org, JsonWriter& out) {
-  size_t live_workspaces = org.live_workspaces.size();
   size_t active_members = 0;
   for (const auto& [user, member] : org.members) active_members += member.status == MemberStatus::kActive;
   out.field("org", org.id).field("name", org.name).field("owner", org.owner).field("mode", mode_name(org.mode));
   out.field("deleted", org.deleted).field("created_at", format_time(org.created_us));
-  out.field("workspaces", static_cast<uint64_t>(live_workspaces)).field("members", static_cast<uint64_t>(active_members));
+  out.field("workspaces", static_cast<uint64_t>(org.live_workspaces.size())).field("members", static_cast<uint64_t>(active_members));
 }
 
 void write_workspaces(const Org& org, const Visibility& seen, JsonWriter& out) {
@@ -76,6 +80,211 @@ void write_members(const Org& org, const Visibility& seen, std::optional<uint32_
   out.end_array();
 }
 
+void write_lot(const Lot& lot, uint32_t id, JsonWriter& out) {
+  out.field("lot", id).field("grant", lot.grant).field("kind", lot_kind_name(lot.kind));
+  if (lot.from_bank) out.field("from_bank", true);
+  out.field("expires_at", lot.expires_at_us == 0 ? std::string("never") : format_time(lot.expires_at_us));
+}
+
+void write_limits(const Spend& spend, int64_t now, JsonWriter& out) {
+  out.key("limits").begin_object();
+  if (spend.day_limit >= 0) {
+    out.key("day").begin_object().field("limit", format_credits(spend.day_limit)).field("used", format_credits(spend.day.used_in(day_of(now)))).end_object();
+  }
+  if (spend.month_limit >= 0) {
+    out.key("month").begin_object().field("limit", format_credits(spend.month_limit)).field("used", format_credits(spend.month.used_in(month_of(now)))).end_object();
+  }
+  out.end_object();
+}
+
+void write_balance(const Org& org, const OrgBalances& balances, std::optional<uint32_t> workspace, int64_t now, JsonWriter& out) {
+  if (!workspace) {
+    out.field("org", org.id).field("mode", mode_name(org.mode));
+    out.field("available", format_credits(balances.available())).field("held", format_credits(balances.held));
+    out.field("consumed", format_credits(balances.consumed)).field("granted", format_credits(balances.granted));
+    out.field("expired", format_credits(balances.expired)).field("banked", format_credits(balances.banked));
+    if (!balances.plan.empty()) {
+      out.key("plan").begin_object().field("plan", balances.plan).field("monthly_credits", format_credits(balances.plan_monthly));
+      out.field("rollover", balances.plan_rollover).end_object();
+    }
+    out.key("lots").begin_array();
+    for (uint32_t id = 0; id < balances.lots.size(); ++id) {
+      const Lot& lot = balances.lots[id];
+      out.begin_object();
+      write_lot(lot, id, out);
+      out.field("amount", format_credits(lot.amount)).field("remaining", format_credits(lot.outstanding()));
+      out.field("consumed", format_credits(lot.consumed)).field("expired", format_credits(lot.expired_amount + lot.banked_amount));
+      out.end_object();
+    }
+    out.end_array();
+    return;
+  }
+  const WorkspaceBalance& w = balances.workspaces.at(*workspace);
+  const WorkspaceBalance& funding = balances.workspaces.at(org.mode == BudgetMode::Shared ? kPrimaryWorkspaceId : *workspace);
+  out.field("org", org.id).field("workspace", org.workspaces[*workspace].name);
+  out.field("available", format_credits(w.available)).field("held", format_credits(w.held)).field("consumed", format_credits(w.consumed));
+  // What this workspace can spend now, before limits: the shared pool in shared mode.
+  out.field("spendable", format_credits(funding.available));
+  write_limits(w.spend, now, out);
+  out.key("lots").begin_array();
+  for (const LotPortion& portion : w.holdings) {
+    out.begin_object();
+    write_lot(balances.lots[portion.lot], portion.lot, out);
+    out.field("available", format_credits(portion.amount)).end_object();
+  }
+  out.end_array();
+}
+
+// The value of one group-by key for a usage row.
+std::string group_value(std::string_view key, const Org& org, const UsageKey& usage) {
+  if (key == "workspace") return usage.workspace < org.workspaces.size() ? org.workspaces[usage.workspace].name : "?";
+  if (key == "member") return usage.user;
+  if (key == "tool") return usage.tool;
+  if (key == "model") return usage.model;
+  if (key == "hour") return format_time(usage.hour_us);
+  if (key == "day") return format_time(day_start(usage.hour_us));
+  return format_time(month_start(usage.hour_us));
+}
+
+std::string write_usage(const Org& org, const UsageProjection& usage, const Query& query, std::optional<uint32_t> workspace,
+                        JsonWriter& out) {
+  std::map<std::vector<std::string>, UsageTotals> groups;
+  const UsageKey first{org.id, 0, {}, {}, {}, 0};
+  for (auto it = usage.totals().lower_bound(first); it != usage.totals().end() && it->first.org == org.id; ++it) {
+    const UsageKey& key = it->first;
+    if (workspace && key.workspace != *workspace) continue;
+    if (!query.member.empty() && key.user != query.member) continue;
+    if (!query.tool.empty() && key.tool != query.tool) continue;
+    if (!query.model.empty() && key.model != query.model) continue;
+    if (query.from_us && key.hour_us < hour_start(*query.from_us)) continue;
+    if (query.to_us && key.hour_us >= *query.to_us) continue;
+    std::vector<std::string> group;
+    for (const std::string& name : query.group_by) group.push_back(group_value(name, org, key));
+    UsageTotals& totals = groups[group];
+    totals.events += it->second.events;
+    totals.quantity += it->second.quantity;
+    totals.credits += it->second.credits;
+    if (groups.size() > kUsageRowsMax) return fmt::format("more than {} rows: narrow the filters or group by less", kUsageRowsMax);
+  }
+  out.key("rows").begin_array();
+  for (const auto& [group, totals] : groups) {
+    out.begin_object();
+    for (size_t i = 0; i < group.size(); ++i) out.field(query.group_by[i], group[i]);
+    out.field("events", totals.events).field("quantity", totals.quantity).field("credits", format_credits(totals.credits));
+    out.end_object();
+  }
+  out.end_array();
+  return {};
+}
+
+void write_statement(const Org& org, const StatementsProjection& statements, uint32_t workspace, const Query& query, JsonWriter& out) {
+  out.field("workspace", org.workspaces[workspace].name);
+  out.key("entries").begin_array();
+  const std::vector<StatementEntry>* entries = statements.entries(org.id, workspace);
+  uint64_t next = 0;
+  if (entries != nullptr) {
+    auto it = std::upper_bound(entries->begin(), entries->end(), query.after_seq,
+                               [](uint64_t seq, const StatementEntry& entry) { return seq < entry.seq; });
+    uint32_t written = 0;
+    for (; it != entries->end() && written < query.limit; ++it, ++written) {
+      out.begin_object().field("seq", it->seq).field("at", format_time(it->time_us)).field("kind", it->kind);
+      out.field("credits", format_credits(it->amount)).field("balance", format_credits(it->balance));
+      if (!it->ref.empty()) out.field("ref", it->ref);
+      if (it->other_workspace != workspace && it->other_workspace < org.workspaces.size()) {
+        out.field("other_workspace", org.workspaces[it->other_workspace].name);
+      }
+      out.end_object();
+      next = it->seq;
+    }
+    if (it == entries->end()) next = 0;
+  }
+  out.end_array();
+  if (next != 0) out.field("next_after_seq", next);
+}
+
+Status decode_string_field(std::string_view key, simdjson::dom::element value, Query* query) {
+  std::string_view text;
+  if (value.get(text)) return bad_field(key, "a string");
+  auto id_field = [&](std::string* target, std::string_view what) {
+    if (!valid_id(text)) return bad_field(key, what);
+    *target = text;
+    return Status::Ok();
+  };
+  if (key == "query") {
+    for (const QuerySpec& spec : kQueries) {
+      if (spec.name == text) {
+        query->type = spec.type;
+        return Status::Ok();
+      }
+    }
+    return Error(ErrorCode::kUnknownCommand, fmt::format("unknown query \"{}\"", text.substr(0, 64)));
+  }
+  if (key == "actor") {
+    if (text != "platform" && !(text.starts_with("key:") && valid_id(text.substr(4))) && !valid_user(text)) {
+      return bad_field(key, "\"platform\", \"key:<id>\" or a user id");
+    }
+    query->actor = text;
+    return Status::Ok();
+  }
+  if (key == "org") return id_field(&query->org, "an organization id");
+  if (key == "workspace") return id_field(&query->workspace, "a workspace name");
+  if (key == "tool") return id_field(&query->tool, "a tool name");
+  if (key == "member") {
+    if (!valid_user(text)) return bad_field(key, "a user id");
+    query->member = text;
+    return Status::Ok();
+  }
+  if (key == "model") {
+    if (!valid_model(text)) return bad_field(key, "a model name");
+    query->model = text;
+    return Status::Ok();
+  }
+  std::optional<int64_t>* time = key == "from" ? &query->from_us : key == "to" ? &query->to_us : key == "as_of" ? &query->as_of_us : nullptr;
+  if (time == nullptr) return Error(ErrorCode::kUnknownField, fmt::format("queries take no field \"{}\"", key.substr(0, 64)));
+  int64_t time_us;
+  if (!parse_time(text, &time_us)) return bad_field(key, "an RFC 3339 UTC time");
+  *time = time_us;
+  return Status::Ok();
+}
+
+Status decode_field(std::string_view key, simdjson::dom::element value, Query* query) {
+  if (key == "as_of_seq" || key == "after_seq") {
+    uint64_t seq;
+    if (value.get(seq)) return bad_field(key, "a non-negative integer");
+    if (key == "as_of_seq") {
+      query->as_of_seq = seq;
+    } else {
+      query->after_seq = seq;
+    }
+    return Status::Ok();
+  }
+  if (key == "limit") {
+    uint64_t limit;
+    if (value.get(limit) || limit < 1 || limit > kStatementPageMax) return bad_field(key, fmt::format("an integer from 1 to {}", kStatementPageMax));
+    query->limit = static_cast<uint32_t>(limit);
+    return Status::Ok();
+  }
+  if (key == "group_by") {
+    simdjson::dom::array array;
+    if (value.get(array)) return bad_field(key, "an array of strings");
+    int time_keys = 0;
+    for (simdjson::dom::element item : array) {
+      std::string_view name;
+      if (item.get(name) || std::find(std::begin(kGroupKeys), std::end(kGroupKeys), name) == std::end(kGroupKeys)) {
+        return bad_field(key, "names from workspace, member, tool, model, hour, day, month");
+      }
+      if (std::find(query->group_by.begin(), query->group_by.end(), name) != query->group_by.end()) {
+        return bad_field(key, "names without repeats");
+      }
+      time_keys += name == "hour" || name == "day" || name == "month";
+      query->group_by.emplace_back(name);
+    }
+    if (time_keys > 1) return bad_field(key, "at most one of hour, day, month");
+    return Status::Ok();
+  }
+  return decode_string_field(key, value, query);
+}
+
 }  // namespace
 
 std::string error_json(const Status& status) {
@@ -94,68 +303,50 @@ Status decode_query(std::string_view json, Query* query) {
   simdjson::dom::object object;
   if (root.get(object)) return Error(ErrorCode::kInvalidJson, "a query must be a JSON object");
   *query = Query();
-  bool have_type = false;
-  bool have_actor = false;
+  std::set<std::string_view> seen;
   for (auto [key, value] : object) {
-    std::string_view text;
-    if (key == "as_of_seq") {
-      uint64_t seq;
-      if (value.get(seq)) return bad_field(key, "a non-negative integer");
-      query->as_of_seq = seq;
-      continue;
-    }
-    if (value.get(text)) return bad_field(key, "a string");
-    if (key == "query") {
-      for (const QuerySpec& spec : kQueries) {
-        if (spec.name == text) {
-          query->type = spec.type;
-          have_type = true;
-        }
-      }
-      if (!have_type) return Error(ErrorCode::kUnknownCommand, fmt::format("unknown query \"{}\"", text.substr(0, 64)));
-    } else if (key == "actor") {
-      if (text != "platform" && !(text.starts_with("key:") && valid_id(text.substr(4))) && !valid_user(text)) {
-        return bad_field(key, "\"platform\", \"key:<id>\" or a user id");
-      }
-      query->actor = text;
-      have_actor = true;
-    } else if (key == "org") {
-      if (!valid_id(text)) return bad_field(key, "an organization id");
-      query->org = text;
-    } else if (key == "workspace") {
-      if (!valid_id(text)) return bad_field(key, "a workspace name");
-      query->workspace = text;
-    } else if (key == "as_of") {
-      int64_t time_us;
-      if (!parse_time(text, &time_us)) return bad_field(key, "an RFC 3339 UTC time");
-      query->as_of_us = time_us;
-    } else {
-      return Error(ErrorCode::kUnknownField, fmt::format("queries take no field \"{}\"", std::string_view(key).substr(0, 64)));
-    }
+    if (!seen.insert(key).second) return Error(ErrorCode::kInvalidArgument, fmt::format("field \"{}\" appears twice", key.substr(0, 64)));
+    if (Status s = decode_field(key, value, query); !s.ok()) return s;
   }
-  if (!have_type) return Error(ErrorCode::kMissingField, "missing field \"query\"");
-  if (!have_actor) return Error(ErrorCode::kMissingField, "missing field \"actor\"");
+  if (!seen.contains("query")) return Error(ErrorCode::kMissingField, "missing field \"query\"");
+  if (!seen.contains("actor")) return Error(ErrorCode::kMissingField, "missing field \"actor\"");
   if (query->org.empty()) return Error(ErrorCode::kMissingField, "this query needs field \"org\"");
   return Status::Ok();
 }
 
-std::string answer_query(const ProjectionSet& state, const Query& query, uint64_t seq) {
+std::string answer_query(const ProjectionSet& state, const Query& query, uint64_t seq, int64_t now_us) {
   const Org* org = state.orgs.find(query.org);
   if (org == nullptr) return error_json(Error(ErrorCode::kUnknownOrg, fmt::format("no organization \"{}\"", query.org)));
   Visibility seen;
   if (Status s = visibility(*org, query.actor, &seen); !s.ok()) return error_json(s);
-  std::optional<uint32_t> only;
+  std::optional<uint32_t> workspace;
   if (!query.workspace.empty()) {
-    only = org->find_workspace(query.workspace);
-    if (!only) return error_json(Error(ErrorCode::kUnknownWorkspace, fmt::format("no workspace \"{}\"", query.workspace)));
-    if (!seen.all && *only != seen.workspace_id) return error_json(Error(ErrorCode::kForbidden, "members see only their own workspace"));
+    workspace = org->find_workspace(query.workspace);
+    if (!workspace) return error_json(Error(ErrorCode::kUnknownWorkspace, fmt::format("no workspace \"{}\"", query.workspace)));
+    if (!seen.all && *workspace != seen.workspace_id) return error_json(Error(ErrorCode::kForbidden, "members see only their own workspace"));
+  } else if (!seen.all && (query.type == QueryType::kBalance || query.type == QueryType::kUsage || query.type == QueryType::kStatement)) {
+    workspace = seen.workspace_id;  // a member's view is their own workspace
   }
+  const OrgBalances* balances = state.balances.find(org->id);
   JsonWriter out;
   out.begin_object().field("ok", true).field("as_of_seq", seq);
   switch (query.type) {
     case QueryType::kOrg: write_org(*org, out); break;
     case QueryType::kWorkspaces: write_workspaces(*org, seen, out); break;
-    case QueryType::kMembers: write_members(*org, seen, only, out); break;
+    case QueryType::kMembers: write_members(*org, seen, workspace, out); break;
+    case QueryType::kBalance:
+      if (balances == nullptr) return error_json(Error(ErrorCode::kInternal, "the organization has no balances"));
+      write_balance(*org, *balances, workspace, now_us, out);
+      break;
+    case QueryType::kUsage:
+      if (std::string error = write_usage(*org, state.usage, query, workspace, out); !error.empty()) {
+        return error_json(Error(ErrorCode::kTooLarge, error));
+      }
+      break;
+    case QueryType::kStatement:
+      if (!workspace) return error_json(Error(ErrorCode::kMissingField, "a statement query needs field \"workspace\""));
+      write_statement(*org, state.statements, *workspace, query, out);
+      break;
   }
   out.end_object();
   return out.take();
@@ -164,14 +355,13 @@ std::string answer_query(const ProjectionSet& state, const Query& query, uint64_
 std::string Engine::query(std::string_view json) {
   Query query;
   if (Status s = decode_query(json, &query); !s.ok()) return error_json(s);
-  if (!query.as_of_seq && !query.as_of_us) return answer_query(state_, query, store_->last_seq());
+  if (!query.as_of_seq && !query.as_of_us) return answer_query(state_, query, store_->last_seq(), last_time_us_);
   // A past state: replay the log into fresh projections up to the point asked for.
   ProjectionSet past;
   const uint64_t to_seq = std::min(query.as_of_seq.value_or(store_->last_seq()), store_->last_seq());
-  if (Status s = past.replay(*store_, to_seq, query.as_of_us.value_or(std::numeric_limits<int64_t>::max())); !s.ok()) {
-    return error_json(s);
-  }
-  return answer_query(past, query, past.applied_seq());
+  const int64_t to_time = query.as_of_us.value_or(std::numeric_limits<int64_t>::max());
+  if (Status s = past.replay(*store_, to_seq, to_time); !s.ok()) return error_json(s);
+  return answer_query(past, query, past.applied_seq(), query.as_of_us.value_or(last_time_us_));
 }
 
 }  // namespace tally

@@ -1,5 +1,7 @@
 #include "engine/values.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 namespace tally {
@@ -90,6 +92,14 @@ bool valid_name(std::string_view name) {
   return true;
 }
 
+bool valid_model(std::string_view model) {
+  if (model.empty() || model.size() > 128) return false;
+  for (char c : model) {
+    if (!is_printable_ascii(c)) return false;
+  }
+  return true;
+}
+
 bool valid_command_id(std::string_view id) {
   if (id.empty() || id.size() > kCommandIdBytesMax) return false;
   for (char c : id) {
@@ -170,6 +180,45 @@ bool parse_time(std::string_view text, int64_t* time_us) {
   const int64_t days = days_from_civil(year, month, day);
   *time_us = ((days * 24 + hour) * 60 + minute) * 60 * 1'000'000LL + second * 1'000'000LL + micros;
   return true;
+}
+
+namespace {
+constexpr int64_t kMicrosPerDay = 86'400'000'000LL;
+constexpr int64_t kMicrosPerHour = 3'600'000'000LL;
+
+int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+}  // namespace
+
+int64_t day_of(int64_t time_us) { return floor_div(time_us, kMicrosPerDay); }
+
+int64_t month_of(int64_t time_us) {
+  int64_t y;
+  unsigned m, d;
+  civil_from_days(day_of(time_us), &y, &m, &d);
+  return (y - 1970) * 12 + (m - 1);
+}
+
+int64_t hour_start(int64_t time_us) { return floor_div(time_us, kMicrosPerHour) * kMicrosPerHour; }
+int64_t day_start(int64_t time_us) { return day_of(time_us) * kMicrosPerDay; }
+
+int64_t month_start(int64_t time_us) {
+  int64_t y;
+  unsigned m, d;
+  civil_from_days(day_of(time_us), &y, &m, &d);
+  return days_from_civil(y, m, 1) * kMicrosPerDay;
+}
+
+int64_t add_months(int64_t time_us, int months) {
+  const int64_t day = day_of(time_us);
+  const int64_t within_day = time_us - day * kMicrosPerDay;
+  int64_t y;
+  unsigned m, d;
+  civil_from_days(day, &y, &m, &d);
+  int64_t index = y * 12 + (m - 1) + months;
+  const int64_t new_year = floor_div(index, 12);
+  const auto new_month = static_cast<unsigned>(index - new_year * 12 + 1);
+  const unsigned new_day = std::min(d, days_in_month(new_year, new_month));
+  return days_from_civil(new_year, new_month, new_day) * kMicrosPerDay + within_day;
 }
 
 std::string format_time(int64_t time_us) {

@@ -23,6 +23,9 @@ bool valid_id(std::string_view id);
 bool valid_user(std::string_view user);
 // Display names: 1..200 bytes with no control characters.
 bool valid_name(std::string_view name);
+// Model names: 1..128 bytes of printable ASCII without spaces ("flux-1.1-pro",
+// "meta/llama-3.1-70b").
+bool valid_model(std::string_view model);
 // Client command ids: 1..128 bytes of printable ASCII, no spaces.
 bool valid_command_id(std::string_view id);
 
@@ -43,6 +46,15 @@ std::string format_credits(int64_t credits_micro);
 // Parses RFC 3339 UTC: "2026-11-23T10:00:00Z", with an optional fraction of up to six
 // digits and "Z" or "+00:00". Years 1970..9999.
 bool parse_time(std::string_view text, int64_t* time_us);
+// The same instant `months` calendar months later, the day clamped to the month's end.
+int64_t add_months(int64_t time_us, int months);
+// UTC day and month numbers since the epoch, for spend limits and usage buckets.
+int64_t day_of(int64_t time_us);
+int64_t month_of(int64_t time_us);
+// The start of an hour/day/month bucket.
+int64_t hour_start(int64_t time_us);
+int64_t day_start(int64_t time_us);
+int64_t month_start(int64_t time_us);
 // "2026-11-23T10:00:00Z", or with ".ffffff" when the microseconds are not zero.
 std::string format_time(int64_t time_us);
 

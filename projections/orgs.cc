@@ -129,7 +129,11 @@ void OrgsProjection::apply(const fb::Envelope& event) {
     case fb::Event::WorkspaceRenamed: {
       const auto* e = event.event_as_WorkspaceRenamed();
       Org* org = mutable_org(str(e->org()));
-      if (org == nullptr || e->workspace_id() >= org->workspaces.size()) return;
+      if (org == nullptr) return;
+      if (e->workspace_id() >= org->workspaces.size()) {
+        ++anomalies_;
+        return;
+      }
       Workspace& workspace = org->workspaces[e->workspace_id()];
       org->live_workspaces.erase(workspace.name);
       workspace.name = str(e->name());
@@ -140,7 +144,11 @@ void OrgsProjection::apply(const fb::Envelope& event) {
     case fb::Event::WorkspaceDeleted: {
       const auto* e = event.event_as_WorkspaceDeleted();
       Org* org = mutable_org(str(e->org()));
-      if (org == nullptr || e->workspace_id() >= org->workspaces.size()) return;
+      if (org == nullptr) return;
+      if (e->workspace_id() >= org->workspaces.size()) {
+        ++anomalies_;
+        return;
+      }
       Workspace& workspace = org->workspaces[e->workspace_id()];
       workspace.deleted = true;
       org->live_workspaces.erase(workspace.name);
@@ -158,6 +166,10 @@ void OrgsProjection::apply(const fb::Envelope& event) {
       const auto* e = event.event_as_MemberInvited();
       Org* org = mutable_org(str(e->org()));
       if (org == nullptr) return;
+      if (e->workspace_id() >= org->workspaces.size()) {
+        ++anomalies_;
+        return;
+      }
       org->members[std::string(str(e->user()))] = Member{e->role(), MemberStatus::kInvited, e->workspace_id(), now};
       mark(RowKind::kMember, org->id, std::string(str(e->user())));
       return;
@@ -189,7 +201,13 @@ void OrgsProjection::apply(const fb::Envelope& event) {
       member.updated_us = now;
       if (event.event_type() == fb::Event::InviteAccepted) member.status = MemberStatus::kActive;
       if (const auto* e = event.event_as_MemberRoleChanged()) member.role = e->role();
-      if (const auto* e = event.event_as_MemberMoved()) member.workspace_id = e->workspace_id();
+      if (const auto* e = event.event_as_MemberMoved()) {
+        if (e->workspace_id() >= org->workspaces.size()) {
+          ++anomalies_;
+          return;
+        }
+        member.workspace_id = e->workspace_id();
+      }
       if (event.event_type() == fb::Event::MemberRemoved) member.status = MemberStatus::kRemoved;
       mark(RowKind::kMember, org->id, it->first);
       return;

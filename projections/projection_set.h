@@ -8,7 +8,11 @@
 
 #include "engine/error.h"
 #include "engine/log.h"
+#include "projections/balances.h"
 #include "projections/orgs.h"
+#include "projections/rates.h"
+#include "projections/statements.h"
+#include "projections/usage.h"
 
 namespace tally {
 
@@ -19,6 +23,10 @@ class ProjectionSet {
   ProjectionSet& operator=(const ProjectionSet&) = delete;
 
   OrgsProjection orgs;
+  BalancesProjection balances;
+  RatesProjection rates;
+  UsageProjection usage;
+  StatementsProjection statements;
 
   // Applies the event to every projection that has not yet seen it.
   void apply(const fb::Envelope& event);
@@ -33,13 +41,13 @@ class ProjectionSet {
   uint64_t anomalies() const;
 
   // Restores every projection from its stored rows, then applies the log from its
-  // checkpoint to the store's last record. Progress goes to `progress` when set.
+  // checkpoint to the store's last record.
   Status load(const Store& store);
   // Applies log records (applied_seq(), to_seq] whose engine time is <= to_time_us.
   Status replay(const Store& store, uint64_t to_seq, int64_t to_time_us);
 
-  std::vector<Projection*> all() { return {&orgs}; }
-  std::vector<const Projection*> all() const { return {&orgs}; }
+  std::vector<Projection*> all() { return {&orgs, &balances, &rates, &usage, &statements}; }
+  std::vector<const Projection*> all() const { return {&orgs, &balances, &rates, &usage, &statements}; }
 };
 
 }  // namespace tally

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "engine/event_format.h"
+#include "projections/balances.h"
 #include "projections/orgs.h"
 
 namespace tally {
@@ -24,6 +25,15 @@ std::string hex(const flatbuffers::Vector<uint8_t>* bytes) {
   if (bytes == nullptr) return out;
   for (uint8_t b : *bytes) out += fmt::format("{:02x}", b);
   return out;
+}
+
+// The engine's own tick: lots expiring and holds timing out at that time.
+Command tick_at(const fb::Envelope& event) {
+  Command tick;
+  tick.type = CommandType::kTick;
+  tick.actor = "platform";
+  tick.at_us = event.time_us();
+  return tick;
 }
 
 // Renders the command that produced `event` (the first event of its command), reading
@@ -134,8 +144,109 @@ bool command_of(const fb::Envelope& event, const ProjectionSet& state, Command* 
       command->key = str(e->key_id());
       return true;
     }
+    case fb::Event::CreditsGranted: {
+      const auto* e = event.event_as_CreditsGranted();
+      command->org = str(e->org());
+      command->grant = str(e->grant());
+      if (e->from_plan()) {
+        command->type = CommandType::kRenewPlan;
+        return true;
+      }
+      command->type = CommandType::kGrantCredits;
+      command->kind = lot_kind_name(e->kind());
+      command->credits_micro = e->amount();
+      if (e->expires_at() != 0) command->expires_at_us = e->expires_at();
+      return true;
+    }
+    case fb::Event::CreditsMoved: {
+      const auto* e = event.event_as_CreditsMoved();
+      if (e->reason() != fb::MoveReason::Transfer) return false;  // only ever follows its command's first event
+      command->type = CommandType::kTransferCredits;
+      command->org = str(e->org());
+      command->from = workspace_name(state, command->org, e->from_workspace());
+      command->to = workspace_name(state, command->org, e->to_workspace());
+      command->credits_micro = e->amount();
+      return true;
+    }
+    case fb::Event::PlanSet: {
+      const auto* e = event.event_as_PlanSet();
+      command->type = CommandType::kSetPlan;
+      command->org = str(e->org());
+      command->plan = str(e->plan());
+      command->monthly_credits_micro = e->monthly_amount();
+      command->rollover = e->rollover() ? 1 : 0;
+      return true;
+    }
+    case fb::Event::PriceSet: {
+      const auto* e = event.event_as_PriceSet();
+      command->type = CommandType::kSetPrice;
+      command->tool = str(e->tool());
+      command->model = str(e->model());
+      command->unit = str(e->unit());
+      command->credits_per_unit_micro = e->price();
+      command->effective_at_us = e->effective_at();
+      return true;
+    }
+    case fb::Event::UsageRecorded: {
+      const auto* e = event.event_as_UsageRecorded();
+      command->type = CommandType::kRecordUsage;
+      command->org = str(e->org());
+      command->workspace = workspace_name(state, command->org, e->workspace());
+      command->user = str(e->user());
+      command->tool = str(e->tool());
+      command->model = str(e->model());
+      command->quantity = e->quantity();
+      command->unit = str(e->unit());
+      if (!e->priced()) command->credits_micro = e->amount();
+      command->occurred_at_us = e->occurred_at();
+      return true;
+    }
+    case fb::Event::HoldReserved: {
+      const auto* e = event.event_as_HoldReserved();
+      command->type = CommandType::kReserve;
+      command->org = str(e->org());
+      command->workspace = workspace_name(state, command->org, e->workspace());
+      command->hold = str(e->hold());
+      command->credits_micro = e->amount();
+      command->timeout_s = (e->expires_at() - event.time_us()) / 1'000'000;
+      command->user = str(e->user());
+      command->tool = str(e->tool());
+      command->model = str(e->model());
+      return true;
+    }
+    case fb::Event::HoldClosed: {
+      const auto* e = event.event_as_HoldClosed();
+      command->org = str(e->org());
+      command->hold = str(e->hold());
+      if (e->end() == fb::HoldEnd::Settled) {
+        command->type = CommandType::kSettle;
+        command->credits_micro = e->amount();
+      } else if (e->end() == fb::HoldEnd::Released) {
+        command->type = CommandType::kReleaseHold;
+      } else {
+        *command = tick_at(event);
+      }
+      return true;
+    }
+    case fb::Event::LotExpired:
+      *command = tick_at(event);
+      return true;
+    case fb::Event::LimitSet: {
+      const auto* e = event.event_as_LimitSet();
+      command->type = CommandType::kSetLimit;
+      command->org = str(e->org());
+      if (str(e->user()).empty()) {
+        command->workspace = workspace_name(state, command->org, e->workspace());
+      } else {
+        command->user = str(e->user());
+      }
+      command->period = e->period() == fb::LimitPeriod::Day ? "day" : "month";
+      if (e->amount() >= 0) command->credits_micro = e->amount();
+      return true;
+    }
+    case fb::Event::BankReleased:
     case fb::Event::NONE:
-      return false;
+      return false;  // never the first event of a command
   }
   return false;
 }

@@ -29,8 +29,11 @@ struct ImportStats {
 };
 
 // Executes the command lines of `in` on `engine`, honouring each command's "at".
-// REQUIRES: the engine's log is empty. Stops at the first line that fails to decode or
-// is refused, returning its error and line number; what came before stays committed.
+// REQUIRES: the engine's log is empty. Commands run in group commits of 4096 lines.
+// Stops at the first batch holding a line that fails to decode or is refused, and
+// returns that line's error and number. Earlier batches stay committed, and so do the
+// other accepted lines of that batch: an import that fails is not a faithful copy and
+// its directory should be discarded.
 Status import_commands(Engine& engine, std::istream& in, ImportStats* stats, const Progress& progress = {});
 
 }  // namespace tally

@@ -148,6 +148,7 @@ VerifyReport verify(const Store& store, const ProjectionSet* live, const Progres
   if (!report.problems.empty()) return report;
 
   if (rebuilt.anomalies() != 0) problem(fmt::format("{} events refer to things that do not exist", rebuilt.anomalies()));
+  for (std::string& broken : rebuilt.balances.check_invariants()) problem("invariant: " + broken);
 
   MapSink expected;
   rebuilt.dump(&expected);

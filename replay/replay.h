@@ -37,7 +37,8 @@ struct VerifyReport {
 //   - every record's checksum, envelope, sequence number and strictly rising time;
 //   - rebuilding every projection from the log gives exactly the stored rows, and
 //     exactly `live`'s rows when given;
-//   - no event refers to something that does not exist.
+//   - no event refers to something that does not exist;
+//   - the accounting invariants of SPEC §2 hold (BalancesProjection::check_invariants).
 VerifyReport verify(const Store& store, const ProjectionSet* live, const Progress& progress = {});
 
 // Every row of `projections`, sorted by key, as (key, value) pairs.

@@ -1,0 +1,726 @@
+#include "projections/balances.h"
+
+#include <algorithm>
+#include <limits>
+
+#include <fmt/format.h>
+
+#include "engine/log.h"
+#include "engine/values.h"
+#include "projections/codec.h"
+
+namespace tally {
+namespace {
+
+constexpr uint32_t kPrimaryWorkspace = 0;
+
+std::string_view str(const flatbuffers::String* s) { return s == nullptr ? std::string_view() : s->string_view(); }
+
+std::string be32(uint32_t v) {
+  std::string out(4, '\0');
+  for (int i = 3; i >= 0; --i) {
+    out[i] = static_cast<char>(v & 0xff);
+    v >>= 8;
+  }
+  return out;
+}
+
+uint32_t read_be32(std::string_view s) {
+  uint32_t v = 0;
+  for (size_t i = 0; i < 4 && i < s.size(); ++i) v = (v << 8) | static_cast<uint8_t>(s[i]);
+  return v;
+}
+
+std::vector<LotPortion> portions_of(const flatbuffers::Vector<const fb::LotAmount*>* lots) {
+  std::vector<LotPortion> out;
+  if (lots == nullptr) return out;
+  out.reserve(lots->size());
+  for (const fb::LotAmount* portion : *lots) out.push_back({portion->lot(), portion->amount()});
+  return out;
+}
+
+void roll(SpendCounter& counter, int64_t bucket) {
+  if (counter.bucket != bucket) counter = SpendCounter{bucket, 0, 0};
+}
+
+void write_portions(RowWriter& out, const std::vector<LotPortion>& portions) {
+  out.u32(static_cast<uint32_t>(portions.size()));
+  for (const LotPortion& p : portions) out.u32(p.lot).i64(p.amount);
+}
+
+std::vector<LotPortion> read_portions(RowReader& in) {
+  const uint32_t n = in.u32();
+  std::vector<LotPortion> portions;
+  for (uint32_t i = 0; i < n && in.ok(); ++i) {
+    LotPortion p;
+    p.lot = in.u32();
+    p.amount = in.i64();
+    portions.push_back(p);
+  }
+  return portions;
+}
+
+void write_spend(RowWriter& out, const Spend& s) {
+  out.i64(s.day.bucket).i64(s.day.spent).i64(s.day.held).i64(s.month.bucket).i64(s.month.spent).i64(s.month.held);
+  out.i64(s.day_limit).i64(s.month_limit);
+}
+
+Spend read_spend(RowReader& in) {
+  Spend s;
+  s.day.bucket = in.i64();
+  s.day.spent = in.i64();
+  s.day.held = in.i64();
+  s.month.bucket = in.i64();
+  s.month.spent = in.i64();
+  s.month.held = in.i64();
+  s.day_limit = in.i64();
+  s.month_limit = in.i64();
+  return s;
+}
+
+}  // namespace
+
+std::string_view lot_kind_name(LotKind kind) {
+  switch (kind) {
+    case LotKind::Plan: return "plan";
+    case LotKind::OneTime: return "one_time";
+    case LotKind::TopUp: return "top_up";
+    case LotKind::Promo: return "promo";
+  }
+  return "plan";
+}
+
+std::string_view hold_state_name(HoldState state) {
+  switch (state) {
+    case HoldState::kOpen: return "open";
+    case HoldState::kSettled: return "settled";
+    case HoldState::kReleased: return "released";
+    case HoldState::kTimedOut: return "timed_out";
+  }
+  return "open";
+}
+
+int64_t OrgBalances::available() const {
+  int64_t total = 0;
+  for (const WorkspaceBalance& w : workspaces) total += w.available;
+  return total;
+}
+
+bool OrgBalances::spent_before(uint32_t a, uint32_t b) const {
+  const Lot& x = lots[a];
+  const Lot& y = lots[b];
+  // Soonest expiry first, lots without expiry last; promo before paid kinds; the
+  // oldest grant; then the grant id; the lot id only separates a purchase from the
+  // bank lot it released.
+  const int64_t x_expiry = x.expires_at_us == 0 ? std::numeric_limits<int64_t>::max() : x.expires_at_us;
+  const int64_t y_expiry = y.expires_at_us == 0 ? std::numeric_limits<int64_t>::max() : y.expires_at_us;
+  const int x_paid = x.kind == LotKind::Promo ? 0 : 1;
+  const int y_paid = y.kind == LotKind::Promo ? 0 : 1;
+  return std::tie(x_expiry, x_paid, x.granted_us, x.grant, a) < std::tie(y_expiry, y_paid, y.granted_us, y.grant, b);
+}
+
+std::vector<LotPortion> OrgBalances::draw(const std::vector<LotPortion>& holdings, int64_t amount) {
+  std::vector<LotPortion> taken;
+  for (const LotPortion& holding : holdings) {
+    if (amount == 0) break;
+    const int64_t take = std::min(amount, holding.amount);
+    taken.push_back({holding.lot, take});
+    amount -= take;
+  }
+  return taken;
+}
+
+const OrgBalances* BalancesProjection::find(std::string_view org) const {
+  auto it = orgs_.find(org);
+  return it == orgs_.end() ? nullptr : &it->second;
+}
+
+OrgBalances* BalancesProjection::org(std::string_view id) {
+  auto it = orgs_.find(id);
+  if (it == orgs_.end()) {
+    ++anomalies_;
+    return nullptr;
+  }
+  return &it->second;
+}
+
+WorkspaceBalance* BalancesProjection::workspace(OrgBalances& org, const std::string& org_id, uint32_t id) {
+  if (id >= org.workspaces.size()) {
+    ++anomalies_;
+    return nullptr;
+  }
+  mark(RowKind::kWorkspace, org_id, be32(id));
+  return &org.workspaces[id];
+}
+
+void BalancesProjection::mark(RowKind kind, const std::string& org, std::string sub) { dirty_.emplace(kind, org, std::move(sub)); }
+
+void BalancesProjection::lot_changed(OrgBalances& org, const std::string& org_id, uint32_t lot_id) {
+  mark(RowKind::kLot, org_id, be32(lot_id));
+  const Lot& lot = org.lots[lot_id];
+  // A lot with nothing left anywhere has nothing to expire.
+  if (lot.expires_at_us != 0 && (lot.expired || lot.outstanding() == 0)) {
+    timers_.erase(Timer{lot.expires_at_us, org_id, lot_id, {}});
+  }
+}
+
+void BalancesProjection::take(OrgBalances& org, const std::string& org_id, uint32_t workspace_id, const std::vector<LotPortion>& lots) {
+  WorkspaceBalance* w = workspace(org, org_id, workspace_id);
+  if (w == nullptr) return;
+  for (const LotPortion& portion : lots) {
+    auto it = std::find_if(w->holdings.begin(), w->holdings.end(), [&](const LotPortion& p) { return p.lot == portion.lot; });
+    if (it == w->holdings.end() || it->amount < portion.amount) {
+      ++anomalies_;
+      continue;
+    }
+    it->amount -= portion.amount;
+    w->available -= portion.amount;
+    if (it->amount == 0) w->holdings.erase(it);
+  }
+}
+
+void BalancesProjection::give(OrgBalances& org, const std::string& org_id, uint32_t workspace_id, const std::vector<LotPortion>& lots) {
+  WorkspaceBalance* w = workspace(org, org_id, workspace_id);
+  if (w == nullptr) return;
+  for (const LotPortion& portion : lots) {
+    if (portion.lot >= org.lots.size() || portion.amount <= 0) {
+      ++anomalies_;
+      continue;
+    }
+    w->available += portion.amount;
+    auto it = std::find_if(w->holdings.begin(), w->holdings.end(), [&](const LotPortion& p) { return p.lot == portion.lot; });
+    if (it != w->holdings.end()) {
+      it->amount += portion.amount;
+      continue;
+    }
+    auto at = std::find_if(w->holdings.begin(), w->holdings.end(), [&](const LotPortion& p) { return org.spent_before(portion.lot, p.lot); });
+    w->holdings.insert(at, portion);
+  }
+}
+
+void BalancesProjection::apply(const fb::Envelope& event) {
+  checkpoint_ = event.seq();
+  const int64_t now = event.time_us();
+  switch (event.event_type()) {
+    case fb::Event::OrgCreated: {
+      const std::string id(str(event.event_as_OrgCreated()->org()));
+      OrgBalances& created = orgs_[id];
+      created.workspaces.resize(1);
+      mark(RowKind::kOrg, id);
+      mark(RowKind::kWorkspace, id, be32(0));
+      return;
+    }
+    case fb::Event::WorkspaceCreated: {
+      const auto* e = event.event_as_WorkspaceCreated();
+      const std::string id(str(e->org()));
+      OrgBalances* o = org(id);
+      if (o == nullptr) return;
+      if (o->workspaces.size() <= e->workspace_id()) o->workspaces.resize(e->workspace_id() + 1);
+      mark(RowKind::kWorkspace, id, be32(e->workspace_id()));
+      return;
+    }
+    case fb::Event::CreditsGranted: {
+      const auto* e = event.event_as_CreditsGranted();
+      const std::string id(str(e->org()));
+      OrgBalances* o = org(id);
+      if (o == nullptr || e->lot() != o->lots.size()) {
+        ++anomalies_;
+        return;
+      }
+      Lot lot;
+      lot.grant = str(e->grant());
+      lot.kind = e->kind();
+      lot.amount = e->amount();
+      lot.expires_at_us = e->expires_at();
+      lot.granted_us = now;
+      o->lots.push_back(lot);
+      o->lot_by_grant.emplace(lot.grant, e->lot());
+      o->granted += e->amount();
+      if (lot.expires_at_us != 0) timers_.insert(Timer{lot.expires_at_us, id, e->lot(), {}});
+      give(*o, id, kPrimaryWorkspace, {LotPortion{e->lot(), e->amount()}});
+      mark(RowKind::kOrg, id);
+      mark(RowKind::kLot, id, be32(e->lot()));
+      return;
+    }
+    case fb::Event::BankReleased: {
+      const auto* e = event.event_as_BankReleased();
+      const std::string id(str(e->org()));
+      OrgBalances* o = org(id);
+      if (o == nullptr || e->lot() != o->lots.size()) {
+        ++anomalies_;
+        return;
+      }
+      Lot lot;
+      lot.grant = str(e->grant());
+      lot.kind = LotKind::OneTime;
+      lot.amount = e->amount();
+      lot.granted_us = now;
+      lot.from_bank = true;
+      o->lots.push_back(lot);
+      o->banked -= e->amount();
+      give(*o, id, kPrimaryWorkspace, {LotPortion{e->lot(), e->amount()}});
+      mark(RowKind::kOrg, id);
+      mark(RowKind::kLot, id, be32(e->lot()));
+      return;
+    }
+    case fb::Event::CreditsMoved: {
+      const auto* e = event.event_as_CreditsMoved();
+      const std::string id(str(e->org()));
+      OrgBalances* o = org(id);
+      if (o == nullptr) return;
+      const std::vector<LotPortion> lots = portions_of(e->lots());
+      take(*o, id, e->from_workspace(), lots);
+      give(*o, id, e->to_workspace(), lots);
+      return;
+    }
+    case fb::Event::LotExpired: {
+      const auto* e = event.event_as_LotExpired();
+      const std::string id(str(e->org()));
+      OrgBalances* o = org(id);
+      if (o == nullptr || e->lot() >= o->lots.size()) return;
+      Lot& lot = o->lots[e->lot()];
+      if (e->workspaces() != nullptr) {
+        for (const fb::WorkspaceAmount* part : *e->workspaces()) {
+          take(*o, id, part->workspace(), {LotPortion{e->lot(), part->amount()}});
+        }
+      }
+      lot.expired = true;
+      if (e->banked()) {
+        lot.banked_amount += e->amount();
+        o->banked += e->amount();
+      } else {
+        lot.expired_amount += e->amount();
+        o->expired += e->amount();
+      }
+      timers_.erase(Timer{lot.expires_at_us, id, e->lot(), {}});
+      mark(RowKind::kOrg, id);
+      lot_changed(*o, id, e->lot());
+      return;
+    }
+    case fb::Event::PlanSet: {
+      const auto* e = event.event_as_PlanSet();
+      const std::string id(str(e->org()));
+      OrgBalances* o = org(id);
+      if (o == nullptr) return;
+      o->plan = str(e->plan());
+      o->plan_monthly = e->monthly_amount();
+      o->plan_rollover = e->rollover();
+      mark(RowKind::kOrg, id);
+      return;
+    }
+    case fb::Event::UsageRecorded: {
+      const auto* e = event.event_as_UsageRecorded();
+      const std::string id(str(e->org()));
+      OrgBalances* o = org(id);
+      if (o == nullptr) return;
+      const std::vector<LotPortion> lots = portions_of(e->lots());
+      take(*o, id, e->funding_workspace(), lots);
+      for (const LotPortion& portion : lots) {
+        if (portion.lot >= o->lots.size()) continue;
+        o->lots[portion.lot].consumed += portion.amount;
+        lot_changed(*o, id, portion.lot);
+      }
+      const std::string user(str(e->user()));
+      WorkspaceBalance* w = workspace(*o, id, e->workspace());
+      if (w != nullptr) {
+        w->consumed += e->amount();
+        spend(w->spend, now, e->amount(), 0, now);
+      }
+      MemberBalance& member = o->members[user];
+      member.consumed += e->amount();
+      spend(member.spend, now, e->amount(), 0, now);
+      o->consumed += e->amount();
+      o->usage_ids[std::string(str(e->id()))] = UsageRef{event.seq(), e->content_hash(), e->amount()};
+      mark(RowKind::kMember, id, user);
+      mark(RowKind::kUsage, id, std::string(str(e->id())));
+      mark(RowKind::kOrg, id);
+      return;
+    }
+    case fb::Event::HoldReserved: {
+      const auto* e = event.event_as_HoldReserved();
+      const std::string id(str(e->org()));
+      OrgBalances* o = org(id);
+      if (o == nullptr) return;
+      Hold hold;
+      hold.lots = portions_of(e->lots());
+      take(*o, id, e->funding_workspace(), hold.lots);
+      hold.workspace = e->workspace();
+      hold.funding_workspace = e->funding_workspace();
+      hold.user = str(e->user());
+      hold.tool = str(e->tool());
+      hold.model = str(e->model());
+      hold.amount = e->amount();
+      hold.reserved_us = now;
+      hold.expires_at_us = e->expires_at();
+      const std::string hold_id(str(e->hold()));
+      WorkspaceBalance* w = workspace(*o, id, e->workspace());
+      if (w != nullptr) {
+        w->held += e->amount();
+        spend(w->spend, now, 0, e->amount(), now);
+      }
+      MemberBalance& member = o->members[hold.user];
+      member.held += e->amount();
+      spend(member.spend, now, 0, e->amount(), now);
+      o->held += e->amount();
+      timers_.insert(Timer{hold.expires_at_us, id, 0, hold_id});
+      o->holds[hold_id] = std::move(hold);
+      mark(RowKind::kHold, id, hold_id);
+      mark(RowKind::kMember, id, std::string(str(e->user())));
+      mark(RowKind::kOrg, id);
+      return;
+    }
+    case fb::Event::HoldClosed: {
+      const auto* e = event.event_as_HoldClosed();
+      const std::string id(str(e->org()));
+      OrgBalances* o = org(id);
+      if (o == nullptr) return;
+      const std::string hold_id(str(e->hold()));
+      auto it = o->holds.find(hold_id);
+      if (it == o->holds.end() || it->second.state != HoldState::kOpen) {
+        ++anomalies_;
+        return;
+      }
+      Hold& hold = it->second;
+      timers_.erase(Timer{hold.expires_at_us, id, 0, hold_id});
+      if (e->consumed_lots() != nullptr) {
+        for (const fb::LotAmount* portion : *e->consumed_lots()) {
+          if (portion->lot() >= o->lots.size()) continue;
+          o->lots[portion->lot()].consumed += portion->amount();
+          lot_changed(*o, id, portion->lot());
+        }
+      }
+      if (e->expired_lots() != nullptr) {
+        for (const fb::LotAmount* portion : *e->expired_lots()) {
+          if (portion->lot() >= o->lots.size()) continue;
+          Lot& lot = o->lots[portion->lot()];
+          if (lot.kind == LotKind::OneTime) {
+            lot.banked_amount += portion->amount();
+            o->banked += portion->amount();
+          } else {
+            lot.expired_amount += portion->amount();
+            o->expired += portion->amount();
+          }
+          lot_changed(*o, id, portion->lot());
+        }
+      }
+      give(*o, id, e->returned_to(), portions_of(e->returned_lots()));
+      WorkspaceBalance* w = workspace(*o, id, hold.workspace);
+      if (w != nullptr) {
+        w->held -= hold.amount;
+        w->consumed += e->amount();
+        spend(w->spend, now, e->amount(), -hold.amount, hold.reserved_us);
+      }
+      MemberBalance& member = o->members[hold.user];
+      member.held -= hold.amount;
+      member.consumed += e->amount();
+      spend(member.spend, now, e->amount(), -hold.amount, hold.reserved_us);
+      o->held -= hold.amount;
+      o->consumed += e->amount();
+      hold.state = e->end() == fb::HoldEnd::Settled ? HoldState::kSettled
+                   : e->end() == fb::HoldEnd::Released ? HoldState::kReleased
+                                                       : HoldState::kTimedOut;
+      hold.consumed = e->amount();
+      hold.lots.clear();
+      mark(RowKind::kHold, id, hold_id);
+      mark(RowKind::kMember, id, hold.user);
+      mark(RowKind::kOrg, id);
+      return;
+    }
+    case fb::Event::LimitSet: {
+      const auto* e = event.event_as_LimitSet();
+      const std::string id(str(e->org()));
+      OrgBalances* o = org(id);
+      if (o == nullptr) return;
+      Spend* target = nullptr;
+      if (str(e->user()).empty()) {
+        WorkspaceBalance* w = workspace(*o, id, e->workspace());
+        if (w != nullptr) target = &w->spend;
+      } else {
+        const std::string user(str(e->user()));
+        target = &o->members[user].spend;
+        mark(RowKind::kMember, id, user);
+      }
+      if (target == nullptr) return;
+      (e->period() == fb::LimitPeriod::Day ? target->day_limit : target->month_limit) = e->amount() < 0 ? -1 : e->amount();
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+// Records spend: `spent` in the buckets of `time_us`; `held` changes in the buckets of
+// `held_time_us` (the hold's reservation time), if those buckets are still current.
+void BalancesProjection::spend(Spend& s, int64_t time_us, int64_t spent, int64_t held, int64_t held_time_us) {
+  if (held >= 0) {
+    // Usage and new reservations: counted in the current bucket.
+    roll(s.day, day_of(time_us));
+    roll(s.month, month_of(time_us));
+    s.day.spent += spent;
+    s.day.held += held;
+    s.month.spent += spent;
+    s.month.held += held;
+    return;
+  }
+  // A hold closes: its reservation leaves the bucket it was made in, and what it
+  // consumed is charged to that same bucket. A bucket already rolled over is history.
+  if (s.day.bucket == day_of(held_time_us)) {
+    s.day.held += held;
+    s.day.spent += spent;
+  }
+  if (s.month.bucket == month_of(held_time_us)) {
+    s.month.held += held;
+    s.month.spent += spent;
+  }
+}
+
+// ---- rows ----------------------------------------------------------------------------
+
+void BalancesProjection::write_row(const RowId& row, RowSink* sink) const {
+  const auto& [kind, org_id, sub] = row;
+  const OrgBalances* o = find(org_id);
+  if (o == nullptr) return;
+  std::string key = "balances/";
+  key += static_cast<char>(kind);
+  key += '/';
+  key += org_id;
+  if (kind != RowKind::kOrg) {
+    key += '\0';
+    key += sub;
+  }
+  RowWriter out;
+  switch (kind) {
+    case RowKind::kOrg:
+      out.i64(o->granted).i64(o->expired).i64(o->banked).i64(o->held).i64(o->consumed);
+      out.str(o->plan).i64(o->plan_monthly).u8(o->plan_rollover);
+      break;
+    case RowKind::kLot: {
+      const Lot& lot = o->lots.at(read_be32(sub));
+      out.str(lot.grant).u8(static_cast<uint8_t>(lot.kind)).i64(lot.amount).i64(lot.expires_at_us).i64(lot.granted_us);
+      out.u8(lot.from_bank).u8(lot.expired).i64(lot.consumed).i64(lot.expired_amount).i64(lot.banked_amount);
+      break;
+    }
+    case RowKind::kWorkspace: {
+      const WorkspaceBalance& w = o->workspaces.at(read_be32(sub));
+      write_portions(out, w.holdings);
+      out.i64(w.available).i64(w.held).i64(w.consumed);
+      write_spend(out, w.spend);
+      break;
+    }
+    case RowKind::kMember: {
+      const MemberBalance& m = o->members.at(sub);
+      out.i64(m.held).i64(m.consumed);
+      write_spend(out, m.spend);
+      break;
+    }
+    case RowKind::kHold: {
+      const Hold& h = o->holds.at(sub);
+      out.u32(h.workspace).u32(h.funding_workspace).str(h.user).str(h.tool).str(h.model);
+      out.i64(h.amount).i64(h.reserved_us).i64(h.expires_at_us);
+      write_portions(out, h.lots);
+      out.u8(static_cast<uint8_t>(h.state)).i64(h.consumed);
+      break;
+    }
+    case RowKind::kUsage: {
+      const UsageRef& u = o->usage_ids.at(sub);
+      out.u64(u.seq).u64(u.content_hash).i64(u.amount);
+      break;
+    }
+  }
+  sink->put(key, out.data());
+}
+
+void BalancesProjection::flush(RowSink* sink) {
+  for (const RowId& row : dirty_) write_row(row, sink);
+  dirty_.clear();
+  sink->put(checkpoint_key(), be64(checkpoint_));
+}
+
+void BalancesProjection::dump(RowSink* sink) const {
+  for (const auto& [id, o] : orgs_) {
+    write_row({RowKind::kOrg, id, {}}, sink);
+    for (uint32_t i = 0; i < o.lots.size(); ++i) write_row({RowKind::kLot, id, be32(i)}, sink);
+    for (uint32_t i = 0; i < o.workspaces.size(); ++i) write_row({RowKind::kWorkspace, id, be32(i)}, sink);
+    for (const auto& [user, m] : o.members) write_row({RowKind::kMember, id, user}, sink);
+    for (const auto& [hold, h] : o.holds) write_row({RowKind::kHold, id, hold}, sink);
+    for (const auto& [usage, u] : o.usage_ids) write_row({RowKind::kUsage, id, usage}, sink);
+  }
+  sink->put(checkpoint_key(), be64(checkpoint_));
+}
+
+bool BalancesProjection::load_row(std::string_view key, std::string_view value) {
+  if (key == checkpoint_key()) {
+    if (value.size() != 8) return false;
+    checkpoint_ = read_be64(value);
+    rebuild_timers();
+    return true;
+  }
+  const std::string prefix = row_prefix();
+  if (!key.starts_with(prefix) || key.size() < prefix.size() + 3 || key[prefix.size() + 1] != '/') return false;
+  const char kind = key[prefix.size()];
+  const std::string_view rest = key.substr(prefix.size() + 2);
+  const size_t nul = rest.find('\0');
+  const std::string org_id(rest.substr(0, nul));
+  const std::string_view sub = nul == std::string_view::npos ? std::string_view() : rest.substr(nul + 1);
+  if ((kind == 'o') != (nul == std::string_view::npos)) return false;
+  OrgBalances& o = orgs_[org_id];
+  RowReader in(value);
+  switch (kind) {
+    case 'o':
+      o.granted = in.i64();
+      o.expired = in.i64();
+      o.banked = in.i64();
+      o.held = in.i64();
+      o.consumed = in.i64();
+      o.plan = in.str();
+      o.plan_monthly = in.i64();
+      o.plan_rollover = in.u8() != 0;
+      break;
+    case 'l': {
+      if (sub.size() != 4) return false;
+      const uint32_t id = read_be32(sub);
+      if (id > 100'000'000) return false;
+      if (o.lots.size() <= id) o.lots.resize(id + 1);
+      Lot& lot = o.lots[id];
+      lot.grant = in.str();
+      lot.kind = static_cast<LotKind>(in.u8());
+      lot.amount = in.i64();
+      lot.expires_at_us = in.i64();
+      lot.granted_us = in.i64();
+      lot.from_bank = in.u8() != 0;
+      lot.expired = in.u8() != 0;
+      lot.consumed = in.i64();
+      lot.expired_amount = in.i64();
+      lot.banked_amount = in.i64();
+      if (!lot.from_bank) o.lot_by_grant[lot.grant] = id;
+      break;
+    }
+    case 'w': {
+      if (sub.size() != 4) return false;
+      const uint32_t id = read_be32(sub);
+      if (id >= kWorkspacesPerOrgMax) return false;
+      if (o.workspaces.size() <= id) o.workspaces.resize(id + 1);
+      WorkspaceBalance& w = o.workspaces[id];
+      w.holdings = read_portions(in);
+      w.available = in.i64();
+      w.held = in.i64();
+      w.consumed = in.i64();
+      w.spend = read_spend(in);
+      break;
+    }
+    case 'm': {
+      MemberBalance& m = o.members[std::string(sub)];
+      m.held = in.i64();
+      m.consumed = in.i64();
+      m.spend = read_spend(in);
+      break;
+    }
+    case 'h': {
+      Hold& h = o.holds[std::string(sub)];
+      h.workspace = in.u32();
+      h.funding_workspace = in.u32();
+      h.user = in.str();
+      h.tool = in.str();
+      h.model = in.str();
+      h.amount = in.i64();
+      h.reserved_us = in.i64();
+      h.expires_at_us = in.i64();
+      h.lots = read_portions(in);
+      h.state = static_cast<HoldState>(in.u8());
+      h.consumed = in.i64();
+      break;
+    }
+    case 'u': {
+      UsageRef& u = o.usage_ids[std::string(sub)];
+      u.seq = in.u64();
+      u.content_hash = in.u64();
+      u.amount = in.i64();
+      break;
+    }
+    default:
+      return false;
+  }
+  return in.done();
+}
+
+void BalancesProjection::rebuild_timers() {
+  timers_.clear();
+  for (const auto& [id, o] : orgs_) {
+    for (uint32_t i = 0; i < o.lots.size(); ++i) {
+      const Lot& lot = o.lots[i];
+      if (lot.expires_at_us != 0 && !lot.expired && lot.outstanding() > 0) timers_.insert(Timer{lot.expires_at_us, id, i, {}});
+    }
+    for (const auto& [hold_id, hold] : o.holds) {
+      if (hold.state == HoldState::kOpen) timers_.insert(Timer{hold.expires_at_us, id, 0, hold_id});
+    }
+  }
+}
+
+void BalancesProjection::clear() {
+  orgs_.clear();
+  timers_.clear();
+  dirty_.clear();
+  anomalies_ = 0;
+  checkpoint_ = 0;
+}
+
+std::vector<std::string> BalancesProjection::check_invariants() const {
+  std::vector<std::string> problems;
+  auto problem = [&](std::string text) {
+    if (problems.size() < 20) problems.push_back(std::move(text));
+  };
+  for (const auto& [id, o] : orgs_) {
+    // Where each lot's credits are now.
+    std::vector<int64_t> in_workspaces(o.lots.size(), 0);
+    std::vector<int64_t> in_holds(o.lots.size(), 0);
+    int64_t available = 0;
+    for (uint32_t w = 0; w < o.workspaces.size(); ++w) {
+      const WorkspaceBalance& ws = o.workspaces[w];
+      int64_t sum = 0;
+      for (size_t i = 0; i < ws.holdings.size(); ++i) {
+        const LotPortion& p = ws.holdings[i];
+        if (p.lot >= o.lots.size() || p.amount <= 0) {
+          problem(fmt::format("{}: workspace {} holds a bad portion of lot {}", id, w, p.lot));
+          continue;
+        }
+        if (i > 0 && !o.spent_before(ws.holdings[i - 1].lot, p.lot)) problem(fmt::format("{}: workspace {} holdings out of order", id, w));
+        in_workspaces[p.lot] += p.amount;
+        sum += p.amount;
+      }
+      if (sum != ws.available) problem(fmt::format("{}: workspace {} available {} != its lots {}", id, w, ws.available, sum));
+      if (ws.available < 0 || ws.held < 0 || ws.consumed < 0) problem(fmt::format("{}: workspace {} has a negative balance", id, w));
+      available += ws.available;
+      for (const auto* counter : {&ws.spend.day, &ws.spend.month}) {
+        if (counter->held < 0 || counter->spent < 0) problem(fmt::format("{}: workspace {} spend counter negative", id, w));
+      }
+    }
+    int64_t held = 0;
+    for (const auto& [hold_id, hold] : o.holds) {
+      if (hold.state != HoldState::kOpen) continue;
+      int64_t sum = 0;
+      for (const LotPortion& p : hold.lots) {
+        if (p.lot < o.lots.size()) in_holds[p.lot] += p.amount;
+        sum += p.amount;
+      }
+      if (sum != hold.amount) problem(fmt::format("{}: hold {} amount {} != its lots {}", id, hold_id, hold.amount, sum));
+      held += hold.amount;
+    }
+    for (uint32_t i = 0; i < o.lots.size(); ++i) {
+      const Lot& lot = o.lots[i];
+      if (lot.consumed < 0 || lot.expired_amount < 0 || lot.banked_amount < 0 || lot.outstanding() < 0) {
+        problem(fmt::format("{}: lot {} goes below zero", id, i));
+      }
+      if (lot.outstanding() != in_workspaces[i] + in_holds[i]) {
+        problem(fmt::format("{}: lot {} outstanding {} but {} in workspaces and {} in holds", id, i, lot.outstanding(), in_workspaces[i], in_holds[i]));
+      }
+    }
+    if (held != o.held) problem(fmt::format("{}: held {} != open holds {}", id, o.held, held));
+    if (o.granted - o.expired != available + o.held + o.consumed + o.banked) {
+      problem(fmt::format("{}: conservation broken: granted {} - expired {} != available {} + held {} + consumed {} + banked {}", id,
+                          o.granted, o.expired, available, o.held, o.consumed, o.banked));
+    }
+  }
+  return problems;
+}
+
+}  // namespace tally

@@ -1,0 +1,170 @@
+// The balances projection: every organization's credit lots, where each lot's credits
+// sit (workspaces and holds), holds, spend limits and their counters, the credit bank,
+// and the usage ids seen (for permanent idempotency). The engine decides every debit
+// against it; it only records the outcome of events.
+//
+// Accounting identity kept by every event (check_invariants verifies it):
+//   granted - expired = available + held + consumed + banked   per organization
+//   amount = in workspaces + in holds + consumed + expired + banked   per lot
+#pragma once
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+#include "projections/projection.h"
+#include "schemas/events_generated.h"
+
+namespace tally {
+
+using LotKind = fb::LotKind;
+std::string_view lot_kind_name(LotKind kind);
+
+struct LotPortion {
+  uint32_t lot = 0;
+  int64_t amount = 0;
+  bool operator==(const LotPortion&) const = default;
+};
+
+struct Lot {
+  std::string grant;  // for a bank lot: the purchase that released it
+  LotKind kind = LotKind::Plan;
+  int64_t amount = 0;
+  int64_t expires_at_us = 0;  // 0: never
+  int64_t granted_us = 0;
+  bool from_bank = false;
+  bool expired = false;
+  int64_t consumed = 0;
+  int64_t expired_amount = 0;
+  int64_t banked_amount = 0;
+  // Still in a workspace or a hold.
+  int64_t outstanding() const { return amount - consumed - expired_amount - banked_amount; }
+};
+
+// Spend inside one period bucket (a UTC day or month number).
+struct SpendCounter {
+  int64_t bucket = -1;
+  int64_t spent = 0;  // consumed in the bucket
+  int64_t held = 0;   // reserved in the bucket by holds still open
+  int64_t used_in(int64_t b) const { return bucket == b ? spent + held : 0; }
+};
+
+struct Spend {
+  SpendCounter day;
+  SpendCounter month;
+  int64_t day_limit = -1;  // -1: no limit
+  int64_t month_limit = -1;
+};
+
+struct WorkspaceBalance {
+  std::vector<LotPortion> holdings;  // in consumption order
+  int64_t available = 0;
+  int64_t held = 0;      // by open holds attributed to this workspace
+  int64_t consumed = 0;  // by usage attributed to this workspace
+  Spend spend;
+};
+
+struct MemberBalance {
+  int64_t held = 0;
+  int64_t consumed = 0;
+  Spend spend;
+};
+
+enum class HoldState : uint8_t { kOpen = 0, kSettled = 1, kReleased = 2, kTimedOut = 3 };
+std::string_view hold_state_name(HoldState state);
+
+struct Hold {
+  uint32_t workspace = 0;
+  uint32_t funding_workspace = 0;
+  std::string user;
+  std::string tool;
+  std::string model;
+  int64_t amount = 0;
+  int64_t reserved_us = 0;
+  int64_t expires_at_us = 0;
+  std::vector<LotPortion> lots;  // while open
+  HoldState state = HoldState::kOpen;
+  int64_t consumed = 0;          // once settled
+};
+
+struct UsageRef {
+  uint64_t seq = 0;
+  uint64_t content_hash = 0;
+  int64_t amount = 0;
+};
+
+struct OrgBalances {
+  std::vector<Lot> lots;                                  // by lot id
+  std::map<std::string, uint32_t, std::less<>> lot_by_grant;
+  std::vector<WorkspaceBalance> workspaces;               // by workspace id
+  std::map<std::string, MemberBalance, std::less<>> members;
+  std::map<std::string, Hold, std::less<>> holds;
+  std::unordered_map<std::string, UsageRef> usage_ids;
+  int64_t granted = 0;
+  int64_t expired = 0;
+  int64_t banked = 0;  // the credit bank's balance
+  int64_t held = 0;
+  int64_t consumed = 0;
+  std::string plan;
+  int64_t plan_monthly = 0;
+  bool plan_rollover = true;
+
+  int64_t available() const;
+  // True if lot a is spent before lot b (SPEC §2 consumption order).
+  bool spent_before(uint32_t a, uint32_t b) const;
+  // The portions `amount` would take from `holdings`, in consumption order.
+  // REQUIRES: amount <= the holdings' total.
+  static std::vector<LotPortion> draw(const std::vector<LotPortion>& holdings, int64_t amount);
+};
+
+// Something the engine must do at a time: expire a lot or time out a hold.
+struct Timer {
+  int64_t due_us = 0;
+  std::string org;
+  uint32_t lot = 0;  // when hold is empty
+  std::string hold;
+  auto operator<=>(const Timer&) const = default;
+};
+
+class BalancesProjection final : public Projection {
+ public:
+  std::string_view name() const override { return "balances"; }
+  void apply(const fb::Envelope& event) override;
+  void flush(RowSink* sink) override;
+  void dump(RowSink* sink) const override;
+  bool load_row(std::string_view key, std::string_view value) override;
+  void clear() override;
+
+  const OrgBalances* find(std::string_view org) const;
+  // The earliest pending timer, if any.
+  const Timer* next_timer() const { return timers_.empty() ? nullptr : &*timers_.begin(); }
+  // Broken accounting identities, described; empty when all hold.
+  std::vector<std::string> check_invariants() const;
+  uint64_t anomalies() const { return anomalies_; }
+
+ private:
+  enum class RowKind : char { kOrg = 'o', kLot = 'l', kWorkspace = 'w', kMember = 'm', kHold = 'h', kUsage = 'u' };
+  using RowId = std::tuple<RowKind, std::string, std::string>;
+
+  OrgBalances* org(std::string_view id);
+  WorkspaceBalance* workspace(OrgBalances& org, const std::string& org_id, uint32_t id);
+  void take(OrgBalances& org, const std::string& org_id, uint32_t workspace, const std::vector<LotPortion>& lots);
+  void give(OrgBalances& org, const std::string& org_id, uint32_t workspace, const std::vector<LotPortion>& lots);
+  void lot_changed(OrgBalances& org, const std::string& org_id, uint32_t lot);
+  void spend(Spend& spend, int64_t time_us, int64_t spent_delta, int64_t held_delta, int64_t held_bucket_time_us);
+  void mark(RowKind kind, const std::string& org, std::string sub = {});
+  void write_row(const RowId& row, RowSink* sink) const;
+  void rebuild_timers();
+
+  std::map<std::string, OrgBalances, std::less<>> orgs_;
+  std::set<Timer> timers_;
+  std::set<RowId> dirty_;
+  uint64_t anomalies_ = 0;
+};
+
+}  // namespace tally

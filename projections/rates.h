@@ -1,0 +1,42 @@
+// The rate card: the price per unit of each (tool, model), with the time each price
+// takes effect. Event-sourced, so a replay prices every usage event as it was priced.
+#pragma once
+
+#include <map>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "projections/projection.h"
+
+namespace tally {
+
+struct Rate {
+  std::string unit;
+  int64_t price = 0;  // micro-credits per unit
+};
+
+class RatesProjection final : public Projection {
+ public:
+  std::string_view name() const override { return "rates"; }
+  void apply(const fb::Envelope& event) override;
+  void flush(RowSink* sink) override;
+  void dump(RowSink* sink) const override;
+  bool load_row(std::string_view key, std::string_view value) override;
+  void clear() override;
+
+  // The rate in effect for (tool, model) at `time_us`, or null if none is.
+  const Rate* find(std::string_view tool, std::string_view model, int64_t time_us) const;
+  // Every entry: (tool, model) -> effective time -> rate.
+  const std::map<std::pair<std::string, std::string>, std::map<int64_t, Rate>>& entries() const { return rates_; }
+
+ private:
+  using Key = std::tuple<std::string, std::string, int64_t>;
+  void write_row(const Key& key, RowSink* sink) const;
+
+  std::map<std::pair<std::string, std::string>, std::map<int64_t, Rate>> rates_;
+  std::set<Key> dirty_;
+};
+
+}  // namespace tally
