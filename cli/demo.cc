@@ -5,64 +5,70 @@
 #include <chrono>
 #include <filesystem>
 #include <iostream>
-#include <random>
+#include <map>
 #include <vector>
 
 #include <fmt/format.h>
 
+#include "cli/io.h"
+#include "cli/workload.h"
 #include "engine/engine.h"
+#include "engine/values.h"
 #include "replay/replay.h"
 
 namespace tally::cli {
 namespace {
 
-constexpr const char* kTeams[] = {"design", "research", "marketing", "support", "video", "audio", "platform", "sales"};
-constexpr const char* kPeople[] = {"ana", "ben", "chen", "dara", "eli", "fatima", "gus", "hana", "ivan", "jo", "kai", "lea"};
+constexpr int64_t kNov2026 = 1793491200LL * 1'000'000;  // 2026-11-01T00:00:00Z
 
-Command make(CommandType type, std::string actor, std::string org) {
-  Command command;
-  command.type = type;
-  command.actor = std::move(actor);
-  command.org = std::move(org);
-  return command;
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// The commands of one generated organization: its workspaces, invitations, acceptances
-// and a few changes, and some requests that must be refused.
-std::vector<Command> organization_commands(uint32_t index, std::mt19937_64& random) {
-  const std::string org = fmt::format("org-{:03}", index);
-  const std::string owner = fmt::format("owner@{}.example", org);
-  std::vector<Command> commands;
-  Command create = make(CommandType::kCreateOrg, owner, org);
-  create.name = fmt::format("Organization {}", index);
-  create.mode = index % 2 == 0 ? "shared" : "budget";
-  commands.push_back(create);
-  const uint32_t teams = 2 + static_cast<uint32_t>(random() % 5);
-  for (uint32_t t = 0; t < teams; ++t) {
-    Command workspace = make(CommandType::kCreateWorkspace, owner, org);
-    workspace.workspace = kTeams[t];
-    commands.push_back(workspace);
+std::string credits(int64_t micro) {
+  // Reports round to whole credits for reading; the ledger itself stays exact.
+  return fmt::format("{:>12}", format_credits(micro / kMicrosPerCredit * kMicrosPerCredit));
+}
+
+struct Totals {
+  int64_t events = 0;
+  int64_t credits = 0;
+};
+
+void print_table(std::string_view title, const std::map<std::string, Totals>& rows, size_t top) {
+  std::vector<std::pair<std::string, Totals>> sorted(rows.begin(), rows.end());
+  std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.second.credits > b.second.credits; });
+  std::cout << fmt::format("    {:<34} {:>10} {:>12}\n", title, "events", "credits");
+  for (size_t i = 0; i < sorted.size() && i < top; ++i) {
+    std::cout << fmt::format("    {:<34} {:>10} {}\n", sorted[i].first, sorted[i].second.events, credits(sorted[i].second.credits));
   }
-  const uint32_t people = 4 + static_cast<uint32_t>(random() % 8);
-  for (uint32_t p = 0; p < people; ++p) {
-    const std::string user = fmt::format("{}@{}.example", kPeople[p], org);
-    Command invite = make(CommandType::kInviteMember, owner, org);
-    invite.user = user;
-    invite.role = p == 0 ? "admin" : "member";
-    invite.workspace = kTeams[random() % teams];
-    commands.push_back(invite);
-    if (p + 1 < people) commands.push_back(make(CommandType::kAcceptInvite, user, org));  // the last one never accepts
-  }
-  // An admin moves someone; a member tries to create a workspace (refused).
-  const std::string admin = fmt::format("{}@{}.example", kPeople[0], org);
-  Command move = make(CommandType::kMoveMember, admin, org);
-  move.user = fmt::format("{}@{}.example", kPeople[1], org);
-  move.workspace = kTeams[0];
-  commands.push_back(move);
-  Command refused = make(CommandType::kCreateWorkspace, fmt::format("{}@{}.example", kPeople[2], org), org);
-  refused.workspace = "shadow-it";
-  commands.push_back(refused);
-  return commands;
+  if (sorted.size() > top) std::cout << fmt::format("    ... and {} more\n", sorted.size() - top);
+}
+
+// The usage report of one organization, by workspace, member and tool, from the
+// usage projection.
+void print_report(const ProjectionSet& state, const std::string& org_id) {
+  const Org* org = state.orgs.find(org_id);
+  const OrgBalances* balances = state.balances.find(org_id);
+  if (org == nullptr || balances == nullptr) return;
+  std::cout << fmt::format("\n== {} ({} mode, {} workspaces, {} members)\n", org_id, mode_name(org->mode), org->live_workspaces.size(),
+                           org->members.size());
+  std::cout << fmt::format("    granted {}  consumed {}  expired {}  banked {}  held {}  available {}\n", credits(balances->granted),
+                           credits(balances->consumed), credits(balances->expired), credits(balances->banked), credits(balances->held),
+                           credits(balances->available()));
+  std::map<std::string, Totals> by_workspace, by_member, by_tool;
+  state.usage.for_each(org_id, [&](const UsageCell& cell, const UsageTotals& totals) {
+    const auto add = [&](std::map<std::string, Totals>& table, const std::string& key) {
+      table[key].events += totals.events;
+      table[key].credits += totals.credits;
+    };
+    add(by_workspace, org->workspaces[cell.workspace].name);
+    add(by_member, std::string(cell.user));
+    add(by_tool, fmt::format("{} / {}", cell.tool, cell.model));
+  });
+  print_table("by workspace", by_workspace, 10);
+  print_table("by member (top 5)", by_member, 5);
+  print_table("by tool / model", by_tool, 12);
 }
 
 }  // namespace
@@ -71,47 +77,79 @@ int run_demo(const DemoOptions& options) {
   namespace fs = std::filesystem;
   fs::path dir = options.data_dir;
   const bool temporary = dir.empty();
-  if (temporary) {
-    dir = fs::temp_directory_path() / fmt::format("tally-demo-{}", getpid());
-    fs::remove_all(dir);
-  }
+  if (temporary) dir = fs::temp_directory_path() / fmt::format("tally-demo-{}", getpid());
+  if (temporary || !fs::exists(dir / "CURRENT")) fs::remove_all(dir);
   int exit_code = 0;
   {
+    WorkloadOptions workload_options;
+    workload_options.seed = options.seed;
+    workload_options.orgs = options.orgs;
+    workload_options.usage_events = options.usage_events;
+    workload_options.start_us = kNov2026;
+    Workload workload(workload_options);
+    SteppingClock clock = workload.clock();
+
     std::unique_ptr<Engine> engine;
     EngineOptions engine_options;
     engine_options.data_dir = dir.string();
+    engine_options.clock = &clock;
     if (Status s = Engine::open(engine_options, &engine); !s.ok()) {
       std::cerr << "tally demo: " << s.message << '\n';
       return 1;
     }
-    std::mt19937_64 random(options.seed);
-    std::vector<Command> commands;
-    for (uint32_t i = 0; i < options.orgs; ++i) {
-      std::vector<Command> org = organization_commands(i, random);
-      commands.insert(commands.end(), org.begin(), org.end());
+    if (engine->store().last_seq() != 0) {
+      std::cerr << "tally demo: " << dir.string() << " already holds a ledger; give an empty or new --data directory\n";
+      return 1;
     }
-    const auto start = std::chrono::steady_clock::now();
-    uint64_t accepted = 0, refused = 0;
-    for (size_t i = 0; i < commands.size(); i += kBatchCommandsMax) {
-      const size_t n = std::min(kBatchCommandsMax, commands.size() - i);
-      for (const CommandResult& result : engine->execute(std::span(commands).subspan(i, n))) {
-        (result.status.ok() ? accepted : refused)++;
+    std::cout << fmt::format("tally demo: a month of usage for {} organizations, {} usage events, durable group commits in {}\n",
+                             options.orgs, options.usage_events, dir.string());
+
+    std::map<std::string, uint64_t> refused;
+    uint64_t accepted = 0, duplicates = 0, commands = 0;
+    const Progress progress = terminal_progress("demo");
+    auto run = [&](const std::vector<Command>& batch) {
+      for (const CommandResult& result : engine->execute(batch)) {
+        if (!result.status.ok()) {
+          ++refused[std::string(error_name(result.status.code))];
+        } else if (result.events == 0) {
+          ++duplicates;
+        } else {
+          ++accepted;
+        }
       }
+      commands += batch.size();
+      if (progress) progress(workload.usage_generated(), options.usage_events);
+    };
+    run(workload.setup());
+    const auto start = std::chrono::steady_clock::now();
+    const uint64_t seq_before = engine->store().last_seq();
+    for (std::vector<Command> batch = workload.next(kBatchCommandsMax / 2); !batch.empty(); batch = workload.next(kBatchCommandsMax / 2)) {
+      run(batch);
+      if (engine->read_only()) break;
     }
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::cout << fmt::format("tally demo: {} commands in {:.3f} s ({:.0f} commands/s): {} accepted, {} refused\n\n",
-                             commands.size(), seconds, static_cast<double>(commands.size()) / seconds, accepted, refused);
-    for (uint32_t i = 0; i < options.orgs; ++i) {
-      const std::string org = fmt::format("org-{:03}", i);
-      std::cout << engine->query(fmt::format(R"({{"query":"org","actor":"platform","org":"{}"}})", org)) << '\n';
-      std::cout << engine->query(fmt::format(R"({{"query":"workspaces","actor":"platform","org":"{}"}})", org)) << '\n';
-      std::cout << engine->query(fmt::format(R"({{"query":"members","actor":"platform","org":"{}"}})", org)) << "\n\n";
-    }
-    const VerifyReport report = verify(engine->store(), &engine->state());
-    std::cout << fmt::format("verify: {} ({} events, {} batches, head {})\n", report.ok() ? "ok" : "FAILED", report.events,
-                             report.batches, report.head_hash);
+    const double ingest_seconds = seconds_since(start);
+    end_progress();
+    const uint64_t events = engine->store().last_seq() - seq_before;
+    std::cout << fmt::format("\ningest: {} commands -> {} events in {:.2f} s: {:.0f} commands/s, {:.0f} events/s (fsync'd batches)\n",
+                             commands, events, ingest_seconds, static_cast<double>(commands) / ingest_seconds,
+                             static_cast<double>(events) / ingest_seconds);
+    std::cout << fmt::format("accepted {}, duplicates answered without a debit {}, refused {}:", accepted, duplicates,
+                             commands - accepted - duplicates);
+    for (const auto& [code, count] : refused) std::cout << fmt::format(" {} {}", code, count);
+    std::cout << fmt::format("\nengine time now {}\n", format_time(engine->last_time_us()));
+
+    for (const Workload::OrgPlan& org : workload.orgs()) print_report(engine->state(), org.id);
+
+    const auto verify_start = std::chrono::steady_clock::now();
+    const VerifyReport report = verify(engine->store(), &engine->state(), terminal_progress("verify"));
+    end_progress();
+    const double verify_seconds = seconds_since(verify_start);
+    std::cout << fmt::format("\nverify: {} — {} events in {} batches; hash chain, checksums, rebuild == live, invariants; {:.2f} s ({:.0f} events/s)\n",
+                             report.ok() ? "ok" : "FAILED", report.events, report.batches, verify_seconds,
+                             static_cast<double>(report.events) / verify_seconds);
+    std::cout << fmt::format("head hash: {}\n", report.head_hash);
     for (const std::string& problem : report.problems) std::cout << "problem: " << problem << '\n';
-    exit_code = report.ok() ? 0 : 1;
+    exit_code = report.ok() && !engine->read_only() ? 0 : 1;
   }
   if (temporary) fs::remove_all(dir);
   return exit_code;

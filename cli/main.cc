@@ -167,7 +167,10 @@ int main(int argc, char** argv) {
   auto* demo = app.add_subcommand("demo", "Run the engine on a fresh embedded store with a generated workload and report");
   demo->add_option("--data", demo_options.data_dir, "Keep the store in this directory (default: a temporary one, removed)");
   demo->add_option("--seed", demo_options.seed, "Seed of the generated workload")->capture_default_str();
-  demo->add_option("--orgs", demo_options.orgs, "Organizations to generate")->check(CLI::Range(1u, 1000u))->capture_default_str();
+  demo->add_option("--orgs", demo_options.orgs, "Organizations to generate")->check(CLI::Range(1u, 8u))->capture_default_str();
+  demo->add_option("--events", demo_options.usage_events, "Usage events to generate")
+      ->check(CLI::Range(uint64_t{1000}, uint64_t{100'000'000}))
+      ->capture_default_str();
 
   try {
     app.parse(argc, argv);

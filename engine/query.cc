@@ -136,11 +136,11 @@ void write_balance(const Org& org, const OrgBalances& balances, std::optional<ui
 }
 
 // The value of one group-by key for a usage row.
-std::string group_value(std::string_view key, const Org& org, const UsageKey& usage) {
+std::string group_value(std::string_view key, const Org& org, const UsageCell& usage) {
   if (key == "workspace") return usage.workspace < org.workspaces.size() ? org.workspaces[usage.workspace].name : "?";
-  if (key == "member") return usage.user;
-  if (key == "tool") return usage.tool;
-  if (key == "model") return usage.model;
+  if (key == "member") return std::string(usage.user);
+  if (key == "tool") return std::string(usage.tool);
+  if (key == "model") return std::string(usage.model);
   if (key == "hour") return format_time(usage.hour_us);
   if (key == "day") return format_time(day_start(usage.hour_us));
   return format_time(month_start(usage.hour_us));
@@ -149,23 +149,24 @@ std::string group_value(std::string_view key, const Org& org, const UsageKey& us
 std::string write_usage(const Org& org, const UsageProjection& usage, const Query& query, std::optional<uint32_t> workspace,
                         JsonWriter& out) {
   std::map<std::vector<std::string>, UsageTotals> groups;
-  const UsageKey first{org.id, 0, {}, {}, {}, 0};
-  for (auto it = usage.totals().lower_bound(first); it != usage.totals().end() && it->first.org == org.id; ++it) {
-    const UsageKey& key = it->first;
-    if (workspace && key.workspace != *workspace) continue;
-    if (!query.member.empty() && key.user != query.member) continue;
-    if (!query.tool.empty() && key.tool != query.tool) continue;
-    if (!query.model.empty() && key.model != query.model) continue;
-    if (query.from_us && key.hour_us < hour_start(*query.from_us)) continue;
-    if (query.to_us && key.hour_us >= *query.to_us) continue;
+  bool too_many = false;
+  usage.for_each(org.id, [&](const UsageCell& key, const UsageTotals& cell) {
+    if (too_many) return;
+    if (workspace && key.workspace != *workspace) return;
+    if (!query.member.empty() && key.user != query.member) return;
+    if (!query.tool.empty() && key.tool != query.tool) return;
+    if (!query.model.empty() && key.model != query.model) return;
+    if (query.from_us && key.hour_us < hour_start(*query.from_us)) return;
+    if (query.to_us && key.hour_us >= *query.to_us) return;
     std::vector<std::string> group;
     for (const std::string& name : query.group_by) group.push_back(group_value(name, org, key));
     UsageTotals& totals = groups[group];
-    totals.events += it->second.events;
-    totals.quantity += it->second.quantity;
-    totals.credits += it->second.credits;
-    if (groups.size() > kUsageRowsMax) return fmt::format("more than {} rows: narrow the filters or group by less", kUsageRowsMax);
-  }
+    totals.events += cell.events;
+    totals.quantity += cell.quantity;
+    totals.credits += cell.credits;
+    too_many = groups.size() > kUsageRowsMax;
+  });
+  if (too_many) return fmt::format("more than {} rows: narrow the filters or group by less", kUsageRowsMax);
   out.key("rows").begin_array();
   for (const auto& [group, totals] : groups) {
     out.begin_object();
@@ -187,7 +188,7 @@ void write_statement(const Org& org, const StatementsProjection& statements, uin
                                [](uint64_t seq, const StatementEntry& entry) { return seq < entry.seq; });
     uint32_t written = 0;
     for (; it != entries->end() && written < query.limit; ++it, ++written) {
-      out.begin_object().field("seq", it->seq).field("at", format_time(it->time_us)).field("kind", it->kind);
+      out.begin_object().field("seq", it->seq).field("at", format_time(it->time_us)).field("kind", entry_kind_name(it->kind));
       out.field("credits", format_credits(it->amount)).field("balance", format_credits(it->balance));
       if (!it->ref.empty()) out.field("ref", it->ref);
       if (it->other_workspace != workspace && it->other_workspace < org.workspaces.size()) {

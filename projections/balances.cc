@@ -135,13 +135,45 @@ const OrgBalances* BalancesProjection::find(std::string_view org) const {
   return it == orgs_.end() ? nullptr : &it->second;
 }
 
-OrgBalances* BalancesProjection::org(std::string_view id) {
+OrgBalances* BalancesProjection::org(std::string_view id, const std::string** key) {
   auto it = orgs_.find(id);
   if (it == orgs_.end()) {
     ++anomalies_;
     return nullptr;
   }
+  if (key != nullptr) *key = &it->first;
   return &it->second;
+}
+
+void BalancesProjection::mark_org(OrgBalances& org, const std::string& org_id) {
+  if (org.dirty) return;
+  org.dirty = true;
+  changed_.push_back({RowKind::kOrg, &org_id});
+}
+
+void BalancesProjection::mark_lot(OrgBalances& org, const std::string& org_id, uint32_t lot) {
+  if (org.lots[lot].dirty) return;
+  org.lots[lot].dirty = true;
+  changed_.push_back({RowKind::kLot, &org_id, lot});
+}
+
+void BalancesProjection::mark_member(const std::string& org_id, MemberBalance& member, const std::string& user) {
+  if (member.dirty) return;
+  member.dirty = true;
+  changed_.push_back({RowKind::kMember, &org_id, 0, &user});
+}
+
+void BalancesProjection::mark_hold(const std::string& org_id, Hold& hold, const std::string& hold_id) {
+  if (hold.dirty) return;
+  hold.dirty = true;
+  changed_.push_back({RowKind::kHold, &org_id, 0, &hold_id});
+}
+
+MemberBalance& BalancesProjection::member(OrgBalances& org, const std::string& org_id, std::string_view user) {
+  auto it = org.members.find(user);
+  if (it == org.members.end()) it = org.members.emplace(std::string(user), MemberBalance{}).first;
+  mark_member(org_id, it->second, it->first);
+  return it->second;
 }
 
 WorkspaceBalance* BalancesProjection::workspace(OrgBalances& org, const std::string& org_id, uint32_t id) {
@@ -149,14 +181,16 @@ WorkspaceBalance* BalancesProjection::workspace(OrgBalances& org, const std::str
     ++anomalies_;
     return nullptr;
   }
-  mark(RowKind::kWorkspace, org_id, be32(id));
-  return &org.workspaces[id];
+  WorkspaceBalance& w = org.workspaces[id];
+  if (!w.dirty) {
+    w.dirty = true;
+    changed_.push_back({RowKind::kWorkspace, &org_id, id});
+  }
+  return &w;
 }
 
-void BalancesProjection::mark(RowKind kind, const std::string& org, std::string sub) { dirty_.emplace(kind, org, std::move(sub)); }
-
 void BalancesProjection::lot_changed(OrgBalances& org, const std::string& org_id, uint32_t lot_id) {
-  mark(RowKind::kLot, org_id, be32(lot_id));
+  mark_lot(org, org_id, lot_id);
   const Lot& lot = org.lots[lot_id];
   // A lot with nothing left anywhere has nothing to expire.
   if (lot.expires_at_us != 0 && (lot.expired || lot.outstanding() == 0)) {
@@ -201,32 +235,35 @@ void BalancesProjection::give(OrgBalances& org, const std::string& org_id, uint3
 void BalancesProjection::apply(const fb::Envelope& event) {
   checkpoint_ = event.seq();
   const int64_t now = event.time_us();
+  const std::string* id_key = nullptr;
   switch (event.event_type()) {
     case fb::Event::OrgCreated: {
-      const std::string id(str(event.event_as_OrgCreated()->org()));
-      OrgBalances& created = orgs_[id];
-      created.workspaces.resize(1);
-      mark(RowKind::kOrg, id);
-      mark(RowKind::kWorkspace, id, be32(0));
+      auto [it, inserted] = orgs_.try_emplace(std::string(str(event.event_as_OrgCreated()->org())));
+      if (!inserted) {
+        ++anomalies_;
+        return;
+      }
+      it->second.workspaces.resize(1);
+      mark_org(it->second, it->first);
+      workspace(it->second, it->first, kPrimaryWorkspace);
       return;
     }
     case fb::Event::WorkspaceCreated: {
       const auto* e = event.event_as_WorkspaceCreated();
-      const std::string id(str(e->org()));
-      OrgBalances* o = org(id);
+      OrgBalances* o = org(str(e->org()), &id_key);
       if (o == nullptr) return;
       if (o->workspaces.size() <= e->workspace_id()) o->workspaces.resize(e->workspace_id() + 1);
-      mark(RowKind::kWorkspace, id, be32(e->workspace_id()));
+      workspace(*o, *id_key, e->workspace_id());
       return;
     }
     case fb::Event::CreditsGranted: {
       const auto* e = event.event_as_CreditsGranted();
-      const std::string id(str(e->org()));
-      OrgBalances* o = org(id);
+      OrgBalances* o = org(str(e->org()), &id_key);
       if (o == nullptr || e->lot() != o->lots.size()) {
         ++anomalies_;
         return;
       }
+      const std::string& id = *id_key;
       Lot lot;
       lot.grant = str(e->grant());
       lot.kind = e->kind();
@@ -238,18 +275,18 @@ void BalancesProjection::apply(const fb::Envelope& event) {
       o->granted += e->amount();
       if (lot.expires_at_us != 0) timers_.insert(Timer{lot.expires_at_us, id, e->lot(), {}});
       give(*o, id, kPrimaryWorkspace, {LotPortion{e->lot(), e->amount()}});
-      mark(RowKind::kOrg, id);
-      mark(RowKind::kLot, id, be32(e->lot()));
+      mark_org(*o, id);
+      mark_lot(*o, id, e->lot());
       return;
     }
     case fb::Event::BankReleased: {
       const auto* e = event.event_as_BankReleased();
-      const std::string id(str(e->org()));
-      OrgBalances* o = org(id);
+      OrgBalances* o = org(str(e->org()), &id_key);
       if (o == nullptr || e->lot() != o->lots.size()) {
         ++anomalies_;
         return;
       }
+      const std::string& id = *id_key;
       Lot lot;
       lot.grant = str(e->grant());
       lot.kind = LotKind::OneTime;
@@ -259,30 +296,27 @@ void BalancesProjection::apply(const fb::Envelope& event) {
       o->lots.push_back(lot);
       o->banked -= e->amount();
       give(*o, id, kPrimaryWorkspace, {LotPortion{e->lot(), e->amount()}});
-      mark(RowKind::kOrg, id);
-      mark(RowKind::kLot, id, be32(e->lot()));
+      mark_org(*o, id);
+      mark_lot(*o, id, e->lot());
       return;
     }
     case fb::Event::CreditsMoved: {
       const auto* e = event.event_as_CreditsMoved();
-      const std::string id(str(e->org()));
-      OrgBalances* o = org(id);
+      OrgBalances* o = org(str(e->org()), &id_key);
       if (o == nullptr) return;
       const std::vector<LotPortion> lots = portions_of(e->lots());
-      take(*o, id, e->from_workspace(), lots);
-      give(*o, id, e->to_workspace(), lots);
+      take(*o, *id_key, e->from_workspace(), lots);
+      give(*o, *id_key, e->to_workspace(), lots);
       return;
     }
     case fb::Event::LotExpired: {
       const auto* e = event.event_as_LotExpired();
-      const std::string id(str(e->org()));
-      OrgBalances* o = org(id);
+      OrgBalances* o = org(str(e->org()), &id_key);
       if (o == nullptr || e->lot() >= o->lots.size()) return;
+      const std::string& id = *id_key;
       Lot& lot = o->lots[e->lot()];
       if (e->workspaces() != nullptr) {
-        for (const fb::WorkspaceAmount* part : *e->workspaces()) {
-          take(*o, id, part->workspace(), {LotPortion{e->lot(), part->amount()}});
-        }
+        for (const fb::WorkspaceAmount* part : *e->workspaces()) take(*o, id, part->workspace(), {LotPortion{e->lot(), part->amount()}});
       }
       lot.expired = true;
       if (e->banked()) {
@@ -293,26 +327,25 @@ void BalancesProjection::apply(const fb::Envelope& event) {
         o->expired += e->amount();
       }
       timers_.erase(Timer{lot.expires_at_us, id, e->lot(), {}});
-      mark(RowKind::kOrg, id);
+      mark_org(*o, id);
       lot_changed(*o, id, e->lot());
       return;
     }
     case fb::Event::PlanSet: {
       const auto* e = event.event_as_PlanSet();
-      const std::string id(str(e->org()));
-      OrgBalances* o = org(id);
+      OrgBalances* o = org(str(e->org()), &id_key);
       if (o == nullptr) return;
       o->plan = str(e->plan());
       o->plan_monthly = e->monthly_amount();
       o->plan_rollover = e->rollover();
-      mark(RowKind::kOrg, id);
+      mark_org(*o, *id_key);
       return;
     }
     case fb::Event::UsageRecorded: {
       const auto* e = event.event_as_UsageRecorded();
-      const std::string id(str(e->org()));
-      OrgBalances* o = org(id);
+      OrgBalances* o = org(str(e->org()), &id_key);
       if (o == nullptr) return;
+      const std::string& id = *id_key;
       const std::vector<LotPortion> lots = portions_of(e->lots());
       take(*o, id, e->funding_workspace(), lots);
       for (const LotPortion& portion : lots) {
@@ -320,28 +353,31 @@ void BalancesProjection::apply(const fb::Envelope& event) {
         o->lots[portion.lot].consumed += portion.amount;
         lot_changed(*o, id, portion.lot);
       }
-      const std::string user(str(e->user()));
-      WorkspaceBalance* w = workspace(*o, id, e->workspace());
-      if (w != nullptr) {
+      if (WorkspaceBalance* w = workspace(*o, id, e->workspace())) {
         w->consumed += e->amount();
         spend(w->spend, now, e->amount(), 0, now);
       }
-      MemberBalance& member = o->members[user];
-      member.consumed += e->amount();
-      spend(member.spend, now, e->amount(), 0, now);
+      MemberBalance& m = member(*o, id, str(e->user()));
+      m.consumed += e->amount();
+      spend(m.spend, now, e->amount(), 0, now);
       o->consumed += e->amount();
-      o->usage_ids[std::string(str(e->id()))] = UsageRef{event.seq(), e->content_hash(), e->amount()};
-      mark(RowKind::kMember, id, user);
-      mark(RowKind::kUsage, id, std::string(str(e->id())));
-      mark(RowKind::kOrg, id);
+      auto [usage, inserted] = o->usage_ids.try_emplace(std::string(str(e->id())), UsageRef{event.seq(), e->content_hash(), e->amount()});
+      if (!inserted) ++anomalies_;  // the engine answers repeats without an event
+      changed_.push_back({RowKind::kUsage, &id, 0, &usage->first});
+      mark_org(*o, id);
       return;
     }
     case fb::Event::HoldReserved: {
       const auto* e = event.event_as_HoldReserved();
-      const std::string id(str(e->org()));
-      OrgBalances* o = org(id);
+      OrgBalances* o = org(str(e->org()), &id_key);
       if (o == nullptr) return;
-      Hold hold;
+      const std::string& id = *id_key;
+      auto [it, inserted] = o->holds.try_emplace(std::string(str(e->hold())));
+      if (!inserted) {
+        ++anomalies_;
+        return;
+      }
+      Hold& hold = it->second;
       hold.lots = portions_of(e->lots());
       take(*o, id, e->funding_workspace(), hold.lots);
       hold.workspace = e->workspace();
@@ -352,68 +388,58 @@ void BalancesProjection::apply(const fb::Envelope& event) {
       hold.amount = e->amount();
       hold.reserved_us = now;
       hold.expires_at_us = e->expires_at();
-      const std::string hold_id(str(e->hold()));
-      WorkspaceBalance* w = workspace(*o, id, e->workspace());
-      if (w != nullptr) {
+      if (WorkspaceBalance* w = workspace(*o, id, e->workspace())) {
         w->held += e->amount();
         spend(w->spend, now, 0, e->amount(), now);
       }
-      MemberBalance& member = o->members[hold.user];
-      member.held += e->amount();
-      spend(member.spend, now, 0, e->amount(), now);
+      MemberBalance& m = member(*o, id, hold.user);
+      m.held += e->amount();
+      spend(m.spend, now, 0, e->amount(), now);
       o->held += e->amount();
-      timers_.insert(Timer{hold.expires_at_us, id, 0, hold_id});
-      o->holds[hold_id] = std::move(hold);
-      mark(RowKind::kHold, id, hold_id);
-      mark(RowKind::kMember, id, std::string(str(e->user())));
-      mark(RowKind::kOrg, id);
+      timers_.insert(Timer{hold.expires_at_us, id, 0, it->first});
+      mark_hold(id, hold, it->first);
+      mark_org(*o, id);
       return;
     }
     case fb::Event::HoldClosed: {
       const auto* e = event.event_as_HoldClosed();
-      const std::string id(str(e->org()));
-      OrgBalances* o = org(id);
+      OrgBalances* o = org(str(e->org()), &id_key);
       if (o == nullptr) return;
-      const std::string hold_id(str(e->hold()));
-      auto it = o->holds.find(hold_id);
+      const std::string& id = *id_key;
+      auto it = o->holds.find(str(e->hold()));
       if (it == o->holds.end() || it->second.state != HoldState::kOpen) {
         ++anomalies_;
         return;
       }
       Hold& hold = it->second;
-      timers_.erase(Timer{hold.expires_at_us, id, 0, hold_id});
-      if (e->consumed_lots() != nullptr) {
-        for (const fb::LotAmount* portion : *e->consumed_lots()) {
-          if (portion->lot() >= o->lots.size()) continue;
-          o->lots[portion->lot()].consumed += portion->amount();
-          lot_changed(*o, id, portion->lot());
-        }
+      timers_.erase(Timer{hold.expires_at_us, id, 0, it->first});
+      for (const LotPortion& portion : portions_of(e->consumed_lots())) {
+        if (portion.lot >= o->lots.size()) continue;
+        o->lots[portion.lot].consumed += portion.amount;
+        lot_changed(*o, id, portion.lot);
       }
-      if (e->expired_lots() != nullptr) {
-        for (const fb::LotAmount* portion : *e->expired_lots()) {
-          if (portion->lot() >= o->lots.size()) continue;
-          Lot& lot = o->lots[portion->lot()];
-          if (lot.kind == LotKind::OneTime) {
-            lot.banked_amount += portion->amount();
-            o->banked += portion->amount();
-          } else {
-            lot.expired_amount += portion->amount();
-            o->expired += portion->amount();
-          }
-          lot_changed(*o, id, portion->lot());
+      for (const LotPortion& portion : portions_of(e->expired_lots())) {
+        if (portion.lot >= o->lots.size()) continue;
+        Lot& lot = o->lots[portion.lot];
+        if (lot.kind == LotKind::OneTime) {
+          lot.banked_amount += portion.amount;
+          o->banked += portion.amount;
+        } else {
+          lot.expired_amount += portion.amount;
+          o->expired += portion.amount;
         }
+        lot_changed(*o, id, portion.lot);
       }
       give(*o, id, e->returned_to(), portions_of(e->returned_lots()));
-      WorkspaceBalance* w = workspace(*o, id, hold.workspace);
-      if (w != nullptr) {
+      if (WorkspaceBalance* w = workspace(*o, id, hold.workspace)) {
         w->held -= hold.amount;
         w->consumed += e->amount();
         spend(w->spend, now, e->amount(), -hold.amount, hold.reserved_us);
       }
-      MemberBalance& member = o->members[hold.user];
-      member.held -= hold.amount;
-      member.consumed += e->amount();
-      spend(member.spend, now, e->amount(), -hold.amount, hold.reserved_us);
+      MemberBalance& m = member(*o, id, hold.user);
+      m.held -= hold.amount;
+      m.consumed += e->amount();
+      spend(m.spend, now, e->amount(), -hold.amount, hold.reserved_us);
       o->held -= hold.amount;
       o->consumed += e->amount();
       hold.state = e->end() == fb::HoldEnd::Settled ? HoldState::kSettled
@@ -421,24 +447,19 @@ void BalancesProjection::apply(const fb::Envelope& event) {
                                                        : HoldState::kTimedOut;
       hold.consumed = e->amount();
       hold.lots.clear();
-      mark(RowKind::kHold, id, hold_id);
-      mark(RowKind::kMember, id, hold.user);
-      mark(RowKind::kOrg, id);
+      mark_hold(id, hold, it->first);
+      mark_org(*o, id);
       return;
     }
     case fb::Event::LimitSet: {
       const auto* e = event.event_as_LimitSet();
-      const std::string id(str(e->org()));
-      OrgBalances* o = org(id);
+      OrgBalances* o = org(str(e->org()), &id_key);
       if (o == nullptr) return;
       Spend* target = nullptr;
       if (str(e->user()).empty()) {
-        WorkspaceBalance* w = workspace(*o, id, e->workspace());
-        if (w != nullptr) target = &w->spend;
+        if (WorkspaceBalance* w = workspace(*o, *id_key, e->workspace())) target = &w->spend;
       } else {
-        const std::string user(str(e->user()));
-        target = &o->members[user].spend;
-        mark(RowKind::kMember, id, user);
+        target = &member(*o, *id_key, str(e->user())).spend;
       }
       if (target == nullptr) return;
       (e->period() == fb::LimitPeriod::Day ? target->day_limit : target->month_limit) = e->amount() < 0 ? -1 : e->amount();
@@ -476,45 +497,49 @@ void BalancesProjection::spend(Spend& s, int64_t time_us, int64_t spent, int64_t
 
 // ---- rows ----------------------------------------------------------------------------
 
-void BalancesProjection::write_row(const RowId& row, RowSink* sink) const {
-  const auto& [kind, org_id, sub] = row;
+void BalancesProjection::write_row(const Changed& row, RowSink* sink) const {
+  const std::string& org_id = *row.org;
   const OrgBalances* o = find(org_id);
   if (o == nullptr) return;
   std::string key = "balances/";
-  key += static_cast<char>(kind);
+  key += static_cast<char>(row.kind);
   key += '/';
   key += org_id;
-  if (kind != RowKind::kOrg) {
-    key += '\0';
-    key += sub;
-  }
   RowWriter out;
-  switch (kind) {
+  switch (row.kind) {
     case RowKind::kOrg:
       out.i64(o->granted).i64(o->expired).i64(o->banked).i64(o->held).i64(o->consumed);
       out.str(o->plan).i64(o->plan_monthly).u8(o->plan_rollover);
       break;
     case RowKind::kLot: {
-      const Lot& lot = o->lots.at(read_be32(sub));
+      key += '\0';
+      key += be32(row.index);
+      const Lot& lot = o->lots.at(row.index);
       out.str(lot.grant).u8(static_cast<uint8_t>(lot.kind)).i64(lot.amount).i64(lot.expires_at_us).i64(lot.granted_us);
       out.u8(lot.from_bank).u8(lot.expired).i64(lot.consumed).i64(lot.expired_amount).i64(lot.banked_amount);
       break;
     }
     case RowKind::kWorkspace: {
-      const WorkspaceBalance& w = o->workspaces.at(read_be32(sub));
+      key += '\0';
+      key += be32(row.index);
+      const WorkspaceBalance& w = o->workspaces.at(row.index);
       write_portions(out, w.holdings);
       out.i64(w.available).i64(w.held).i64(w.consumed);
       write_spend(out, w.spend);
       break;
     }
     case RowKind::kMember: {
-      const MemberBalance& m = o->members.at(sub);
+      key += '\0';
+      key += *row.key;
+      const MemberBalance& m = o->members.at(*row.key);
       out.i64(m.held).i64(m.consumed);
       write_spend(out, m.spend);
       break;
     }
     case RowKind::kHold: {
-      const Hold& h = o->holds.at(sub);
+      key += '\0';
+      key += *row.key;
+      const Hold& h = o->holds.at(*row.key);
       out.u32(h.workspace).u32(h.funding_workspace).str(h.user).str(h.tool).str(h.model);
       out.i64(h.amount).i64(h.reserved_us).i64(h.expires_at_us);
       write_portions(out, h.lots);
@@ -522,7 +547,9 @@ void BalancesProjection::write_row(const RowId& row, RowSink* sink) const {
       break;
     }
     case RowKind::kUsage: {
-      const UsageRef& u = o->usage_ids.at(sub);
+      key += '\0';
+      key += *row.key;
+      const UsageRef& u = o->usage_ids.at(*row.key);
       out.u64(u.seq).u64(u.content_hash).i64(u.amount);
       break;
     }
@@ -531,19 +558,31 @@ void BalancesProjection::write_row(const RowId& row, RowSink* sink) const {
 }
 
 void BalancesProjection::flush(RowSink* sink) {
-  for (const RowId& row : dirty_) write_row(row, sink);
-  dirty_.clear();
+  for (const Changed& row : changed_) {
+    write_row(row, sink);
+    // Clear the entity's flag so its next change queues it again.
+    OrgBalances& o = orgs_.find(*row.org)->second;
+    switch (row.kind) {
+      case RowKind::kOrg: o.dirty = false; break;
+      case RowKind::kLot: o.lots[row.index].dirty = false; break;
+      case RowKind::kWorkspace: o.workspaces[row.index].dirty = false; break;
+      case RowKind::kMember: o.members.find(*row.key)->second.dirty = false; break;
+      case RowKind::kHold: o.holds.find(*row.key)->second.dirty = false; break;
+      case RowKind::kUsage: break;
+    }
+  }
+  changed_.clear();
   sink->put(checkpoint_key(), be64(checkpoint_));
 }
 
 void BalancesProjection::dump(RowSink* sink) const {
   for (const auto& [id, o] : orgs_) {
-    write_row({RowKind::kOrg, id, {}}, sink);
-    for (uint32_t i = 0; i < o.lots.size(); ++i) write_row({RowKind::kLot, id, be32(i)}, sink);
-    for (uint32_t i = 0; i < o.workspaces.size(); ++i) write_row({RowKind::kWorkspace, id, be32(i)}, sink);
-    for (const auto& [user, m] : o.members) write_row({RowKind::kMember, id, user}, sink);
-    for (const auto& [hold, h] : o.holds) write_row({RowKind::kHold, id, hold}, sink);
-    for (const auto& [usage, u] : o.usage_ids) write_row({RowKind::kUsage, id, usage}, sink);
+    write_row({RowKind::kOrg, &id}, sink);
+    for (uint32_t i = 0; i < o.lots.size(); ++i) write_row({RowKind::kLot, &id, i}, sink);
+    for (uint32_t i = 0; i < o.workspaces.size(); ++i) write_row({RowKind::kWorkspace, &id, i}, sink);
+    for (const auto& [user, m] : o.members) write_row({RowKind::kMember, &id, 0, &user}, sink);
+    for (const auto& [hold, h] : o.holds) write_row({RowKind::kHold, &id, 0, &hold}, sink);
+    for (const auto& [usage, u] : o.usage_ids) write_row({RowKind::kUsage, &id, 0, &usage}, sink);
   }
   sink->put(checkpoint_key(), be64(checkpoint_));
 }
@@ -659,7 +698,7 @@ void BalancesProjection::rebuild_timers() {
 void BalancesProjection::clear() {
   orgs_.clear();
   timers_.clear();
-  dirty_.clear();
+  changed_.clear();
   anomalies_ = 0;
   checkpoint_ = 0;
 }

@@ -42,6 +42,7 @@ struct Lot {
   int64_t consumed = 0;
   int64_t expired_amount = 0;
   int64_t banked_amount = 0;
+  bool dirty = false;  // changed since the last flush
   // Still in a workspace or a hold.
   int64_t outstanding() const { return amount - consumed - expired_amount - banked_amount; }
 };
@@ -67,12 +68,14 @@ struct WorkspaceBalance {
   int64_t held = 0;      // by open holds attributed to this workspace
   int64_t consumed = 0;  // by usage attributed to this workspace
   Spend spend;
+  bool dirty = false;
 };
 
 struct MemberBalance {
   int64_t held = 0;
   int64_t consumed = 0;
   Spend spend;
+  bool dirty = false;
 };
 
 enum class HoldState : uint8_t { kOpen = 0, kSettled = 1, kReleased = 2, kTimedOut = 3 };
@@ -90,6 +93,7 @@ struct Hold {
   std::vector<LotPortion> lots;  // while open
   HoldState state = HoldState::kOpen;
   int64_t consumed = 0;          // once settled
+  bool dirty = false;
 };
 
 struct UsageRef {
@@ -113,6 +117,7 @@ struct OrgBalances {
   std::string plan;
   int64_t plan_monthly = 0;
   bool plan_rollover = true;
+  bool dirty = false;
 
   int64_t available() const;
   // True if lot a is spent before lot b (SPEC §2 consumption order).
@@ -149,21 +154,32 @@ class BalancesProjection final : public Projection {
 
  private:
   enum class RowKind : char { kOrg = 'o', kLot = 'l', kWorkspace = 'w', kMember = 'm', kHold = 'h', kUsage = 'u' };
-  using RowId = std::tuple<RowKind, std::string, std::string>;
+  // A row changed since the last flush. Entities carry a dirty flag so each is queued
+  // once; `key` points at a map key (stable), `index` is a lot or workspace id.
+  struct Changed {
+    RowKind kind;
+    const std::string* org;
+    uint32_t index = 0;
+    const std::string* key = nullptr;
+  };
 
-  OrgBalances* org(std::string_view id);
+  OrgBalances* org(std::string_view id, const std::string** key = nullptr);
   WorkspaceBalance* workspace(OrgBalances& org, const std::string& org_id, uint32_t id);
   void take(OrgBalances& org, const std::string& org_id, uint32_t workspace, const std::vector<LotPortion>& lots);
   void give(OrgBalances& org, const std::string& org_id, uint32_t workspace, const std::vector<LotPortion>& lots);
   void lot_changed(OrgBalances& org, const std::string& org_id, uint32_t lot);
-  void spend(Spend& spend, int64_t time_us, int64_t spent_delta, int64_t held_delta, int64_t held_bucket_time_us);
-  void mark(RowKind kind, const std::string& org, std::string sub = {});
-  void write_row(const RowId& row, RowSink* sink) const;
+  static void spend(Spend& spend, int64_t time_us, int64_t spent_delta, int64_t held_delta, int64_t held_bucket_time_us);
+  void mark_org(OrgBalances& org, const std::string& org_id);
+  void mark_lot(OrgBalances& org, const std::string& org_id, uint32_t lot);
+  void mark_member(const std::string& org_id, MemberBalance& member, const std::string& user);
+  void mark_hold(const std::string& org_id, Hold& hold, const std::string& hold_id);
+  MemberBalance& member(OrgBalances& org, const std::string& org_id, std::string_view user);
+  void write_row(const Changed& row, RowSink* sink) const;
   void rebuild_timers();
 
   std::map<std::string, OrgBalances, std::less<>> orgs_;
   std::set<Timer> timers_;
-  std::set<RowId> dirty_;
+  std::vector<Changed> changed_;
   uint64_t anomalies_ = 0;
 };
 

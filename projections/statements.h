@@ -14,10 +14,27 @@
 
 namespace tally {
 
+enum class EntryKind : uint8_t {
+  kGrant,
+  kBankRelease,
+  kTransferIn,
+  kTransferOut,
+  kSweepIn,       // budget -> shared mode switch
+  kSweepOut,
+  kReturnedIn,    // a deleted workspace's credits
+  kReturnedOut,
+  kExpiry,
+  kExpiryToBank,
+  kUsage,
+  kHold,
+  kHoldReturn,
+};
+std::string_view entry_kind_name(EntryKind kind);
+
 struct StatementEntry {
   uint64_t seq = 0;
   int64_t time_us = 0;
-  std::string kind;    // grant, bank_release, transfer_in, transfer_out, sweep_in, ...
+  EntryKind kind = EntryKind::kGrant;
   int64_t amount = 0;  // signed: credits in (+) or out (-)
   int64_t balance = 0; // available in the workspace after the entry
   std::string ref;     // grant, usage or hold id, when there is one
@@ -37,13 +54,18 @@ class StatementsProjection final : public Projection {
   const std::vector<StatementEntry>* entries(std::string_view org, uint32_t workspace) const;
 
  private:
-  using Account = std::pair<std::string, uint32_t>;  // org, workspace id
-  void add(const std::string& org, uint32_t workspace, const fb::Envelope& event, std::string_view kind, int64_t amount,
-           std::string_view ref, uint32_t other);
-  void write_row(const Account& account, const StatementEntry& entry, RowSink* sink) const;
+  using Accounts = std::vector<std::vector<StatementEntry>>;  // by workspace id
+  struct Pending {
+    const std::string* org;
+    uint32_t workspace;
+    size_t index;
+  };
+  void add(std::string_view org, uint32_t workspace, const fb::Envelope& event, EntryKind kind, int64_t amount, std::string_view ref,
+           uint32_t other);
+  void write_row(const std::string& org, uint32_t workspace, const StatementEntry& entry, RowSink* sink) const;
 
-  std::map<Account, std::vector<StatementEntry>> accounts_;
-  std::vector<std::pair<Account, size_t>> pending_;  // entries not yet flushed
+  std::map<std::string, Accounts, std::less<>> orgs_;
+  std::vector<Pending> pending_;  // entries not yet flushed
 };
 
 }  // namespace tally

@@ -10,106 +10,115 @@ namespace {
 
 std::string_view str(const flatbuffers::String* s) { return s == nullptr ? std::string_view() : s->string_view(); }
 
-// Splits "a\0b\0c..." into at most n parts.
-std::vector<std::string_view> split(std::string_view text, size_t n) {
-  std::vector<std::string_view> parts;
-  while (parts.size() + 1 < n) {
-    const size_t nul = text.find('\0');
-    if (nul == std::string_view::npos) break;
-    parts.push_back(text.substr(0, nul));
-    text = text.substr(nul + 1);
-  }
-  parts.push_back(text);
-  return parts;
-}
-
 }  // namespace
 
-std::string UsageProjection::hold_key(std::string_view org, std::string_view hold) const {
-  std::string key(org);
-  key += '\0';
-  key += hold;
-  return key;
+uint32_t UsageProjection::product(std::string_view tool, std::string_view model) {
+  std::pair<std::string, std::string> key(tool, model);
+  auto [it, inserted] = product_index_.try_emplace(key, static_cast<uint32_t>(products_.size()));
+  if (inserted) products_.push_back(std::move(key));
+  return it->second;
 }
 
-void UsageProjection::add(const UsageKey& key, int64_t quantity, int64_t credits) {
-  UsageTotals& totals = totals_[key];
-  totals.events += 1;
-  totals.quantity += quantity;
-  totals.credits += credits;
-  dirty_.insert(key);
+uint32_t UsageProjection::user(OrgUsage& org, std::string_view name) {
+  auto [it, inserted] = org.user_index.try_emplace(std::string(name), static_cast<uint32_t>(org.users.size()));
+  if (inserted) org.users.emplace_back(name);
+  return it->second;
+}
+
+void UsageProjection::add(const std::string& org_id, OrgUsage& org, const Cell& cell, int64_t quantity, int64_t credits) {
+  Entry& entry = org.cells[cell];
+  entry.totals.events += 1;
+  entry.totals.quantity += quantity;
+  entry.totals.credits += credits;
+  if (!entry.dirty) {
+    entry.dirty = true;
+    changed_cells_.emplace_back(&org_id, cell);
+  }
 }
 
 void UsageProjection::apply(const fb::Envelope& event) {
   checkpoint_ = event.seq();
   if (const auto* e = event.event_as_UsageRecorded()) {
-    add(UsageKey{std::string(str(e->org())), e->workspace(), std::string(str(e->user())), std::string(str(e->tool())),
-                 std::string(str(e->model())), hour_start(e->occurred_at())},
-        e->quantity(), e->amount());
+    auto [it, inserted] = orgs_.try_emplace(std::string(str(e->org())));
+    OrgUsage& org = it->second;
+    const Cell cell{e->workspace(), user(org, str(e->user())), product(str(e->tool()), str(e->model())), hour_start(e->occurred_at())};
+    add(it->first, org, cell, e->quantity(), e->amount());
   } else if (const auto* e = event.event_as_HoldReserved()) {
-    const std::string key = hold_key(str(e->org()), str(e->hold()));
-    open_holds_[key] = OpenHold{e->workspace(), std::string(str(e->user())), std::string(str(e->tool())), std::string(str(e->model()))};
-    dirty_holds_.insert(key);
+    auto [it, inserted] = orgs_.try_emplace(std::string(str(e->org())));
+    it->second.open_holds[std::string(str(e->hold()))] =
+        OpenHold{e->workspace(), std::string(str(e->user())), std::string(str(e->tool())), std::string(str(e->model()))};
+    changed_holds_.emplace_back(it->first, str(e->hold()));
   } else if (const auto* e = event.event_as_HoldClosed()) {
-    const std::string key = hold_key(str(e->org()), str(e->hold()));
-    auto it = open_holds_.find(key);
-    if (it == open_holds_.end()) return;
+    auto org_it = orgs_.find(str(e->org()));
+    if (org_it == orgs_.end()) return;
+    OrgUsage& org = org_it->second;
+    auto it = org.open_holds.find(str(e->hold()));
+    if (it == org.open_holds.end()) return;
     if (e->end() == fb::HoldEnd::Settled) {
       const OpenHold& hold = it->second;
-      add(UsageKey{std::string(str(e->org())), hold.workspace, hold.user, hold.tool, hold.model, hour_start(event.time_us())}, 0,
-          e->amount());
+      const Cell cell{hold.workspace, user(org, hold.user), product(hold.tool, hold.model), hour_start(event.time_us())};
+      add(org_it->first, org, cell, 0, e->amount());
     }
-    open_holds_.erase(it);
-    dirty_holds_.insert(key);
+    changed_holds_.emplace_back(org_it->first, it->first);
+    org.open_holds.erase(it);
   }
 }
 
-// Rows: "usage/t/<org>\0<ws be32>\0<user>\0<tool>\0<model>\0<hour>" and
+// Rows: "usage/t/<org>\0<ws be32>\0<user>\0<tool>\0<model>\0<hour be64>" per cell, and
 // "usage/h/<org>\0<hold>" for holds still open.
-void UsageProjection::write_row(const UsageKey& key, RowSink* sink) const {
-  std::string row = row_prefix() + "t/" + key.org;
-  row += '\0';
-  std::string ws(4, '\0');
-  for (int i = 0; i < 4; ++i) ws[i] = static_cast<char>(key.workspace >> (24 - 8 * i));
-  row += ws;
-  row += '\0';
-  row += key.user;
-  row += '\0';
-  row += key.tool;
-  row += '\0';
-  row += key.model;
-  row += '\0';
-  row += be64(static_cast<uint64_t>(key.hour_us));
-  const UsageTotals& totals = totals_.at(key);
+std::string UsageProjection::row_key(const std::string& org_id, const OrgUsage& org, const Cell& cell) const {
+  std::string key = row_prefix() + "t/" + org_id;
+  key += '\0';
+  for (int i = 0; i < 4; ++i) key += static_cast<char>(cell.workspace >> (24 - 8 * i));
+  key += '\0';
+  key += org.users[cell.user];
+  key += '\0';
+  key += products_[cell.product].first;
+  key += '\0';
+  key += products_[cell.product].second;
+  key += '\0';
+  key += be64(static_cast<uint64_t>(cell.hour_us));
+  return key;
+}
+
+void UsageProjection::write_cell(const std::string& org_id, const OrgUsage& org, const Cell& cell, RowSink* sink) const {
+  const UsageTotals& totals = org.cells.at(cell).totals;
   RowWriter value;
   value.i64(totals.events).i64(totals.quantity).i64(totals.credits);
-  sink->put(row, value.data());
+  sink->put(row_key(org_id, org, cell), value.data());
+}
+
+std::string UsageProjection::hold_row(const OpenHold& hold) {
+  RowWriter value;
+  value.u32(hold.workspace).str(hold.user).str(hold.tool).str(hold.model);
+  return value.take();
 }
 
 void UsageProjection::flush(RowSink* sink) {
-  for (const UsageKey& key : dirty_) write_row(key, sink);
-  dirty_.clear();
-  for (const std::string& key : dirty_holds_) {
-    auto it = open_holds_.find(key);
-    const std::string row = row_prefix() + "h/" + key;
-    if (it == open_holds_.end()) {
-      sink->erase(row);
+  for (const auto& [org_id, cell] : changed_cells_) {
+    OrgUsage& org = orgs_.find(*org_id)->second;
+    write_cell(*org_id, org, cell, sink);
+    org.cells[cell].dirty = false;
+  }
+  changed_cells_.clear();
+  for (const auto& [org_id, hold_id] : changed_holds_) {
+    const OrgUsage& org = orgs_.find(org_id)->second;
+    const std::string key = row_prefix() + "h/" + org_id + '\0' + hold_id;
+    auto it = org.open_holds.find(hold_id);
+    if (it == org.open_holds.end()) {
+      sink->erase(key);
     } else {
-      RowWriter value;
-      value.u32(it->second.workspace).str(it->second.user).str(it->second.tool).str(it->second.model);
-      sink->put(row, value.data());
+      sink->put(key, hold_row(it->second));
     }
   }
-  dirty_holds_.clear();
+  changed_holds_.clear();
   sink->put(checkpoint_key(), be64(checkpoint_));
 }
 
 void UsageProjection::dump(RowSink* sink) const {
-  for (const auto& [key, totals] : totals_) write_row(key, sink);
-  for (const auto& [key, hold] : open_holds_) {
-    RowWriter value;
-    value.u32(hold.workspace).str(hold.user).str(hold.tool).str(hold.model);
-    sink->put(row_prefix() + "h/" + key, value.data());
+  for (const auto& [org_id, org] : orgs_) {
+    for (const auto& [cell, entry] : org.cells) write_cell(org_id, org, cell, sink);
+    for (const auto& [hold_id, hold] : org.open_holds) sink->put(row_prefix() + "h/" + org_id + '\0' + hold_id, hold_row(hold));
   }
   sink->put(checkpoint_key(), be64(checkpoint_));
 }
@@ -123,7 +132,10 @@ bool UsageProjection::load_row(std::string_view key, std::string_view value) {
   const std::string_view rest = key.substr(row_prefix().size());
   RowReader in(value);
   if (rest.starts_with("h/")) {
-    OpenHold& hold = open_holds_[std::string(rest.substr(2))];
+    const std::string_view body = rest.substr(2);
+    const size_t nul = body.find('\0');
+    if (nul == std::string_view::npos) return false;
+    OpenHold& hold = orgs_[std::string(body.substr(0, nul))].open_holds[std::string(body.substr(nul + 1))];
     hold.workspace = in.u32();
     hold.user = in.str();
     hold.tool = in.str();
@@ -135,30 +147,43 @@ bool UsageProjection::load_row(std::string_view key, std::string_view value) {
   // position rather than by splitting.
   const std::string_view body = rest.substr(2);
   const size_t org_end = body.find('\0');
-  if (org_end == std::string_view::npos || body.size() < org_end + 1 + 4 + 1 + 8) return false;
-  UsageKey usage;
-  usage.org = body.substr(0, org_end);
-  const std::string_view ws = body.substr(org_end + 1, 4);
-  for (char c : ws) usage.workspace = (usage.workspace << 8) | static_cast<uint8_t>(c);
-  const std::string_view middle = body.substr(org_end + 6, body.size() - (org_end + 6) - 9);
-  const std::vector<std::string_view> parts = split(middle, 3);
-  if (parts.size() != 3 || body[body.size() - 9] != '\0') return false;
-  usage.user = parts[0];
-  usage.tool = parts[1];
-  usage.model = parts[2];
-  usage.hour_us = static_cast<int64_t>(read_be64(body.substr(body.size() - 8)));
-  UsageTotals& totals = totals_[usage];
-  totals.events = in.i64();
-  totals.quantity = in.i64();
-  totals.credits = in.i64();
+  if (org_end == std::string_view::npos || body.size() < org_end + 1 + 4 + 1 + 3 + 8 || body[org_end + 5] != '\0' ||
+      body[body.size() - 9] != '\0') {
+    return false;
+  }
+  Cell cell{};
+  for (char c : body.substr(org_end + 1, 4)) cell.workspace = (cell.workspace << 8) | static_cast<uint8_t>(c);
+  std::string_view middle = body.substr(org_end + 6, body.size() - (org_end + 6) - 9);
+  const size_t first = middle.find('\0');
+  const size_t second = first == std::string_view::npos ? first : middle.find('\0', first + 1);
+  if (second == std::string_view::npos) return false;
+  auto [it, inserted] = orgs_.try_emplace(std::string(body.substr(0, org_end)));
+  cell.user = user(it->second, middle.substr(0, first));
+  cell.product = product(middle.substr(first + 1, second - first - 1), middle.substr(second + 1));
+  cell.hour_us = static_cast<int64_t>(read_be64(body.substr(body.size() - 8)));
+  Entry& entry = it->second.cells[cell];
+  entry.totals.events = in.i64();
+  entry.totals.quantity = in.i64();
+  entry.totals.credits = in.i64();
   return in.done();
 }
 
+void UsageProjection::for_each(std::string_view org_id, const std::function<void(const UsageCell&, const UsageTotals&)>& visit) const {
+  auto it = orgs_.find(org_id);
+  if (it == orgs_.end()) return;
+  const OrgUsage& org = it->second;
+  for (const auto& [cell, entry] : org.cells) {
+    const auto& [tool, model] = products_[cell.product];
+    visit(UsageCell{cell.workspace, org.users[cell.user], tool, model, cell.hour_us}, entry.totals);
+  }
+}
+
 void UsageProjection::clear() {
-  totals_.clear();
-  open_holds_.clear();
-  dirty_.clear();
-  dirty_holds_.clear();
+  products_.clear();
+  product_index_.clear();
+  orgs_.clear();
+  changed_cells_.clear();
+  changed_holds_.clear();
   checkpoint_ = 0;
 }
 

@@ -1,32 +1,36 @@
 // Usage aggregates: events, quantity and credits per organization x workspace x member
 // x tool x model x hour (of the time the usage occurred). Days and months are sums of
 // hours. Settled holds count as one event of quantity 0 at the time they settle.
+//
+// In memory, members and (tool, model) pairs are interned to small integers so a cell
+// key is four integers; rows in the store spell the names out.
 #pragma once
 
+#include <functional>
 #include <map>
-#include <set>
 #include <string>
 #include <string_view>
-#include <tuple>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "projections/projection.h"
 
 namespace tally {
 
-struct UsageKey {
-  std::string org;
-  uint32_t workspace = 0;
-  std::string user;
-  std::string tool;
-  std::string model;
-  int64_t hour_us = 0;  // start of the hour
-  auto operator<=>(const UsageKey&) const = default;
-};
-
 struct UsageTotals {
   int64_t events = 0;
   int64_t quantity = 0;
   int64_t credits = 0;
+};
+
+// One aggregate cell as queries see it.
+struct UsageCell {
+  uint32_t workspace = 0;
+  std::string_view user;
+  std::string_view tool;
+  std::string_view model;
+  int64_t hour_us = 0;  // start of the hour
 };
 
 class UsageProjection final : public Projection {
@@ -38,21 +42,51 @@ class UsageProjection final : public Projection {
   bool load_row(std::string_view key, std::string_view value) override;
   void clear() override;
 
-  const std::map<UsageKey, UsageTotals>& totals() const { return totals_; }
+  // Calls visit for every cell of the organization, in no particular order.
+  void for_each(std::string_view org, const std::function<void(const UsageCell&, const UsageTotals&)>& visit) const;
 
  private:
+  struct Cell {
+    uint32_t workspace;
+    uint32_t user;
+    uint32_t product;
+    int64_t hour_us;
+    bool operator==(const Cell&) const = default;
+  };
+  struct CellHash {
+    size_t operator()(const Cell& c) const {
+      uint64_t h = (uint64_t{c.workspace} << 40) ^ (uint64_t{c.user} << 20) ^ c.product;
+      h ^= static_cast<uint64_t>(c.hour_us) * 0x9E3779B97F4A7C15ULL;
+      return static_cast<size_t>(h ^ (h >> 29));
+    }
+  };
+  struct Entry {
+    UsageTotals totals;
+    bool dirty = false;
+  };
   struct OpenHold {
     uint32_t workspace = 0;
     std::string user, tool, model;
   };
-  void add(const UsageKey& key, int64_t quantity, int64_t credits);
-  void write_row(const UsageKey& key, RowSink* sink) const;
-  std::string hold_key(std::string_view org, std::string_view hold) const;
+  struct OrgUsage {
+    std::vector<std::string> users;
+    std::unordered_map<std::string, uint32_t> user_index;
+    std::unordered_map<Cell, Entry, CellHash> cells;
+    std::map<std::string, OpenHold, std::less<>> open_holds;  // by hold id
+  };
 
-  std::map<UsageKey, UsageTotals> totals_;
-  std::map<std::string, OpenHold> open_holds_;  // by "org\0hold"
-  std::set<UsageKey> dirty_;
-  std::set<std::string> dirty_holds_;
+  uint32_t product(std::string_view tool, std::string_view model);
+  static uint32_t user(OrgUsage& org, std::string_view name);
+  void add(const std::string& org_id, OrgUsage& org, const Cell& cell, int64_t quantity, int64_t credits);
+  std::string row_key(const std::string& org_id, const OrgUsage& org, const Cell& cell) const;
+  void write_cell(const std::string& org_id, const OrgUsage& org, const Cell& cell, RowSink* sink) const;
+  static std::string hold_row(const OpenHold& hold);
+
+  std::vector<std::pair<std::string, std::string>> products_;  // (tool, model) by index
+  std::map<std::pair<std::string, std::string>, uint32_t> product_index_;
+  std::map<std::string, OrgUsage, std::less<>> orgs_;
+  std::vector<std::pair<const std::string*, Cell>> changed_cells_;
+  std::vector<std::pair<std::string, std::string>> changed_holds_;  // (org, hold)
 };
 
 }  // namespace tally

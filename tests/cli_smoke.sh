@@ -30,5 +30,5 @@ q='{"query":"members","actor":"platform","org":"acme"}'
 set +e
 "$tally" apply >/dev/null 2>&1; [ $? -eq 2 ] || { echo "apply without --data should exit 2"; exit 1; }
 set -e
-"$tally" demo --orgs 2 | grep -q 'verify: ok'
+"$tally" demo --orgs 2 --events 20000 | grep -q 'verify: ok'
 echo "cli smoke: ok"
