@@ -16,6 +16,9 @@ inline constexpr size_t kEnvelopeBytesMax = 1 << 20;
 
 // Runs the FlatBuffers verifier over untrusted bytes and checks the schema version.
 // Returns null if the bytes are not a well-formed envelope this build can read.
+// FlatBuffers reads need aligned memory and RocksDB gives no alignment, so unaligned
+// bytes are first copied into a per-thread buffer: the result is valid until the same
+// thread's next call.
 const fb::Envelope* decode_envelope(std::string_view bytes);
 
 // The event type's name as in the schema ("OrgCreated").
