@@ -16,8 +16,16 @@ constexpr int64_t kSumMax = std::numeric_limits<int64_t>::max() / 2;
 bool amount_in(int64_t amount, int64_t max) { return amount >= 0 && amount <= max; }
 bool workspace_in(uint32_t id) { return id < kWorkspacesPerOrgMax; }
 
+// The FlatBuffers verifier (2.0) checks a vector of structs for 4-byte alignment only;
+// the structs hold int64s, and reading them misaligned would be undefined.
+template <typename Struct>
+bool aligned(const flatbuffers::Vector<const Struct*>* vector) {
+  return reinterpret_cast<uintptr_t>(vector->Data()) % alignof(Struct) == 0;
+}
+
 bool portions_in(const flatbuffers::Vector<const fb::LotAmount*>* portions) {
   if (portions == nullptr) return true;
+  if (!aligned(portions)) return false;
   for (const fb::LotAmount* portion : *portions) {
     if (!amount_in(portion->amount(), kSumMax)) return false;
   }
@@ -26,6 +34,7 @@ bool portions_in(const flatbuffers::Vector<const fb::LotAmount*>* portions) {
 
 bool parts_in(const flatbuffers::Vector<const fb::WorkspaceAmount*>* parts) {
   if (parts == nullptr) return true;
+  if (!aligned(parts)) return false;
   for (const fb::WorkspaceAmount* part : *parts) {
     if (!workspace_in(part->workspace()) || !amount_in(part->amount(), kSumMax)) return false;
   }

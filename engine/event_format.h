@@ -20,8 +20,8 @@ inline constexpr size_t kEnvelopeAlignment = 8;
 
 // Runs the FlatBuffers verifier over untrusted bytes and checks the schema version.
 // Returns null if the bytes are not a well-formed envelope this build can read; if
-// they do not start at a kEnvelopeAlignment-aligned address (reading them would be
-// undefined); or if a number in the event lies outside what the engine ever logs (a
+// they, or a vector of structs inside them, are not aligned for in-place reads (which
+// would be undefined); or if a number in the event lies outside what the engine ever logs (a
 // negative amount, one beyond any command's reach, a workspace id beyond
 // kWorkspacesPerOrgMax), which only a damaged or forged log holds.
 const fb::Envelope* decode_envelope(std::string_view bytes);

@@ -147,6 +147,24 @@ TEST(FuzzRegression, ForgedAmountIsRefused) {
             nullptr);
 }
 
+// Found by fuzz_record (UBSan: "member call on misaligned address" for LotAmount in
+// decode_envelope's own bounds check): the FlatBuffers 2.0 verifier accepts a vector of
+// 8-byte structs at a 4-byte boundary. Fixed in decode_envelope: such vectors are
+// refused. The input is tests/fuzz/corpus/record/crash-misaligned-struct-vector.
+TEST(FuzzRegression, MisalignedStructVectorIsRefused) {
+  const std::string hex =
+      "1c00000000000000140038002c00240022001c0018000c000b000400140000006c000000000000151600000000000000"
+      "00000000200000002400000000000100809978a9ee60060016000000000000000000000003000000752d31000b000000"
+      "626f624061636d652e696f002000500008000c001000140018001c002c00200034003c00240028000700440020000000"
+      "00000001980000008c0000000100000074000000640000005400000044000000010000002c0000000200000000000000"
+      "0048e8010000000000e828a8ee6006004b45bdc44888abce000000000100000001000000000000000048e80100000000"
+      "05000000696d61676500000004000000666c75780000000005000000696d61670100000613000000626f624061636d65"
+      "2e696f0003000000752d31000400000061636d6500000000";
+  std::string bytes;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) bytes += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
+  EXPECT_EQ(decode_envelope(bytes), nullptr);
+}
+
 // What the fuzz target does with every envelope that decodes: apply it to fresh
 // projections, flush, dump and check them. The bounds above keep this well-defined.
 TEST(FuzzRegression, ExtremeButValidEventsApplyCleanly) {
