@@ -12,6 +12,8 @@
 
 #include <fmt/format.h>
 
+#include "engine/event_format.h"
+
 namespace tally {
 namespace {
 
@@ -270,6 +272,9 @@ Status Store::read_log(uint64_t from_seq, uint64_t to_seq,
   read.readahead_size = 4 << 20;
   read.verify_checksums = true;
   std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(read, impl_->log));
+  // RocksDB returns values at any address (a memtable entry follows its varint-coded
+  // key), but FlatBuffers needs aligned envelopes: copy the ones that are not.
+  std::vector<uint64_t> aligned;
   uint64_t expected = from_seq;
   for (it->Seek(slice(be64(from_seq))); it->Valid(); it->Next()) {
     const std::string_view key = view(it->key());
@@ -282,6 +287,11 @@ Status Store::read_log(uint64_t from_seq, uint64_t to_seq,
     std::string_view envelope;
     if (!decode_record(view(it->value()), &envelope)) {
       return Error(ErrorCode::kStorageError, fmt::format("log record {} fails its checksum", seq));
+    }
+    if (reinterpret_cast<uintptr_t>(envelope.data()) % kEnvelopeAlignment != 0) {
+      aligned.resize(envelope.size() / sizeof(uint64_t) + 1);
+      std::memcpy(aligned.data(), envelope.data(), envelope.size());
+      envelope = std::string_view(reinterpret_cast<const char*>(aligned.data()), envelope.size());
     }
     if (!visit(seq, envelope)) return Status::Ok();
   }
