@@ -96,7 +96,14 @@ Status decode_query(std::string_view json, Query* query) {
   *query = Query();
   bool have_type = false;
   bool have_actor = false;
+  constexpr std::string_view kKnownFields[] = {"query", "actor", "org", "workspace", "as_of", "as_of_seq"};
+  uint32_t seen = 0;
   for (auto [key, value] : object) {
+    for (size_t i = 0; i < std::size(kKnownFields); ++i) {
+      if (key != kKnownFields[i]) continue;
+      if (seen & (1u << i)) return Error(ErrorCode::kInvalidArgument, fmt::format("field \"{}\" appears twice", key));
+      seen |= 1u << i;
+    }
     std::string_view text;
     if (key == "as_of_seq") {
       uint64_t seq;
