@@ -263,6 +263,10 @@ Status Store::read_log(uint64_t from_seq, uint64_t to_seq,
   read.readahead_size = 4 << 20;
   read.verify_checksums = true;
   std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(read, impl_->log));
+  // FlatBuffers reads scalars in place, so envelopes must be 8-byte aligned; RocksDB
+  // hands out values at any address. Each record is copied to an aligned buffer (the
+  // envelope follows the 8-byte checksum, so it stays aligned).
+  std::vector<uint64_t> aligned;
   uint64_t expected = from_seq;
   for (it->Seek(slice(be64(from_seq))); it->Valid(); it->Next()) {
     const std::string_view key = view(it->key());
@@ -272,8 +276,11 @@ Status Store::read_log(uint64_t from_seq, uint64_t to_seq,
       return Error(ErrorCode::kStorageError, fmt::format("the log has a gap or a stray key at sequence {}", expected));
     }
     ++expected;
+    const std::string_view value = view(it->value());
+    aligned.resize(value.size() / sizeof(uint64_t) + 1);
+    std::memcpy(aligned.data(), value.data(), value.size());
     std::string_view envelope;
-    if (!decode_record(view(it->value()), &envelope)) {
+    if (!decode_record(std::string_view(reinterpret_cast<const char*>(aligned.data()), value.size()), &envelope)) {
       return Error(ErrorCode::kStorageError, fmt::format("log record {} fails its checksum", seq));
     }
     if (!visit(seq, envelope)) return Status::Ok();
