@@ -273,6 +273,9 @@ struct MatrixRow {
   std::vector<std::string> permitted;  // actors that may, per SPEC §2's table
 };
 
+// gtest names each case by its action (instead of dumping the struct's bytes).
+void PrintTo(const MatrixRow& row, std::ostream* out) { *out << row.action; }
+
 const std::vector<std::string> kOwnerAdmin = {"alice@acme.io", "adam@acme.io", "platform"};
 
 std::vector<MatrixRow> matrix() {
