@@ -294,7 +294,7 @@ std::string error_json(const Status& status) {
   return result.to_json();
 }
 
-Status decode_query(std::string_view json, Query* query) {
+Status decode_query(std::string_view json, Query* query, ActorField actor) {
   if (json.size() > kCommandBytesMax) return Error(ErrorCode::kTooLarge, fmt::format("a query is at most {} bytes", kCommandBytesMax));
   thread_local simdjson::dom::parser parser;
   simdjson::dom::element root;
@@ -310,7 +310,7 @@ Status decode_query(std::string_view json, Query* query) {
     if (Status s = decode_field(key, value, query); !s.ok()) return s;
   }
   if (!seen.contains("query")) return Error(ErrorCode::kMissingField, "missing field \"query\"");
-  if (!seen.contains("actor")) return Error(ErrorCode::kMissingField, "missing field \"actor\"");
+  if (actor == ActorField::kRequired && !seen.contains("actor")) return Error(ErrorCode::kMissingField, "missing field \"actor\"");
   if (query->org.empty()) return Error(ErrorCode::kMissingField, "this query needs field \"org\"");
   return Status::Ok();
 }
@@ -356,6 +356,10 @@ std::string answer_query(const ProjectionSet& state, const Query& query, uint64_
 std::string Engine::query(std::string_view json) {
   Query query;
   if (Status s = decode_query(json, &query); !s.ok()) return error_json(s);
+  return this->query(query);
+}
+
+std::string Engine::query(const Query& query) {
   if (!query.as_of_seq && !query.as_of_us) return answer_query(state_, query, store_->last_seq(), last_time_us_);
   // A past state: replay the log into fresh projections up to the point asked for.
   ProjectionSet past;
