@@ -13,6 +13,7 @@
 
 #include "cli/demo.h"
 #include "cli/io.h"
+#include "cli/load.h"
 #include "cli/remote.h"
 #include "engine/engine.h"
 #include "replay/export.h"
@@ -225,6 +226,17 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(uint64_t{1000}, uint64_t{100'000'000}))
       ->capture_default_str();
 
+  cli::LoadOptions load_options;
+  auto* load = app.add_subcommand("load", "Load-test a running daemon: record usage events over the binary protocol and report throughput");
+  load->add_option("--server", load_options.server, "HOST:PORT of the daemon's binary protocol")->required();
+  load->add_option("--token-file", load_options.token_file, "File holding the daemon's admin token (the load sets up its own organization)")->required();
+  load->add_option("--connections", load_options.connections, "Connections")->check(CLI::Range(1u, 256u))->capture_default_str();
+  load->add_option("--events", load_options.events, "Usage events to record")->check(CLI::Range(uint64_t{1}, uint64_t{1'000'000'000}))->capture_default_str();
+  load->add_option("--batch", load_options.batch, "Usage records per request")->check(CLI::Range(1u, 16384u))->capture_default_str();
+  load->add_option("--window", load_options.window, "Requests in flight per connection")->check(CLI::Range(1u, 64u))->capture_default_str();
+  load->add_option("--workspaces", load_options.workspaces, "Workspaces of the load's organization")->check(CLI::Range(1u, 10000u))->capture_default_str();
+  load->add_option("--members", load_options.members, "Members of the load's organization")->check(CLI::Range(1u, 1000000u))->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -251,5 +263,6 @@ int main(int argc, char** argv) {
   if (*export_cmd) return run_export(data_dir, output);
   if (*import_cmd) return run_import(data_dir, input);
   if (*demo) return cli::run_demo(demo_options);
+  if (*load) return cli::run_load(load_options);
   return 2;
 }

@@ -82,7 +82,7 @@ namespace {
 
 class Listener : public std::enable_shared_from_this<Listener> {
  public:
-  Listener(Core& core, Protocol protocol) : core_(core), protocol_(protocol), acceptor_(core.io) {}
+  Listener(Core& core, Protocol protocol) : core_(core), protocol_(protocol), acceptor_(asio::make_strand(core.io)), backoff_(acceptor_.get_executor()) {}
 
   Status listen(const std::string& address, uint16_t port) {
     beast::error_code ec;
@@ -100,13 +100,15 @@ class Listener : public std::enable_shared_from_this<Listener> {
 
   void accept() {
     acceptor_.async_accept(asio::make_strand(core_.io), [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
-      if (ec) {
-        if (ec != asio::error::operation_aborted) spdlog::warn("accept failed: {}", ec.message());
-        if (!self->acceptor_.is_open()) return;
-      } else {
+      if (!self->acceptor_.is_open() || self->core_.draining) return;
+      if (!ec) {
         self->serve(std::move(socket));
+        return self->accept();
       }
-      if (!self->core_.draining) self->accept();
+      // Out of descriptors, say: pause instead of spinning on the error.
+      spdlog::warn("accept failed: {}", ec.message());
+      self->backoff_.expires_after(std::chrono::milliseconds(50));
+      self->backoff_.async_wait([self](beast::error_code) { self->accept(); });
     });
   }
 
@@ -114,6 +116,7 @@ class Listener : public std::enable_shared_from_this<Listener> {
     asio::post(acceptor_.get_executor(), [self = shared_from_this()] {
       beast::error_code ignored;
       self->acceptor_.close(ignored);
+      self->backoff_.cancel();
     });
   }
 
@@ -136,6 +139,7 @@ class Listener : public std::enable_shared_from_this<Listener> {
   Core& core_;
   Protocol protocol_;
   tcp::acceptor acceptor_;
+  asio::steady_timer backoff_;
   uint16_t port_ = 0;
 };
 

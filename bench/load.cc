@@ -1,0 +1,146 @@
+// The end-to-end load generator for the SPEC §5 usage-ingest workload.
+//
+//   tally_load --mode inprocess --events 1000000 --batch 8192
+//
+// In-process it drives the Engine directly: commands are generated before timing,
+// then executed in group commits (each one synced WriteBatch). It prints events/s,
+// per-commit latency percentiles (an event is acknowledged when its batch commits),
+// peak RSS, and with --rebuild the speed of rebuilding every projection from the log.
+// With --json the summary is one JSON line (bench/peers/run.sh reads it).
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "bench/usage_workload.h"
+#include "engine/engine.h"
+#include "replay/replay.h"
+
+namespace {
+
+using namespace tally;
+using Steady = std::chrono::steady_clock;
+
+uint64_t peak_rss_kib() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.starts_with("VmHWM:")) return std::stoull(line.substr(6));
+  }
+  return 0;
+}
+
+double percentile(std::vector<double> values, double p) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const size_t index = std::min(values.size() - 1, static_cast<size_t>(p * static_cast<double>(values.size())));
+  return values[index];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"tally_load: the SPEC §5 usage-ingest workload against Tally"};
+  std::string mode = "inprocess";
+  std::string data_dir;
+  uint64_t events = 1'000'000;
+  size_t batch = 8192;
+  bench::UsageWorkloadOptions workload_options;
+  bool rebuild = false;
+  bool json = false;
+  app.add_option("--mode", mode, "inprocess")->check(CLI::IsMember({"inprocess"}))->capture_default_str();
+  app.add_option("--events", events, "Usage events to record")->check(CLI::Range(uint64_t{1}, uint64_t{50'000'000}))->capture_default_str();
+  app.add_option("--batch", batch, "Commands per group commit")->check(CLI::Range(size_t{1}, kBatchCommandsMax))->capture_default_str();
+  app.add_option("--orgs", workload_options.orgs, "Organizations")->check(CLI::Range(1u, 1000u))->capture_default_str();
+  app.add_option("--workspaces", workload_options.workspaces, "Workspaces in all")->check(CLI::Range(1u, 100000u))->capture_default_str();
+  app.add_option("--members", workload_options.members, "Members in all")->check(CLI::Range(1u, 1000000u))->capture_default_str();
+  app.add_option("--data", data_dir, "Data directory (default: a fresh temporary one, removed)");
+  app.add_flag("--rebuild", rebuild, "Also time rebuilding every projection from the log");
+  app.add_flag("--json", json, "Print the summary as one JSON line");
+  CLI11_PARSE(app, argc, argv);
+  if (workload_options.workspaces % workload_options.orgs != 0 || workload_options.members % workload_options.workspaces != 0) {
+    std::cerr << "tally_load: --workspaces must divide by --orgs and --members by --workspaces\n";
+    return 2;
+  }
+
+  namespace fs = std::filesystem;
+  const bool temporary = data_dir.empty();
+  if (temporary) data_dir = (fs::temp_directory_path() / fmt::format("tally-load-{}", getpid())).string();
+  fs::remove_all(data_dir);
+
+  int exit_code = 0;
+  {
+    std::unique_ptr<Engine> engine;
+    EngineOptions options;
+    options.data_dir = data_dir;
+    if (Status s = Engine::open(options, &engine); !s.ok()) {
+      std::cerr << "tally_load: " << s.message << '\n';
+      return 1;
+    }
+    const bench::UsageWorkload workload(workload_options);
+    SystemClock wall;
+    const std::vector<Command> setup = workload.setup(wall.now_us());
+    for (size_t i = 0; i < setup.size(); i += batch) {
+      for (const CommandResult& r : engine->execute(std::span(setup).subspan(i, std::min(batch, setup.size() - i)))) {
+        if (!r.status.ok()) {
+          std::cerr << "tally_load: set-up refused: " << r.status.message << '\n';
+          return 1;
+        }
+      }
+    }
+    // Generate before timing: the figure is the engine's, not the generator's.
+    std::vector<Command> commands;
+    commands.reserve(events);
+    const int64_t now = wall.now_us();
+    for (uint64_t n = 0; n < events; ++n) commands.push_back(workload.usage(n, now));
+
+    std::vector<double> commit_us;
+    uint64_t accepted = 0, refused = 0;
+    const auto start = Steady::now();
+    for (size_t i = 0; i < commands.size(); i += batch) {
+      const auto batch_start = Steady::now();
+      const std::vector<CommandResult> results = engine->execute(std::span(commands).subspan(i, std::min(batch, commands.size() - i)));
+      commit_us.push_back(std::chrono::duration<double, std::micro>(Steady::now() - batch_start).count());
+      for (const CommandResult& r : results) (r.status.ok() ? accepted : refused)++;
+    }
+    const double seconds = std::chrono::duration<double>(Steady::now() - start).count();
+    const double rate = static_cast<double>(accepted) / seconds;
+
+    double rebuild_rate = 0;
+    if (rebuild) {
+      const auto rebuild_start = Steady::now();
+      ProjectionSet rebuilt;
+      if (Status s = rebuilt.replay(engine->store(), engine->store().last_seq(), std::numeric_limits<int64_t>::max()); !s.ok()) {
+        std::cerr << "tally_load: rebuild failed: " << s.message << '\n';
+        exit_code = 1;
+      }
+      const double rebuild_seconds = std::chrono::duration<double>(Steady::now() - rebuild_start).count();
+      rebuild_rate = static_cast<double>(engine->store().last_seq()) / rebuild_seconds;
+    }
+    const double p50 = percentile(commit_us, 0.50), p99 = percentile(commit_us, 0.99), p999 = percentile(commit_us, 0.999);
+    if (json) {
+      std::cout << fmt::format(
+          R"({{"system":"tally","mode":"{}","events":{},"accepted":{},"refused":{},"seconds":{:.3f},"events_per_s":{:.0f},)"
+          R"("batch":{},"commit_p50_us":{:.0f},"commit_p99_us":{:.0f},"commit_p999_us":{:.0f},"peak_rss_mib":{:.0f},"rebuild_events_per_s":{:.0f}}})",
+          mode, events, accepted, refused, seconds, rate, batch, p50, p99, p999, static_cast<double>(peak_rss_kib()) / 1024, rebuild_rate)
+                << '\n';
+    } else {
+      std::cout << fmt::format("tally_load {}: {} usage events ({} accepted, {} refused) in {:.2f} s = {:.0f} events/s, durable\n", mode,
+                               events, accepted, refused, seconds, rate);
+      std::cout << fmt::format("  group commit of {} commands: p50 {:.0f} us, p99 {:.0f} us, p999 {:.0f} us (an event waits for its commit)\n",
+                               batch, p50, p99, p999);
+      std::cout << fmt::format("  peak RSS {:.0f} MiB\n", static_cast<double>(peak_rss_kib()) / 1024);
+      if (rebuild) std::cout << fmt::format("  rebuild of every projection from the log: {:.0f} events/s\n", rebuild_rate);
+    }
+    if (refused != 0) exit_code = 1;
+  }
+  if (temporary) fs::remove_all(data_dir);
+  return exit_code;
+}

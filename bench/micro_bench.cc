@@ -1,0 +1,163 @@
+// Micro benchmarks (Google Benchmark): the pieces on the hot path of one usage event.
+//   build/bench/bench/tally_micro_bench --benchmark_min_time=0.5
+#include <benchmark/benchmark.h>
+
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "bench/usage_workload.h"
+#include "engine/command.h"
+#include "engine/engine.h"
+#include "engine/event_format.h"
+#include "engine/values.h"
+
+namespace {
+
+using namespace tally;
+
+const char* kUsageJson =
+    R"({"cmd":"record_usage","actor":"key:backend","id":"u-12345","org":"org1","workspace":"ws12","user":"m123@example.com",)"
+    R"("tool":"chat","model":"gpt-4.1","quantity":1200,"unit":"token","occurred_at":"2026-11-23T10:00:00Z"})";
+
+void BM_DecodeUsageCommand(benchmark::State& state) {
+  Command command;
+  for (auto _ : state) {
+    Status s = decode_command(kUsageJson, &command);
+    benchmark::DoNotOptimize(s);
+  }
+}
+BENCHMARK(BM_DecodeUsageCommand);
+
+void BM_ParseCredits(benchmark::State& state) {
+  int64_t micro = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(parse_credits("1234.567891", &micro));
+  }
+}
+BENCHMARK(BM_ParseCredits);
+
+// Builds one UsageRecorded envelope the way the engine does, then verifies and reads it.
+std::string usage_envelope() {
+  flatbuffers::FlatBufferBuilder b(512);
+  std::vector<fb::LotAmount> lots = {fb::LotAmount(0, 2400)};
+  auto payload = fb::CreateUsageRecordedDirect(b, "org1", "u-12345", 12, "m123@example.com", "chat", "gpt-4.1", 1200, "token", 2400,
+                                               1'795'000'000'000'000, 12, &lots, true, 0x1234);
+  auto actor = b.CreateString("key:backend");
+  auto id = b.CreateString("u-12345");
+  fb::EnvelopeBuilder envelope(b);
+  envelope.add_seq(1);
+  envelope.add_time_us(1'795'000'000'000'000);
+  envelope.add_schema_version(kSchemaVersion);
+  envelope.add_actor(actor);
+  envelope.add_command_id(id);
+  envelope.add_command_seq(1);
+  envelope.add_event_type(fb::Event::UsageRecorded);
+  envelope.add_event(payload.Union());
+  b.Finish(envelope.Finish());
+  return std::string(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize());
+}
+
+void BM_EncodeUsageEnvelope(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(usage_envelope());
+}
+BENCHMARK(BM_EncodeUsageEnvelope);
+
+void BM_DecodeUsageEnvelope(benchmark::State& state) {
+  const std::string bytes = usage_envelope();
+  for (auto _ : state) benchmark::DoNotOptimize(decode_envelope(bytes));
+}
+BENCHMARK(BM_DecodeUsageEnvelope);
+
+// A ledger with the SPEC §5 shape, shared by the engine-level benchmarks below.
+struct Ledger {
+  std::string dir;
+  std::unique_ptr<Engine> engine;
+  bench::UsageWorkload workload{bench::UsageWorkloadOptions{}};
+  uint64_t next = 0;
+  SystemClock clock;
+
+  Ledger() {
+    dir = (std::filesystem::temp_directory_path() / fmt::format("tally-micro-{}", getpid())).string();
+    std::filesystem::remove_all(dir);
+    EngineOptions options;
+    options.data_dir = dir;
+    if (!Engine::open(options, &engine).ok()) std::abort();
+    const std::vector<Command> setup = workload.setup(clock.now_us());
+    for (size_t i = 0; i < setup.size(); i += kBatchCommandsMax) {
+      engine->execute(std::span(setup).subspan(i, std::min(kBatchCommandsMax, setup.size() - i)));
+    }
+  }
+  ~Ledger() {
+    engine.reset();
+    std::filesystem::remove_all(dir);
+  }
+};
+
+Ledger& ledger() {
+  static Ledger instance;
+  return instance;
+}
+
+// One group commit of N usage events: validation, apply, encoding, one synced write.
+void BM_ExecuteUsageBatch(benchmark::State& state) {
+  Ledger& l = ledger();
+  const auto n = static_cast<size_t>(state.range(0));
+  for (auto _ : state) {
+    state.PauseTiming();
+    std::vector<Command> batch;
+    for (size_t i = 0; i < n; ++i) batch.push_back(l.workload.usage(l.next++, l.clock.now_us()));
+    state.ResumeTiming();
+    benchmark::DoNotOptimize(l.engine->execute(batch));
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(n));
+}
+BENCHMARK(BM_ExecuteUsageBatch)->Arg(1)->Arg(1024)->Arg(8192)->Unit(benchmark::kMicrosecond);
+
+// The balance of one workspace, read from the in-memory projection.
+void BM_BalanceLookup(benchmark::State& state) {
+  Ledger& l = ledger();
+  const ProjectionSet& s = l.engine->state();
+  uint32_t w = 0;
+  for (auto _ : state) {
+    const OrgBalances* balances = s.balances.find("org3");
+    benchmark::DoNotOptimize(balances->workspaces[1 + (w++ % 100)].available);
+  }
+}
+BENCHMARK(BM_BalanceLookup);
+
+// The same through the JSON query interface (decode, permission check, encode).
+void BM_BalanceQueryJson(benchmark::State& state) {
+  Ledger& l = ledger();
+  const std::string query = R"({"query":"balance","actor":"key:backend","org":"org3","workspace":"ws310"})";
+  for (auto _ : state) benchmark::DoNotOptimize(l.engine->query(query));
+}
+BENCHMARK(BM_BalanceQueryJson);
+
+// The usage report of one organization grouped by workspace and tool.
+void BM_UsageAggregationQuery(benchmark::State& state) {
+  Ledger& l = ledger();
+  if (l.next < 100000) {
+    for (int i = 0; i < 100000 / 8192 + 1; ++i) {
+      std::vector<Command> batch;
+      for (size_t j = 0; j < 8192; ++j) batch.push_back(l.workload.usage(l.next++, l.clock.now_us()));
+      l.engine->execute(batch);
+    }
+  }
+  const std::string query = R"({"query":"usage","actor":"platform","org":"org3","group_by":["workspace","tool"]})";
+  for (auto _ : state) benchmark::DoNotOptimize(l.engine->query(query));
+}
+BENCHMARK(BM_UsageAggregationQuery)->Unit(benchmark::kMicrosecond);
+
+// An idempotency lookup of a usage id already recorded (the retry path).
+void BM_IdempotencyRetry(benchmark::State& state) {
+  Ledger& l = ledger();
+  std::vector<Command> first = {l.workload.usage(l.next++, l.clock.now_us())};
+  l.engine->execute(first);
+  for (auto _ : state) benchmark::DoNotOptimize(l.engine->execute(first));
+}
+BENCHMARK(BM_IdempotencyRetry)->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();

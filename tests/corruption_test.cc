@@ -1,0 +1,257 @@
+// Corruption (SPEC §3, §6): the log's per-record checksums and hash chain catch a
+// damaged or altered store. Each test alters a healthy store behind Tally's back, with
+// RocksDB directly, then checks what opening it and `verify` say: a clear
+// storage_error or a named problem — never a crash, never a silent success.
+#include <gtest/gtest.h>
+#include <rocksdb/db.h>
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/clock.h"
+#include "engine/engine.h"
+#include "engine/log.h"
+#include "engine/values.h"
+#include "reliability_harness.h"
+
+namespace tally::test {
+namespace {
+
+constexpr int64_t kStart = 1'795'428'000'000'000;  // 2026-11-23T10:00:00Z
+
+// The raw store, as RocksDB sees it: the column families of engine/log.cc.
+class RawStore {
+ public:
+  explicit RawStore(const std::string& path) {
+    rocksdb::DBOptions options;
+    std::vector<rocksdb::ColumnFamilyDescriptor> families = {{rocksdb::kDefaultColumnFamilyName, {}}, {"log", {}}, {"chain", {}}, {"state", {}}};
+    rocksdb::DB* db = nullptr;
+    const rocksdb::Status status = rocksdb::DB::Open(options, path, families, &handles_, &db);
+    EXPECT_TRUE(status.ok()) << status.ToString();
+    db_.reset(db);
+  }
+  ~RawStore() {
+    for (auto* handle : handles_) db_->DestroyColumnFamilyHandle(handle);
+  }
+  rocksdb::ColumnFamilyHandle* log() { return handles_[1]; }
+  rocksdb::ColumnFamilyHandle* chain() { return handles_[2]; }
+  rocksdb::ColumnFamilyHandle* state() { return handles_[3]; }
+
+  std::string get(rocksdb::ColumnFamilyHandle* family, const std::string& key) {
+    std::string value;
+    EXPECT_TRUE(db_->Get(rocksdb::ReadOptions(), family, key, &value).ok()) << "no such row";
+    return value;
+  }
+  void put(rocksdb::ColumnFamilyHandle* family, const std::string& key, const std::string& value) {
+    rocksdb::WriteOptions write;
+    write.sync = true;
+    EXPECT_TRUE(db_->Put(write, family, key, value).ok());
+  }
+  void erase(rocksdb::ColumnFamilyHandle* family, const std::string& key) {
+    rocksdb::WriteOptions write;
+    write.sync = true;
+    EXPECT_TRUE(db_->Delete(write, family, key).ok());
+  }
+  // The first key of the family that starts with `prefix`.
+  std::string first_key(rocksdb::ColumnFamilyHandle* family, const std::string& prefix) {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), family));
+    it->Seek(prefix);
+    EXPECT_TRUE(it->Valid() && it->key().starts_with(prefix));
+    return it->Valid() ? it->key().ToString() : std::string();
+  }
+
+ private:
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  std::unique_ptr<rocksdb::DB> db_;
+};
+
+// A healthy store of a few batches; returns how many events it holds.
+uint64_t make_store(const std::string& path) {
+  ManualClock clock(kStart);
+  EngineOptions options;
+  options.data_dir = path;
+  options.clock = &clock;
+  std::unique_ptr<Engine> engine;
+  EXPECT_TRUE(Engine::open(options, &engine).ok());
+  const std::vector<std::vector<std::string_view>> batches = {
+      {R"({"cmd":"create_org","actor":"alice@acme.io","org":"acme","mode":"budget"})",
+       R"({"cmd":"grant_credits","actor":"alice@acme.io","org":"acme","grant":"g1","kind":"plan","credits":"100"})"},
+      {R"({"cmd":"create_workspace","actor":"alice@acme.io","org":"acme","workspace":"design"})",
+       R"({"cmd":"transfer_credits","actor":"alice@acme.io","org":"acme","from":"primary","to":"design","credits":"40"})"},
+      {R"({"cmd":"record_usage","actor":"alice@acme.io","id":"u-1","org":"acme","workspace":"primary","tool":"chat","model":"m","quantity":1,"unit":"token","credits":"2","occurred_at":"2026-11-23T10:00:00Z"})"},
+  };
+  for (const auto& lines : batches) {
+    std::vector<Command> commands;
+    for (std::string_view line : lines) commands.push_back(command(line));
+    clock.advance(1'000'000);
+    for (const CommandResult& result : engine->execute(commands)) EXPECT_TRUE(result.status.ok()) << result.to_json();
+  }
+  EXPECT_TRUE(verify(engine->store(), &engine->state()).ok());
+  return engine->store().last_seq();
+}
+
+struct Opened {
+  Status open;                        // what Engine::open said
+  std::vector<std::string> problems;  // what verify said, when the open succeeded
+};
+
+Opened open_and_verify(const std::string& path) {
+  EngineOptions options;
+  options.data_dir = path;
+  options.create_if_missing = false;
+  std::unique_ptr<Engine> engine;
+  Opened out;
+  out.open = Engine::open(options, &engine);
+  if (out.open.ok()) out.problems = verify(engine->store(), &engine->state()).problems;
+  return out;
+}
+
+bool mentions(const std::vector<std::string>& problems, std::string_view text) {
+  for (const std::string& problem : problems) {
+    if (problem.find(text) != std::string::npos) return true;
+  }
+  return false;
+}
+
+std::string joined(const std::vector<std::string>& problems) {
+  std::string out;
+  for (const std::string& problem : problems) out += "\n  " + problem;
+  return out;
+}
+
+class Corruption : public testing::Test {
+ protected:
+  void SetUp() override { events_ = make_store(dir_.path()); }
+  // Alters the closed store through RocksDB, then opens and verifies it with Tally.
+  Opened alter(const std::function<void(RawStore&)>& change) {
+    {
+      RawStore raw(dir_.path());
+      change(raw);
+    }
+    return open_and_verify(dir_.path());
+  }
+  ScratchDir dir_{"corrupt"};
+  uint64_t events_ = 0;
+};
+
+TEST_F(Corruption, FlippedByteInARecordFailsItsChecksum) {
+  const Opened opened = alter([](RawStore& raw) {
+    std::string record = raw.get(raw.log(), be64(2));
+    record[record.size() / 2] ^= 0x01;
+    raw.put(raw.log(), be64(2), record);
+  });
+  // The open reads only the last record; verify reads them all.
+  ASSERT_TRUE(opened.open.ok()) << opened.open.message;
+  EXPECT_TRUE(mentions(opened.problems, "log record 2 fails its checksum")) << joined(opened.problems);
+}
+
+TEST_F(Corruption, TruncatedRecordFailsItsChecksum) {
+  const Opened opened = alter([](RawStore& raw) {
+    const std::string record = raw.get(raw.log(), be64(3));
+    raw.put(raw.log(), be64(3), record.substr(0, record.size() - 5));
+  });
+  ASSERT_TRUE(opened.open.ok()) << opened.open.message;
+  EXPECT_TRUE(mentions(opened.problems, "log record 3 fails its checksum")) << joined(opened.problems);
+}
+
+TEST_F(Corruption, RecordShorterThanItsChecksum) {
+  const Opened opened = alter([](RawStore& raw) { raw.put(raw.log(), be64(1), "abc"); });
+  ASSERT_TRUE(opened.open.ok()) << opened.open.message;
+  EXPECT_TRUE(mentions(opened.problems, "log record 1 fails its checksum")) << joined(opened.problems);
+}
+
+TEST_F(Corruption, CorruptLastRecordRefusesTheOpen) {
+  const uint64_t last = events_;
+  const Opened opened = alter([last](RawStore& raw) {
+    std::string record = raw.get(raw.log(), be64(last));
+    record.back() ^= 0x40;
+    raw.put(raw.log(), be64(last), record);
+  });
+  EXPECT_EQ(error_name(opened.open.code), "storage_error");
+  EXPECT_NE(opened.open.message.find("fails its checksum"), std::string::npos) << opened.open.message;
+}
+
+// A forger who also fixes the checksum is caught by the hash chain.
+TEST_F(Corruption, AlteredRecordWithAValidChecksumBreaksTheHashChain) {
+  const Opened opened = alter([](RawStore& raw) {
+    std::string_view envelope;
+    const std::string record = raw.get(raw.log(), be64(2));
+    ASSERT_TRUE(decode_record(record, &envelope));
+    std::string altered(envelope);
+    const size_t at = altered.find("g1");  // the grant id
+    ASSERT_NE(at, std::string::npos);
+    altered[at + 1] = '2';
+    raw.put(raw.log(), be64(2), encode_record(altered));
+  });
+  ASSERT_TRUE(opened.open.ok()) << opened.open.message;
+  EXPECT_TRUE(mentions(opened.problems, "does not match: history was altered")) << joined(opened.problems);
+}
+
+TEST_F(Corruption, GarbageEnvelopeWithAValidChecksum) {
+  const Opened opened = alter([](RawStore& raw) { raw.put(raw.log(), be64(1), encode_record("not a flatbuffer at all")); });
+  ASSERT_TRUE(opened.open.ok()) << opened.open.message;
+  EXPECT_FALSE(opened.problems.empty());
+  EXPECT_TRUE(mentions(opened.problems, "record 1 is not a valid envelope") || mentions(opened.problems, "history was altered"))
+      << joined(opened.problems);
+}
+
+TEST_F(Corruption, MissingRecordIsAGap) {
+  const Opened opened = alter([](RawStore& raw) { raw.erase(raw.log(), be64(2)); });
+  ASSERT_TRUE(opened.open.ok()) << opened.open.message;
+  EXPECT_TRUE(mentions(opened.problems, "gap or a stray key at sequence 2")) << joined(opened.problems);
+}
+
+TEST_F(Corruption, RecordBeyondTheChainRefusesTheOpen) {
+  const uint64_t next = events_ + 1;
+  const Opened opened = alter([next](RawStore& raw) { raw.put(raw.log(), be64(next), raw.get(raw.log(), be64(next - 1))); });
+  EXPECT_EQ(error_name(opened.open.code), "storage_error");
+  EXPECT_NE(opened.open.message.find("the store was altered"), std::string::npos) << opened.open.message;
+}
+
+TEST_F(Corruption, LostLastRecordRefusesTheOpen) {
+  const uint64_t last = events_;
+  const Opened opened = alter([last](RawStore& raw) { raw.erase(raw.log(), be64(last)); });
+  EXPECT_EQ(error_name(opened.open.code), "storage_error");
+  EXPECT_NE(opened.open.message.find("the store was altered"), std::string::npos) << opened.open.message;
+}
+
+TEST_F(Corruption, MalformedChainRowRefusesTheOpen) {
+  const Opened opened = alter([](RawStore& raw) { raw.put(raw.chain(), be64(1'000'000), "short"); });  // sorts last: the head's row
+  EXPECT_EQ(error_name(opened.open.code), "storage_error");
+  EXPECT_NE(opened.open.message.find("malformed"), std::string::npos) << opened.open.message;
+}
+
+// Projection rows are not the source of truth: a damaged row is rebuilt from the log
+// at the open, and verify names the stored row that differs.
+TEST_F(Corruption, DamagedProjectionRowIsRebuiltFromTheLog) {
+  const Opened opened = alter([](RawStore& raw) {
+    const std::string key = raw.first_key(raw.state(), "balances/o");
+    raw.put(raw.state(), key, "garbage");
+  });
+  ASSERT_TRUE(opened.open.ok()) << opened.open.message;
+  EXPECT_TRUE(mentions(opened.problems, "stored projections: row balances/o")) << joined(opened.problems);
+  EXPECT_FALSE(mentions(opened.problems, "live projections")) << "the live state should be the rebuild" << joined(opened.problems);
+}
+
+TEST_F(Corruption, ForeignFormatRefusesTheOpen) {
+  const Opened opened = alter([](RawStore& raw) { raw.put(raw.state(), "meta/format", "tally-log-99"); });
+  EXPECT_EQ(error_name(opened.open.code), "storage_error");
+  EXPECT_NE(opened.open.message.find("tally-log-99"), std::string::npos) << opened.open.message;
+}
+
+TEST(CorruptionOpen, NotAStoreIsACleanError) {
+  ScratchDir dir("notastore");
+  EngineOptions options;
+  options.data_dir = dir.path() + "/missing";
+  options.create_if_missing = false;
+  std::unique_ptr<Engine> engine;
+  const Status status = Engine::open(options, &engine);
+  EXPECT_EQ(error_name(status.code), "storage_error");
+  EXPECT_EQ(engine, nullptr);
+}
+
+}  // namespace
+}  // namespace tally::test
