@@ -5,6 +5,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <array>
+
 #include <fmt/format.h>
 
 #include "engine/query.h"
@@ -254,8 +256,27 @@ class HttpSession final : public Session, public std::enable_shared_from_this<Ht
 
   void on_write(beast::error_code ec) {
     busy_ = false;
-    if (ec || !response_.keep_alive() || draining_) return close();
+    if (ec || draining_) return close();
+    if (!response_.keep_alive()) return linger();
     read_request();
+  }
+
+  // Closing right after an answer while the client is still sending (a body over the
+  // limit) would reset the connection, and the client could lose the answer. So stop
+  // sending, read and drop what still comes for a moment, then close.
+  void linger() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.expires_after(std::chrono::seconds(1));  // one deadline for all the reads below
+    discard_input();
+  }
+
+  void discard_input() {
+    stream_.async_read_some(asio::buffer(discard_), [self = shared_from_this()](beast::error_code ec, size_t bytes) {
+      self->lingered_bytes_ += bytes;
+      if (ec || self->draining_ || self->lingered_bytes_ > kLingerBytesMax) return self->close();
+      self->discard_input();
+    });
   }
 
   void close() {
@@ -267,10 +288,14 @@ class HttpSession final : public Session, public std::enable_shared_from_this<Ht
     stream_.close();
   }
 
+  static constexpr size_t kLingerBytesMax = 64u << 20;
+
   Core& core_;
   beast::tcp_stream stream_;
   std::shared_ptr<asio::steady_timer> timer_;  // waiting for room in the writer queue
   beast::flat_buffer buffer_;
+  std::array<char, 16384> discard_{};
+  size_t lingered_bytes_ = 0;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> response_;
   std::string_view response_extra_allow_;

@@ -74,7 +74,9 @@ HttpAnswer http_call(uint16_t port, http::verb method, std::string_view target, 
   if (!body.empty()) request.set(http::field::content_type, beast::string_view(content_type.data(), content_type.size()));
   request.body() = when(std::move(body));
   request.prepare_payload();
-  http::write(stream, request);
+  // The server may answer (413) and stop reading before the whole body is sent.
+  beast::error_code write_error;
+  http::write(stream, request, write_error);
   beast::flat_buffer buffer;
   http::response<http::string_body> response;
   http::read(stream, buffer, response);
