@@ -13,9 +13,12 @@
 
 #include "cli/demo.h"
 #include "cli/io.h"
+#include "cli/load.h"
+#include "cli/remote.h"
 #include "engine/engine.h"
 #include "replay/export.h"
 #include "replay/replay.h"
+#include "server/server.h"
 
 namespace {
 
@@ -55,6 +58,39 @@ int run_apply(const std::string& data_dir, const std::string& input) {
       std::cerr << fmt::format("{} commands: {} accepted, {} refused\n", stats.commands, stats.accepted, stats.refused);
     }
     return engine->read_only() ? 1 : 0;
+  });
+}
+
+// Where apply and query send their work: a data directory, or a daemon.
+struct Target {
+  std::string data_dir;
+  std::string server;      // HOST:PORT of `tally serve`'s binary protocol
+  std::string token_file;  // the bearer secret for the daemon
+};
+
+// Exactly one of --data and --server; --server needs --token-file.
+int check_target(const Target& target, std::string* token) {
+  if (target.data_dir.empty() == target.server.empty()) {
+    std::cerr << "tally: give exactly one of --data DIR and --server HOST:PORT\n";
+    return 2;
+  }
+  if (target.server.empty()) return 0;
+  if (target.token_file.empty()) {
+    std::cerr << "tally: --server needs --token-file (the daemon's admin token, a service key or a user token)\n";
+    return 2;
+  }
+  if (Status s = server::read_token_file(target.token_file, token); !s.ok()) return fail(s);
+  return 0;
+}
+
+int run_apply_remote(const Target& target, const std::string& token, const std::string& input) {
+  return with_input(input, [&](std::istream& in) {
+    cli::ApplyStats stats;
+    const int code = cli::run_remote_apply(target.server, token, in, std::cout, &stats);
+    if (isatty(STDERR_FILENO)) {
+      std::cerr << fmt::format("{} commands: {} accepted, {} refused\n", stats.commands, stats.accepted, stats.refused);
+    }
+    return code;
   });
 }
 
@@ -137,17 +173,35 @@ int main(int argc, char** argv) {
   app.set_help_all_flag("--help-all", "Show the help of every subcommand");
 
   std::string data_dir;
+  Target target;
   std::string input = "-";
   std::string output = "-";
   std::string query_json;
 
   auto* apply = app.add_subcommand("apply", "Execute JSON command lines (SPEC §4), answering one JSON line per command");
-  apply->add_option("--data", data_dir, "Data directory (created if missing)")->required();
+  apply->add_option("--data", target.data_dir, "Data directory (created if missing)");
+  apply->add_option("--server", target.server, "Send the commands to a daemon (tally serve) at HOST:PORT, its binary protocol port");
+  apply->add_option("--token-file", target.token_file, "With --server: a file holding the bearer secret to act with");
   apply->add_option("input", input, "File of JSON lines, or - for standard input")->capture_default_str();
 
   auto* query = app.add_subcommand("query", "Answer one JSON query, e.g. '{\"query\":\"members\",\"actor\":\"platform\",\"org\":\"acme\"}'");
-  query->add_option("--data", data_dir, "Data directory")->required();
+  query->add_option("--data", target.data_dir, "Data directory");
+  query->add_option("--server", target.server, "Ask a daemon (tally serve) at HOST:PORT, its binary protocol port");
+  query->add_option("--token-file", target.token_file, "With --server: a file holding the bearer secret to act with");
   query->add_option("json", query_json, "The query object")->required();
+
+  server::ServerOptions serve_options;
+  std::string admin_token_file;
+  auto* serve = app.add_subcommand("serve", "Run the daemon: the binary protocol and the HTTP/JSON API (docs/server.md) until SIGTERM or SIGINT");
+  serve->add_option("--data", serve_options.data_dir, "Data directory (created if missing)")->required();
+  serve->add_option("--port", serve_options.binary_port, "Port of the binary protocol (0: any free port)")->capture_default_str();
+  serve->add_option("--http-port", serve_options.http_port, "Port of the HTTP API (0: any free port)")->capture_default_str();
+  serve->add_option("--bind", serve_options.bind_address, "Address to listen on")->capture_default_str();
+  serve->add_option("--admin-token-file", admin_token_file, "File whose first line is the secret that acts as \"platform\"");
+  serve->add_option("--io-threads", serve_options.io_threads, "Threads serving connections")->check(CLI::Range(1u, 64u))->capture_default_str();
+  serve->add_option("--max-connections", serve_options.limits.connections_max, "Connections at most; more are refused")
+      ->check(CLI::Range(size_t{1}, size_t{100000}))
+      ->capture_default_str();
 
   auto* replay = app.add_subcommand("replay", "Rebuild every projection from the log and store the result");
   replay->add_option("--data", data_dir, "Data directory")->required();
@@ -172,18 +226,43 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(uint64_t{1000}, uint64_t{100'000'000}))
       ->capture_default_str();
 
+  cli::LoadOptions load_options;
+  auto* load = app.add_subcommand("load", "Load-test a running daemon: record usage events over the binary protocol and report throughput");
+  load->add_option("--server", load_options.server, "HOST:PORT of the daemon's binary protocol")->required();
+  load->add_option("--token-file", load_options.token_file, "File holding the daemon's admin token (the load sets up its own organization)")->required();
+  load->add_option("--connections", load_options.connections, "Connections")->check(CLI::Range(1u, 256u))->capture_default_str();
+  load->add_option("--events", load_options.events, "Usage events to record")->check(CLI::Range(uint64_t{1}, uint64_t{1'000'000'000}))->capture_default_str();
+  load->add_option("--batch", load_options.batch, "Usage records per request")->check(CLI::Range(1u, 16384u))->capture_default_str();
+  load->add_option("--window", load_options.window, "Requests in flight per connection")->check(CLI::Range(1u, 64u))->capture_default_str();
+  load->add_option("--workspaces", load_options.workspaces, "Workspaces of the load's organization")->check(CLI::Range(1u, 10000u))->capture_default_str();
+  load->add_option("--members", load_options.members, "Members of the load's organization")->check(CLI::Range(1u, 1000000u))->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
     return app.exit(error) == 0 ? 0 : 2;
   }
 
-  if (*apply) return run_apply(data_dir, input);
-  if (*query) return run_query(data_dir, query_json);
+  if (*apply || *query) {
+    std::string token;
+    if (int code = check_target(target, &token); code != 0) return code;
+    if (*apply) return target.server.empty() ? run_apply(target.data_dir, input) : run_apply_remote(target, token, input);
+    if (!target.server.empty()) return cli::run_remote_query(target.server, token, query_json, std::cout);
+    return run_query(target.data_dir, query_json);
+  }
+  if (*serve) {
+    if (!admin_token_file.empty()) {
+      if (Status s = server::read_token_file(admin_token_file, &serve_options.admin_token); !s.ok()) return fail(s);
+    } else {
+      spdlog::warn("no --admin-token-file: nobody can act as the platform over the network");
+    }
+    return cli::run_serve(serve_options);
+  }
   if (*replay) return run_replay(data_dir);
   if (*verify_cmd) return run_verify(data_dir);
   if (*export_cmd) return run_export(data_dir, output);
   if (*import_cmd) return run_import(data_dir, input);
   if (*demo) return cli::run_demo(demo_options);
+  if (*load) return cli::run_load(load_options);
   return 2;
 }

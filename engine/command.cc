@@ -40,7 +40,7 @@ struct FieldSpec {
 };
 
 // The field catalog. A field's bit in a mask is 1 << its index here.
-constexpr std::array<FieldSpec, 31> kFields = {{
+constexpr std::array<FieldSpec, 32> kFields = {{
     {"actor", Kind::kActor, &Command::actor},
     {"id", Kind::kCommandId, &Command::id},
     {"at", Kind::kTime, nullptr, &Command::at_us},
@@ -72,6 +72,7 @@ constexpr std::array<FieldSpec, 31> kFields = {{
     {"hold", Kind::kId, &Command::hold},
     {"timeout_s", Kind::kTimeout, nullptr, &Command::timeout_s},
     {"period", Kind::kPeriod, &Command::period},
+    {"token", Kind::kId, &Command::token},
 }};
 
 constexpr uint64_t bit(std::string_view name) {
@@ -97,7 +98,7 @@ constexpr uint64_t kAlwaysRequired = fields("actor");
 constexpr uint64_t kAlwaysOptional = fields("id", "at");
 
 // Indexed by CommandType; the order must match the enum.
-constexpr std::array<CommandSpec, 25> kCommands = {{
+constexpr std::array<CommandSpec, 27> kCommands = {{
     {"create_org", CommandType::kCreateOrg, fields("org"), fields("name", "mode", "owner")},
     {"delete_org", CommandType::kDeleteOrg, fields("org"), 0},
     {"set_budget_mode", CommandType::kSetBudgetMode, fields("org", "mode"), 0},
@@ -124,7 +125,17 @@ constexpr std::array<CommandSpec, 25> kCommands = {{
     {"release_hold", CommandType::kReleaseHold, fields("org", "hold"), 0},
     {"set_limit", CommandType::kSetLimit, fields("org", "period"), fields("workspace", "user", "credits")},
     {"tick", CommandType::kTick, 0, 0},
+    {"create_user_token", CommandType::kCreateUserToken, fields("user", "token"), fields("secret_sha256")},
+    {"revoke_user_token", CommandType::kRevokeUserToken, fields("token"), 0},
 }};
+
+constexpr bool table_follows_enum() {
+  for (size_t i = 0; i < kCommands.size(); ++i) {
+    if (kCommands[i].type != static_cast<CommandType>(i)) return false;
+  }
+  return kCommands.size() == kCommandTypeCount;
+}
+static_assert(table_follows_enum(), "kCommands must list every CommandType in enum order");
 
 bool valid_actor(std::string_view actor) {
   if (actor == "platform") return true;
@@ -237,7 +248,7 @@ int find_field(std::string_view name) {
 
 std::string_view command_name(CommandType type) { return kCommands[static_cast<size_t>(type)].name; }
 
-Status decode_command(std::string_view json, Command* command) {
+Status decode_command(std::string_view json, Command* command, ActorField actor) {
   if (json.size() > kCommandBytesMax) {
     return Error(ErrorCode::kTooLarge, fmt::format("a command is at most {} bytes", kCommandBytesMax));
   }
@@ -283,7 +294,8 @@ Status decode_command(std::string_view json, Command* command) {
     seen |= mask;
     if (Status status = store_value(kFields[index], value, command); !status.ok()) return status;
   }
-  const uint64_t missing = (spec->required | kAlwaysRequired) & ~seen;
+  const uint64_t required = spec->required | (actor == ActorField::kRequired ? kAlwaysRequired : 0);
+  const uint64_t missing = required & ~seen;
   if (missing != 0) {
     for (size_t i = 0; i < kFields.size(); ++i) {
       if (missing & (uint64_t{1} << i)) {

@@ -2,6 +2,7 @@
 // form of one JSON command line (SPEC §4); it has not yet been checked against state.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -37,7 +38,10 @@ enum class CommandType : uint8_t {
   kReleaseHold,
   kSetLimit,
   kTick,
+  kCreateUserToken,
+  kRevokeUserToken,
 };
+inline constexpr size_t kCommandTypeCount = static_cast<size_t>(CommandType::kRevokeUserToken) + 1;
 
 // Every field any command may carry. Which fields a command takes, and which of those
 // it requires, is in the command table (command.cc); the decoder rejects any other.
@@ -56,6 +60,7 @@ struct Command {
   std::string owner;      // create_org by the platform: who will own it
   std::string key;        // service key id
   std::string secret_sha256;  // 64 hex digits
+  std::string token;      // user token id
 
   std::string grant;      // grant id
   std::string kind;       // "plan" | "one_time" | "top_up" | "promo"
@@ -83,10 +88,15 @@ inline constexpr int64_t kHoldTimeoutSecondsMax = 7 * 24 * 3600;
 
 std::string_view command_name(CommandType type);
 
+// Whether a decoder insists on the "actor" field. Local tools (tally apply) require it;
+// the network daemon does not, because it fills in the authenticated identity.
+enum class ActorField : uint8_t { kRequired, kOptional };
+
 // Decodes one JSON command line. On failure returns invalid_json, unknown_command,
 // unknown_field, missing_field, invalid_argument, invalid_amount or too_large and a
-// message naming the offending field.
-Status decode_command(std::string_view json, Command* command);
+// message naming the offending field. With ActorField::kOptional a missing actor
+// leaves command->actor empty.
+Status decode_command(std::string_view json, Command* command, ActorField actor = ActorField::kRequired);
 
 // Encodes a command back into its canonical JSON line (no trailing newline); fields
 // that are empty are left out. decode_command(encode_command(c)) == c.

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <limits>
 
 #include "engine/assert.h"
@@ -18,8 +19,8 @@ namespace {
 class LiveContext final : public CommandContext {
  public:
   LiveContext(ProjectionSet& state, const Command& command, LogBatch* batch, uint64_t next_seq, int64_t now_us,
-              int64_t last_time_us)
-      : state_(state), command_(command), batch_(batch), next_seq_(next_seq), now_us_(now_us), last_time_us_(last_time_us) {}
+              int64_t last_time_us, EngineStats* stats)
+      : state_(state), command_(command), batch_(batch), stats_(stats), next_seq_(next_seq), now_us_(now_us), last_time_us_(last_time_us) {}
 
   const ProjectionSet& state() const override { return state_; }
   const Command& command() const override { return command_; }
@@ -49,6 +50,7 @@ class LiveContext final : public CommandContext {
     batch_->append(seq, bytes);
     builder_.Clear();
     ++events_;
+    ++stats_->events_by_type[static_cast<size_t>(type)];
   }
 
   void add_result(std::string json_members) override {
@@ -72,6 +74,7 @@ class LiveContext final : public CommandContext {
   ProjectionSet& state_;
   const Command& command_;
   LogBatch* batch_;
+  EngineStats* stats_;
   flatbuffers::FlatBufferBuilder builder_{512};
   uint64_t next_seq_;
   uint64_t first_seq_ = 0;
@@ -143,7 +146,7 @@ CommandResult Engine::execute_one(const Command& command, TimeSource time, LogBa
   int64_t now_us = clock_->now_us();
   if (time == TimeSource::kCommand && command.at_us) now_us = *command.at_us;
   if (time == TimeSource::kClock && command.type != CommandType::kTick) run_due_timers(now_us, batch);
-  LiveContext context(state_, command, batch, store_->last_seq() + batch->records() + 1, now_us, last_time_us_);
+  LiveContext context(state_, command, batch, store_->last_seq() + batch->records() + 1, now_us, last_time_us_, &stats_);
   CommandResult result;
   result.id = command.id;
   result.status = handle_command(context);
@@ -169,7 +172,7 @@ void Engine::run_due_timers(int64_t now_us, LogBatch* batch) {
   Command tick;
   tick.type = CommandType::kTick;
   tick.actor = "platform";
-  LiveContext context(state_, tick, batch, store_->last_seq() + batch->records() + 1, time_us, last_time_us_);
+  LiveContext context(state_, tick, batch, store_->last_seq() + batch->records() + 1, time_us, last_time_us_, &stats_);
   const Status status = handle_command(context);
   TALLY_ASSERT(status.ok() && context.events() > 0);
   last_time_us_ = context.last_time_us();
@@ -193,7 +196,11 @@ std::vector<CommandResult> Engine::execute(std::span<const Command> commands, Ti
   if (batch->records() == 0) return results;  // nothing accepted: nothing to write
 
   state_.flush(batch.get());
+  const auto commit_start = std::chrono::steady_clock::now();
   const Status written = store_->commit(batch.get());
+  stats_.last_commit_duration_us =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - commit_start).count();
+  if (written.ok()) ++stats_.commits;
   if (!written.ok()) {
     read_only_ = true;
     spdlog::critical("storage failure, the engine is now read-only: {}", written.message);

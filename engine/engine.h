@@ -7,6 +7,7 @@
 // may run on that same thread between batches.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -49,6 +50,17 @@ struct CommandResult {
 };
 
 inline constexpr size_t kBatchCommandsMax = 16384;
+inline constexpr size_t kEventTypeCount = static_cast<size_t>(fb::Event::MAX) + 1;
+
+// Counters for monitoring. execute() updates them; read them on the thread that calls
+// execute().
+struct EngineStats {
+  std::array<uint64_t, kEventTypeCount> events_by_type{};  // events appended, by fb::Event
+  uint64_t commits = 0;               // synced writes that succeeded
+  int64_t last_commit_duration_us = 0;  // how long the last synced write took
+};
+
+struct Query;
 
 class Engine {
  public:
@@ -64,11 +76,14 @@ class Engine {
 
   // Answers one JSON query (SPEC §4) with one JSON line.
   std::string query(std::string_view json);
+  // Answers a decoded query (engine/query.h).
+  std::string query(const Query& query);
 
   const ProjectionSet& state() const { return state_; }
   const Store& store() const { return *store_; }
   bool read_only() const { return read_only_; }
   int64_t last_time_us() const { return last_time_us_; }
+  const EngineStats& stats() const { return stats_; }
 
  private:
   Engine() = default;
@@ -82,6 +97,7 @@ class Engine {
   std::unique_ptr<Clock> owned_clock_;
   int64_t last_time_us_ = 0;
   bool read_only_ = false;
+  EngineStats stats_;
 };
 
 }  // namespace tally

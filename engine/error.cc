@@ -46,6 +46,7 @@ constexpr std::array<ErrorInfo, kErrorCodeCount> kErrors = {{
     {"read_only", Retry::kLater},
     {"storage_error", Retry::kLater},
     {"internal", Retry::kLater},
+    {"unavailable", Retry::kLater},
 }};
 
 }  // namespace

@@ -56,6 +56,8 @@ enum class ErrorCode : uint8_t {
   kReadOnly,
   kStorageError,
   kInternal,
+  // The daemon is overloaded or shutting down and did not take the request.
+  kUnavailable,
 };
 
 // The stable snake_case name, e.g. "insufficient_credits".
@@ -64,7 +66,7 @@ Retry error_retry(ErrorCode code);
 // Parses a name produced by error_name; returns false for an unknown name.
 bool error_from_name(std::string_view name, ErrorCode* code);
 // Every code, for documentation and tests.
-inline constexpr int kErrorCodeCount = static_cast<int>(ErrorCode::kInternal) + 1;
+inline constexpr int kErrorCodeCount = static_cast<int>(ErrorCode::kUnavailable) + 1;
 
 // An error code with a human message; default-constructed means success.
 struct Status {

@@ -1,5 +1,5 @@
-// Handlers for the organization, workspace, membership and service-key commands
-// (SPEC §2 "Organizations and workspaces", "Members and roles").
+// Handlers for the organization, workspace, membership, service-key and user-token
+// commands (SPEC §2 "Organizations and workspaces", "Members and roles").
 #include <openssl/rand.h>
 
 #include <fmt/format.h>
@@ -229,25 +229,32 @@ bool bytes_of_hex(std::string_view hex, std::vector<uint8_t>* out) {
   return out->size() == 32;
 }
 
+// The secret's hash: the given one, or that of a new random secret with `prefix`, which
+// the answer shows once.
+Status new_secret_hash(CommandContext& context, std::string_view prefix, std::vector<uint8_t>* hash) {
+  const std::string& given = context.command().secret_sha256;
+  if (!given.empty()) {
+    bytes_of_hex(given, hash);
+    return Status::Ok();
+  }
+  uint8_t random[24];
+  if (RAND_bytes(random, sizeof random) != 1) return Error(ErrorCode::kInternal, "the system random source failed");
+  const std::string secret = std::string(prefix) + hex_of(random, sizeof random);
+  const Sha256 digest = sha256(secret);
+  hash->assign(digest.begin(), digest.end());
+  JsonWriter member;
+  member.begin_object().field("secret", secret);
+  context.add_result(member.str().substr(1));
+  return Status::Ok();
+}
+
 Status create_service_key(CommandContext& context) {
   const Org* org;
   if (Status s = authorized_org(context, Action::kPlatformOnly, &org); !s.ok()) return s;
   const Command& command = context.command();
   if (org->keys.contains(command.key)) return Error(ErrorCode::kKeyExists, fmt::format("service key \"{}\" exists", command.key));
   std::vector<uint8_t> hash;
-  if (command.secret_sha256.empty()) {
-    // A new secret, shown once in the answer; only its hash is kept.
-    uint8_t random[24];
-    if (RAND_bytes(random, sizeof random) != 1) return Error(ErrorCode::kInternal, "the system random source failed");
-    const std::string secret = "tsk_" + hex_of(random, sizeof random);
-    const Sha256 digest = sha256(secret);
-    hash.assign(digest.begin(), digest.end());
-    JsonWriter member;
-    member.begin_object().field("secret", secret);
-    context.add_result(member.str().substr(1));
-  } else {
-    bytes_of_hex(command.secret_sha256, &hash);
-  }
+  if (Status s = new_secret_hash(context, "tsk_", &hash); !s.ok()) return s;
   auto payload = fb::CreateServiceKeyCreatedDirect(context.builder(), org->id.c_str(), command.key.c_str(), &hash);
   context.emit(fb::Event::ServiceKeyCreated, payload.Union());
   return Status::Ok();
@@ -263,6 +270,33 @@ Status revoke_service_key(CommandContext& context) {
   return Status::Ok();
 }
 
+Status create_user_token(CommandContext& context) {
+  const Command& command = context.command();
+  if (Status s = authorize(nullptr, command.actor, Action::kPlatformOnly); !s.ok()) return s;
+  if (context.state().tokens.find(command.token) != nullptr) {
+    return Error(ErrorCode::kKeyExists, fmt::format("user token \"{}\" exists (token ids are never reused)", command.token));
+  }
+  std::vector<uint8_t> hash;
+  if (Status s = new_secret_hash(context, "tut_", &hash); !s.ok()) return s;
+  auto payload = fb::CreateUserTokenCreatedDirect(context.builder(), command.token.c_str(), command.user.c_str(), &hash);
+  context.emit(fb::Event::UserTokenCreated, payload.Union());
+  return Status::Ok();
+}
+
+// The platform revokes any token; a user revokes their own.
+Status revoke_user_token(CommandContext& context) {
+  const Command& command = context.command();
+  const UserToken* token = context.state().tokens.find(command.token);
+  const bool own = token != nullptr && actor_kind(command.actor) == ActorKind::kUser && token->user == command.actor;
+  if (!own) {
+    if (Status s = authorize(nullptr, command.actor, Action::kPlatformOnly); !s.ok()) return s;
+  }
+  if (token == nullptr) return Error(ErrorCode::kUnknownKey, fmt::format("no user token \"{}\"", command.token));
+  auto payload = fb::CreateUserTokenRevokedDirect(context.builder(), command.token.c_str());
+  context.emit(fb::Event::UserTokenRevoked, payload.Union());
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status authorized_org(const CommandContext& context, Action action, const Org** org) {
@@ -275,7 +309,8 @@ Status authorized_org(const CommandContext& context, Action action, const Org** 
 }
 
 Status handle_command(CommandContext& context) {
-  if (context.command().type >= CommandType::kGrantCredits) return handle_credit_command(context);
+  const CommandType type = context.command().type;
+  if (type >= CommandType::kGrantCredits && type <= CommandType::kTick) return handle_credit_command(context);
   return handle_org_command(context);
 }
 
@@ -295,6 +330,8 @@ Status handle_org_command(CommandContext& context) {
     case CommandType::kTransferOwnership: return transfer_ownership(context);
     case CommandType::kCreateServiceKey: return create_service_key(context);
     case CommandType::kRevokeServiceKey: return revoke_service_key(context);
+    case CommandType::kCreateUserToken: return create_user_token(context);
+    case CommandType::kRevokeUserToken: return revoke_user_token(context);
     default: break;
   }
   return Error(ErrorCode::kInternal, "a command type has no handler");

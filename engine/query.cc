@@ -329,7 +329,7 @@ std::string error_json(const Status& status) {
   return result.to_json();
 }
 
-Status decode_query(std::string_view json, Query* query) {
+Status decode_query(std::string_view json, Query* query, ActorField actor) {
   if (json.size() > kCommandBytesMax) return Error(ErrorCode::kTooLarge, fmt::format("a query is at most {} bytes", kCommandBytesMax));
   thread_local simdjson::dom::parser parser;
   simdjson::dom::element root;
@@ -354,7 +354,7 @@ Status decode_query(std::string_view json, Query* query) {
   if (query->workspace_id && !query->workspace.empty()) {
     return Error(ErrorCode::kInvalidArgument, "name the workspace by \"workspace\" or by \"workspace_id\", not both");
   }
-  if (!seen.contains("actor")) return Error(ErrorCode::kMissingField, "missing field \"actor\"");
+  if (actor == ActorField::kRequired && !seen.contains("actor")) return Error(ErrorCode::kMissingField, "missing field \"actor\"");
   if (query->org.empty()) return Error(ErrorCode::kMissingField, "this query needs field \"org\"");
   return Status::Ok();
 }
@@ -407,6 +407,10 @@ std::string answer_query(const ProjectionSet& state, const Query& query, uint64_
 std::string Engine::query(std::string_view json) {
   Query query;
   if (Status s = decode_query(json, &query); !s.ok()) return error_json(s);
+  return this->query(query);
+}
+
+std::string Engine::query(const Query& query) {
   // Limits are reported for the current day and month: by the clock for the live state,
   // by the last event's time for a past one.
   if (!query.as_of_seq && !query.as_of_us) return answer_query(state_, query, store_->last_seq(), std::max(clock_->now_us(), last_time_us_));

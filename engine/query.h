@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "engine/command.h"
 #include "engine/error.h"
 #include "projections/projection_set.h"
 
@@ -43,8 +44,9 @@ struct Query {
   std::optional<int64_t> as_of_us;
 };
 
-// Decodes one JSON query; the same error codes as decode_command.
-Status decode_query(std::string_view json, Query* query);
+// Decodes one JSON query; the same error codes as decode_command. With
+// ActorField::kOptional a missing actor leaves query->actor empty.
+Status decode_query(std::string_view json, Query* query, ActorField actor = ActorField::kRequired);
 
 // Answers the query from `state` as one JSON line. `seq` is the sequence number the
 // state reflects, reported as "as_of_seq"; `now_us` dates the limit counters.

@@ -35,7 +35,7 @@ uint64_t ProjectionSet::applied_seq() const {
   return seq;
 }
 
-uint64_t ProjectionSet::anomalies() const { return orgs.anomalies() + balances.anomalies(); }
+uint64_t ProjectionSet::anomalies() const { return orgs.anomalies() + balances.anomalies() + tokens.anomalies(); }
 
 Status ProjectionSet::load(const Store& store) {
   clear();

@@ -12,6 +12,7 @@
 #include "projections/orgs.h"
 #include "projections/rates.h"
 #include "projections/statements.h"
+#include "projections/tokens.h"
 #include "projections/usage.h"
 
 namespace tally {
@@ -27,6 +28,7 @@ class ProjectionSet {
   RatesProjection rates;
   UsageProjection usage;
   StatementsProjection statements;
+  TokensProjection tokens;
 
   // Applies the event to every projection that has not yet seen it.
   void apply(const fb::Envelope& event);
@@ -48,8 +50,8 @@ class ProjectionSet {
   // Applies log records (applied_seq(), to_seq] whose engine time is <= to_time_us.
   Status replay(const Store& store, uint64_t to_seq, int64_t to_time_us);
 
-  std::vector<Projection*> all() { return {&orgs, &balances, &rates, &usage, &statements}; }
-  std::vector<const Projection*> all() const { return {&orgs, &balances, &rates, &usage, &statements}; }
+  std::vector<Projection*> all() { return {&orgs, &balances, &rates, &usage, &statements, &tokens}; }
+  std::vector<const Projection*> all() const { return {&orgs, &balances, &rates, &usage, &statements, &tokens}; }
 
  private:
   int64_t last_time_us_ = 0;

@@ -244,6 +244,18 @@ bool command_of(const fb::Envelope& event, const ProjectionSet& state, Command* 
       if (e->amount() >= 0) command->credits_micro = e->amount();
       return true;
     }
+    case fb::Event::UserTokenCreated: {
+      const auto* e = event.event_as_UserTokenCreated();
+      command->type = CommandType::kCreateUserToken;
+      command->token = str(e->token_id());
+      command->user = str(e->user());
+      command->secret_sha256 = hex(e->secret_sha256());
+      return true;
+    }
+    case fb::Event::UserTokenRevoked:
+      command->type = CommandType::kRevokeUserToken;
+      command->token = str(event.event_as_UserTokenRevoked()->token_id());
+      return true;
     case fb::Event::BankReleased:
     case fb::Event::NONE:
       return false;  // never the first event of a command

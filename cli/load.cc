@@ -1,0 +1,176 @@
+#include "cli/load.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <iostream>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "engine/clock.h"
+#include "engine/values.h"
+#include "server/client.h"
+#include "server/server.h"
+
+namespace tally::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int fail(const Status& status) {
+  std::cerr << "tally load: " << error_name(status.code) << ": " << status.message << '\n';
+  return 1;
+}
+
+Status connect(const LoadOptions& options, const std::string& token, std::unique_ptr<server::Client>* client) {
+  std::string host;
+  uint16_t port = 0;
+  if (Status s = server::parse_host_port(options.server, &host, &port); !s.ok()) return s;
+  return server::Client::connect(host, port, token, client);
+}
+
+// Runs command lines in requests of at most 4,096; every command must succeed.
+Status run_all(server::Client& client, const std::vector<std::string>& lines, std::string* last_extra) {
+  for (size_t start = 0; start < lines.size(); start += 4096) {
+    const std::vector<std::string> part(lines.begin() + static_cast<ptrdiff_t>(start),
+                                        lines.begin() + static_cast<ptrdiff_t>(std::min(lines.size(), start + 4096)));
+    std::vector<CommandResult> results;
+    if (Status s = client.execute(part, &results); !s.ok()) return s;
+    for (size_t i = 0; i < results.size(); ++i) {
+      if (!results[i].status.ok()) return Error(results[i].status.code, fmt::format("{}: {}", part[i], results[i].status.message));
+      if (last_extra != nullptr) *last_extra = results[i].extra;
+    }
+  }
+  return Status::Ok();
+}
+
+std::string member_name(uint32_t i) { return fmt::format("m{}@load.test", i); }
+
+}  // namespace
+
+int run_load(const LoadOptions& options) {
+  std::string admin;
+  if (Status s = server::read_token_file(options.token_file, &admin); !s.ok()) return fail(s);
+  std::unique_ptr<server::Client> setup;
+  if (Status s = connect(options, admin, &setup); !s.ok()) return fail(s);
+
+  // A fresh organization for this run, so runs never collide.
+  const std::string org = fmt::format("load-{}", SystemClock().now_us());
+  std::vector<std::string> lines;
+  lines.push_back(fmt::format(R"({{"cmd":"create_org","org":"{}","owner":"owner@load.test","mode":"budget"}})", org));
+  for (uint32_t w = 1; w < options.workspaces; ++w) {
+    lines.push_back(fmt::format(R"({{"cmd":"create_workspace","actor":"owner@load.test","org":"{}","workspace":"w{}"}})", org, w));
+  }
+  auto workspace_of = [&](uint32_t member) { return member % options.workspaces == 0 ? std::string("primary") : fmt::format("w{}", member % options.workspaces); };
+  for (uint32_t m = 0; m < options.members; ++m) {
+    lines.push_back(fmt::format(R"({{"cmd":"invite_member","actor":"owner@load.test","org":"{}","user":"{}","role":"member","workspace":"{}"}})", org,
+                                member_name(m), workspace_of(m)));
+    lines.push_back(fmt::format(R"({{"cmd":"accept_invite","actor":"{}","org":"{}"}})", member_name(m), org));
+  }
+  // Each workspace gets enough credits: 1 micro-credit per event, with room to spare.
+  const uint64_t per_workspace = options.events / options.workspaces + 1000;
+  const uint64_t total_credits = per_workspace * options.workspaces / 1'000'000 + 1;
+  lines.push_back(fmt::format(R"({{"cmd":"grant_credits","actor":"owner@load.test","org":"{}","grant":"g","kind":"top_up","credits":"{}"}})", org,
+                              std::min<uint64_t>(total_credits * 2, 1'000'000'000)));
+  for (uint32_t w = 1; w < options.workspaces; ++w) {
+    lines.push_back(fmt::format(R"({{"cmd":"transfer_credits","actor":"owner@load.test","org":"{}","from":"primary","to":"w{}","credits":"{}"}})", org, w,
+                                format_credits(static_cast<int64_t>(per_workspace))));
+  }
+  lines.push_back(R"({"cmd":"set_price","tool":"chat","model":"load-model","unit":"token","credits_per_unit":"0.000001","effective_at":"2020-01-01T00:00:00Z"})");
+  lines.push_back(fmt::format(R"({{"cmd":"create_service_key","org":"{}","key":"loader"}})", org));
+  std::string extra;
+  const auto setup_start = Clock::now();
+  if (Status s = run_all(*setup, lines, &extra); !s.ok()) return fail(s);
+  const size_t at = extra.find("\"secret\":\"");
+  if (at == std::string::npos) return fail(Error(ErrorCode::kInternal, "the service key's secret is missing"));
+  const std::string key = extra.substr(at + 10, extra.find('"', at + 10) - at - 10);
+  std::cout << fmt::format("setup: organization {} with {} workspaces and {} members, {} commands in {:.2f} s\n", org, options.workspaces,
+                           options.members, lines.size(), std::chrono::duration<double>(Clock::now() - setup_start).count());
+
+  // Ingest.
+  const int64_t occurred_at = SystemClock().now_us() - 60'000'000;
+  std::atomic<uint64_t> next_event{0};
+  std::atomic<uint64_t> acknowledged{0};
+  std::atomic<uint64_t> refused{0};
+  std::mutex latencies_mutex;
+  std::vector<double> latencies_us;
+  std::atomic<bool> failed{false};
+  auto worker = [&](uint32_t connection) {
+    std::unique_ptr<server::Client> client;
+    if (Status s = connect(options, key, &client); !s.ok()) {
+      fail(s);
+      failed = true;
+      return;
+    }
+    std::vector<Clock::time_point> sent_at;
+    std::vector<double> mine;
+    std::vector<server::UsageRecord> records;
+    size_t in_flight = 0;
+    auto receive = [&]() -> bool {
+      server::Reply reply;
+      if (Status s = client->receive(&reply); !s.ok() || !reply.status.ok()) {
+        fail(s.ok() ? reply.status : s);
+        return false;
+      }
+      mine.push_back(std::chrono::duration<double, std::micro>(Clock::now() - sent_at[reply.request_id % sent_at.size()]).count());
+      for (const CommandResult& result : reply.results) ++(result.status.ok() ? acknowledged : refused);
+      --in_flight;
+      return true;
+    };
+    sent_at.resize(options.window + 1);
+    for (;;) {
+      const uint64_t first = next_event.fetch_add(options.batch);
+      if (first >= options.events || failed) break;
+      const uint64_t count = std::min<uint64_t>(options.batch, options.events - first);
+      records.resize(count);
+      for (uint64_t i = 0; i < count; ++i) {
+        const uint32_t member = static_cast<uint32_t>((first + i) * 7919 % options.members);
+        server::UsageRecord& record = records[i];
+        record.id = fmt::format("e{}", first + i);
+        record.org = org;
+        record.workspace = workspace_of(member);
+        record.user = member_name(member);
+        record.tool = "chat";
+        record.model = "load-model";
+        record.quantity = 1;
+        record.unit = "token";
+        record.occurred_at_us = occurred_at;
+      }
+      uint64_t request_id = 0;
+      if (Status s = client->send_usage(records, &request_id); !s.ok()) {
+        fail(s);
+        failed = true;
+        break;
+      }
+      sent_at[request_id % sent_at.size()] = Clock::now();
+      if (++in_flight >= options.window && !receive()) {
+        failed = true;
+        break;
+      }
+    }
+    while (in_flight > 0 && !failed) {
+      if (!receive()) failed = true;
+    }
+    std::lock_guard lock(latencies_mutex);
+    latencies_us.insert(latencies_us.end(), mine.begin(), mine.end());
+    (void)connection;
+  };
+  const auto start = Clock::now();
+  std::vector<std::thread> threads;
+  for (uint32_t c = 0; c < options.connections; ++c) threads.emplace_back(worker, c);
+  for (std::thread& thread : threads) thread.join();
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  if (failed) return 1;
+  std::sort(latencies_us.begin(), latencies_us.end());
+  auto percentile = [&](double p) { return latencies_us.empty() ? 0.0 : latencies_us[static_cast<size_t>(p * static_cast<double>(latencies_us.size() - 1))]; };
+  std::cout << fmt::format("ingest: {} events acknowledged ({} refused) in {:.2f} s = {:.0f} events/s over {} connections, {} per request, {} in flight\n",
+                           acknowledged.load(), refused.load(), seconds, static_cast<double>(acknowledged) / seconds, options.connections,
+                           options.batch, options.window);
+  std::cout << fmt::format("request latency: p50 {:.0f} us, p99 {:.0f} us, max {:.0f} us\n", percentile(0.5), percentile(0.99), percentile(1.0));
+  return refused == 0 ? 0 : 1;
+}
+
+}  // namespace tally::cli

@@ -1,0 +1,26 @@
+// `tally load`: an end-to-end load generator for a running daemon. It sets up its own
+// organization (members spread over workspaces, credits, a price, a service key) with
+// the admin token, then records usage events over the binary protocol from several
+// connections, each pipelining requests of typed usage records, and reports throughput
+// and request latency. Every acknowledged event is durable (the daemon's contract).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace tally::cli {
+
+struct LoadOptions {
+  std::string server;      // HOST:PORT of the binary protocol
+  std::string token_file;  // the admin token
+  uint32_t connections = 16;
+  uint64_t events = 1'000'000;
+  uint32_t batch = 1000;   // usage records per request
+  uint32_t window = 4;     // requests in flight per connection
+  uint32_t workspaces = 1000;
+  uint32_t members = 10'000;
+};
+
+int run_load(const LoadOptions& options);
+
+}  // namespace tally::cli

@@ -1,0 +1,166 @@
+#include "server/writer.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <future>
+
+#include <fmt/format.h>
+
+#include "server/auth.h"
+
+namespace tally::server {
+namespace {
+
+class WriterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / fmt::format("tally-writer-test-{}-{}", ::getpid(), counter_++);
+    std::filesystem::remove_all(dir_);
+    EngineOptions options;
+    options.data_dir = dir_.string();
+    ASSERT_TRUE(Engine::open(options, &engine_).ok());
+  }
+  void TearDown() override {
+    writer_.reset();
+    engine_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  static Command create_org(int i) {
+    Command command;
+    EXPECT_TRUE(decode_command(fmt::format(R"({{"cmd":"create_org","actor":"u{}@x.io","org":"org{}"}})", i, i), &command).ok());
+    return command;
+  }
+
+  static inline int counter_ = 0;
+  std::filesystem::path dir_;
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<Writer> writer_;
+};
+
+// Requests queued together run as one execute (one group commit), answered in order.
+TEST_F(WriterTest, GroupsQueuedRequestsIntoOneCommit) {
+  std::vector<size_t> batch_sizes;
+  writer_ = std::make_unique<Writer>(std::move(engine_), WriterOptions{},
+                                     [&](const Engine&, std::span<const Command> commands, std::span<const CommandResult>) {
+                                       if (commands.front().type != CommandType::kTick) batch_sizes.push_back(commands.size());
+                                     });
+  std::vector<std::promise<std::vector<CommandResult>>> answers(50);
+  for (int i = 0; i < 50; ++i) {
+    std::vector<Command> commands = {create_org(2 * i), create_org(2 * i + 1)};
+    Writer::CommandsDone done = [&answers, i](std::vector<CommandResult> results) { answers[i].set_value(std::move(results)); };
+    ASSERT_EQ(writer_->submit(commands, done), Writer::Admission::kQueued);
+  }
+  Query query;
+  ASSERT_TRUE(decode_query(R"({"query":"org","actor":"platform","org":"org99"})", &query).ok());
+  std::promise<std::string> answer;
+  Writer::QueryDone query_done = [&](std::string text) { answer.set_value(std::move(text)); };
+  ASSERT_EQ(writer_->submit(query, query_done), Writer::Admission::kQueued);
+  writer_->start();
+  uint64_t previous = 0;
+  for (int i = 0; i < 50; ++i) {
+    const std::vector<CommandResult> results = answers[i].get_future().get();
+    ASSERT_EQ(results.size(), 2u);
+    for (const CommandResult& result : results) {
+      EXPECT_TRUE(result.status.ok());
+      EXPECT_EQ(result.seq, previous + 1);
+      previous = result.seq;
+    }
+  }
+  // The query, queued after every command, sees them all.
+  EXPECT_NE(answer.get_future().get().find("\"as_of_seq\":100"), std::string::npos);
+  writer_->stop();
+  ASSERT_EQ(batch_sizes.size(), 1u);
+  EXPECT_EQ(batch_sizes.front(), 100u);
+}
+
+TEST_F(WriterTest, StopRunsWhatIsQueuedThenRefuses) {
+  writer_ = std::make_unique<Writer>(std::move(engine_), WriterOptions{}, [](const Engine&, std::span<const Command>, std::span<const CommandResult>) {});
+  std::atomic<int> answered{0};
+  for (int i = 0; i < 10; ++i) {
+    std::vector<Command> commands = {create_org(i)};
+    Writer::CommandsDone done = [&](std::vector<CommandResult> results) { answered += results.front().status.ok(); };
+    ASSERT_EQ(writer_->submit(commands, done), Writer::Admission::kQueued);
+  }
+  writer_->start();
+  writer_->stop();
+  EXPECT_EQ(answered, 10);
+  std::vector<Command> late = {create_org(99)};
+  Writer::CommandsDone never = [](std::vector<CommandResult>) { FAIL(); };
+  EXPECT_EQ(writer_->submit(late, never), Writer::Admission::kStopped);
+  EXPECT_EQ(late.size(), 1u);  // left untouched, as promised
+  EXPECT_EQ(writer_->release_engine()->store().last_seq(), 10u);
+}
+
+TEST_F(WriterTest, AFullQueueRefusesWithoutTakingTheRequest) {
+  WriterOptions options;
+  options.queue_commands_max = kBatchCommandsMax;
+  writer_ = std::make_unique<Writer>(std::move(engine_), options, [](const Engine&, std::span<const Command>, std::span<const CommandResult>) {});
+  std::vector<Command> first(kBatchCommandsMax, create_org(1));
+  Writer::CommandsDone ignore = [](std::vector<CommandResult>) {};
+  ASSERT_EQ(writer_->submit(first, ignore), Writer::Admission::kQueued);
+  std::vector<Command> second = {create_org(2)};
+  Writer::CommandsDone done = [](std::vector<CommandResult>) {};
+  EXPECT_EQ(writer_->submit(second, done), Writer::Admission::kFull);
+  EXPECT_EQ(second.size(), 1u);
+  EXPECT_NE(done, nullptr);
+  writer_->start();
+  writer_->stop();
+}
+
+// The auth index follows key and token commands.
+TEST_F(WriterTest, AuthIndexFollowsCredentials) {
+  AuthIndex auth;
+  auth.set_admin_secret("the-admin-secret-0123");
+  Command command;
+  std::vector<Command> commands;
+  for (const char* line : {R"({"cmd":"create_org","actor":"platform","org":"acme","owner":"alice@acme.io"})",
+                           R"({"cmd":"create_service_key","actor":"platform","org":"acme","key":"k1"})",
+                           R"({"cmd":"create_user_token","actor":"platform","user":"bob@acme.io","token":"t1"})"}) {
+    ASSERT_TRUE(decode_command(line, &command).ok());
+    commands.push_back(command);
+  }
+  std::vector<CommandResult> results = engine_->execute(commands);
+  ASSERT_TRUE(AuthIndex::affects_credentials(commands, results));
+  auth.rebuild(engine_->state());
+  auto secret = [](const CommandResult& result) {
+    const size_t at = result.extra.find("\"secret\":\"") + 10;
+    return result.extra.substr(at, result.extra.find('"', at) - at);
+  };
+  const std::optional<Identity> key = auth.authenticate(secret(results[1]));
+  ASSERT_TRUE(key.has_value());
+  EXPECT_EQ(key->actor, "key:k1");
+  EXPECT_EQ(key->org, "acme");
+  const std::string bob_secret = secret(results[2]);
+  const std::optional<Identity> user = auth.authenticate(bob_secret);
+  ASSERT_TRUE(user.has_value());
+  EXPECT_EQ(user->actor, "bob@acme.io");
+  EXPECT_EQ(auth.authenticate("the-admin-secret-0123")->actor, "platform");
+  EXPECT_FALSE(auth.authenticate("").has_value());
+  EXPECT_FALSE(auth.authenticate("tsk_nope").has_value());
+
+  ASSERT_TRUE(decode_command(R"({"cmd":"revoke_user_token","actor":"bob@acme.io","token":"t1"})", &command).ok());
+  std::vector<Command> revoke = {command};
+  results = engine_->execute(revoke);
+  ASSERT_TRUE(results[0].status.ok());
+  auth.rebuild(engine_->state());
+  EXPECT_FALSE(auth.authenticate(bob_secret).has_value());
+
+  // Two credentials with the same secret hash authenticate neither.
+  const std::string hash(64, 'a');
+  for (const char* org : {"acme", "beta"}) {
+    if (std::string(org) == "beta") {
+      ASSERT_TRUE(decode_command(R"({"cmd":"create_org","actor":"platform","org":"beta","owner":"zed@beta.io"})", &command).ok());
+      engine_->execute(std::span<const Command>(&command, 1));
+    }
+    ASSERT_TRUE(decode_command(fmt::format(R"({{"cmd":"create_service_key","actor":"platform","org":"{}","key":"same","secret_sha256":"{}"}})", org, hash), &command).ok());
+    ASSERT_TRUE(engine_->execute(std::span<const Command>(&command, 1))[0].status.ok());
+  }
+  auth.rebuild(engine_->state());
+  EXPECT_EQ(auth.size(), 3u);  // admin, k1, and one ambiguous entry
+}
+
+}  // namespace
+}  // namespace tally::server
