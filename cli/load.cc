@@ -158,10 +158,43 @@ int run_load(const LoadOptions& options) {
     latencies_us.insert(latencies_us.end(), mine.begin(), mine.end());
     (void)connection;
   };
+  // Reserve -> settle round trips, one after the other, while the ingest runs.
+  std::vector<double> round_trips_us;
+  std::atomic<bool> ingest_done{false};
+  auto round_tripper = [&] {
+    std::unique_ptr<server::Client> client;
+    if (Status s = connect(options, key, &client); !s.ok()) {
+      fail(s);
+      return;
+    }
+    const std::string user = member_name(0);
+    const std::string workspace = workspace_of(0);
+    for (uint32_t i = 0; i < options.round_trips && !failed; ++i) {
+      const std::vector<std::string> reserve = {fmt::format(
+          R"({{"cmd":"reserve","org":"{}","workspace":"{}","user":"{}","hold":"rt-{}","credits":"0.000001","timeout_s":60}})", org, workspace, user, i)};
+      const std::vector<std::string> settle = {fmt::format(R"({{"cmd":"settle","org":"{}","hold":"rt-{}","credits":"0.000001"}})", org, i)};
+      std::vector<CommandResult> results;
+      const auto begin = Clock::now();
+      if (Status s = client->execute(reserve, &results); !s.ok() || !results[0].status.ok()) {
+        fail(s.ok() ? results[0].status : s);
+        return;
+      }
+      if (Status s = client->execute(settle, &results); !s.ok() || !results[0].status.ok()) {
+        fail(s.ok() ? results[0].status : s);
+        return;
+      }
+      round_trips_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - begin).count());
+      if (ingest_done) break;  // "under load" only
+    }
+  };
   const auto start = Clock::now();
   std::vector<std::thread> threads;
   for (uint32_t c = 0; c < options.connections; ++c) threads.emplace_back(worker, c);
+  std::thread round_trip_thread;
+  if (options.round_trips > 0) round_trip_thread = std::thread(round_tripper);
   for (std::thread& thread : threads) thread.join();
+  ingest_done = true;
+  if (round_trip_thread.joinable()) round_trip_thread.join();
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   if (failed) return 1;
   std::sort(latencies_us.begin(), latencies_us.end());
@@ -170,6 +203,12 @@ int run_load(const LoadOptions& options) {
                            acknowledged.load(), refused.load(), seconds, static_cast<double>(acknowledged) / seconds, options.connections,
                            options.batch, options.window);
   std::cout << fmt::format("request latency: p50 {:.0f} us, p99 {:.0f} us, max {:.0f} us\n", percentile(0.5), percentile(0.99), percentile(1.0));
+  if (!round_trips_us.empty()) {
+    std::sort(round_trips_us.begin(), round_trips_us.end());
+    auto at = [&](double p) { return round_trips_us[static_cast<size_t>(p * static_cast<double>(round_trips_us.size() - 1))]; };
+    std::cout << fmt::format("reserve -> settle round trips under load: {}, p50 {:.0f} us, p99 {:.0f} us, max {:.0f} us\n", round_trips_us.size(),
+                             at(0.5), at(0.99), at(1.0));
+  }
   return refused == 0 ? 0 : 1;
 }
 

@@ -19,6 +19,9 @@ struct LoadOptions {
   uint32_t window = 4;     // requests in flight per connection
   uint32_t workspaces = 1000;
   uint32_t members = 10'000;
+  // Sequential reserve -> settle round trips on one more connection while the ingest
+  // runs (0: none); their latency is reported separately.
+  uint32_t round_trips = 0;
 };
 
 int run_load(const LoadOptions& options);

@@ -236,6 +236,9 @@ int main(int argc, char** argv) {
   load->add_option("--window", load_options.window, "Requests in flight per connection")->check(CLI::Range(1u, 64u))->capture_default_str();
   load->add_option("--workspaces", load_options.workspaces, "Workspaces of the load's organization")->check(CLI::Range(1u, 10000u))->capture_default_str();
   load->add_option("--members", load_options.members, "Members of the load's organization")->check(CLI::Range(1u, 1000000u))->capture_default_str();
+  load->add_option("--round-trips", load_options.round_trips, "Reserve -> settle round trips on one more connection during the ingest")
+      ->check(CLI::Range(0u, 1000000u))
+      ->capture_default_str();
 
   try {
     app.parse(argc, argv);

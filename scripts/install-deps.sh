@@ -8,6 +8,7 @@ packages=(
   libboost-dev libboost-system-dev
   libspdlog-dev libfmt-dev libcli11-dev libsimdjson-dev libssl-dev libxxhash-dev
   libgtest-dev libgmock-dev librapidcheck-dev libbenchmark-dev
+  curl
 )
 missing=()
 for package in "${packages[@]}"; do

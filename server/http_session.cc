@@ -94,7 +94,24 @@ class HttpSession final : public Session, public std::enable_shared_from_this<Ht
     parser_.emplace();
     parser_->body_limit(core_.options.limits.http_body_bytes_max);
     parser_->header_limit(static_cast<uint32_t>(core_.options.limits.http_header_bytes_max));
-    stream_.expires_after(core_.options.limits.request_timeout);
+    stream_.expires_after(core_.options.limits.request_timeout);  // one deadline for the whole request
+    http::async_read_header(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
+  }
+
+  // A client that sent "Expect: 100-continue" (curl does for large bodies) waits for a
+  // go-ahead before sending the body.
+  void on_header(beast::error_code ec) {
+    if (ec || closed_ || parser_->is_done()) return on_read(ec);
+    const auto expect = parser_->get()[http::field::expect];
+    if (lower(std::string_view(expect.data(), expect.size())) != "100-continue") return read_body();
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    asio::async_write(stream_, asio::buffer(kContinue.data(), kContinue.size()), [self = shared_from_this()](beast::error_code ec, size_t) {
+      if (ec) return self->close();
+      self->read_body();
+    });
+  }
+
+  void read_body() {
     http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
   }
 

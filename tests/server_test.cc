@@ -451,6 +451,28 @@ TEST_F(ServerTest, MalformedAndOversizedHttp) {
   EXPECT_EQ(http_call(http_port_, http::verb::get, "/healthz").status, 200u);
 }
 
+// "Expect: 100-continue" gets its go-ahead before the body is sent.
+TEST_F(ServerTest, ExpectContinue) {
+  start();
+  asio::io_context io;
+  beast::tcp_stream stream(io);
+  stream.expires_after(5s);
+  stream.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), http_port_));
+  const std::string body = R"({"query":"org","org":"nope"})";
+  const std::string head = fmt::format("POST /v1/query HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n"
+                                       "Expect: 100-continue\r\n\r\n", kAdmin, body.size());
+  asio::write(stream, asio::buffer(head));
+  beast::flat_buffer buffer;
+  char interim[64] = {};
+  const size_t n = stream.read_some(asio::buffer(interim, 25));
+  EXPECT_EQ(std::string(interim, n), "HTTP/1.1 100 Continue\r\n\r\n");
+  asio::write(stream, asio::buffer(body));
+  http::response<http::string_body> response;
+  http::read(stream, buffer, response);
+  EXPECT_EQ(response.result_int(), 404u);
+  EXPECT_TRUE(has(response.body(), "\"error\":\"unknown_org\""));
+}
+
 TEST_F(ServerTest, SlowClientsAreDisconnected) {
   options_.limits.request_timeout = 300ms;
   options_.limits.idle_timeout = 300ms;

@@ -13,7 +13,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-targets=(command query record)
+targets=(command query record frame cloudevents)
 
 if [ "${1:-}" = "--smoke" ]; then
   build=${2:?usage: run.sh --smoke BUILD_DIR}
@@ -30,7 +30,7 @@ CXX=${CXX:-clang++}
 case "$("$CXX" --version)" in *clang*) ;; *) CXX=clang++ ;; esac
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_CXX_COMPILER="$CXX" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DTALLY_FUZZ=ON -DTALLY_TESTS=OFF >/dev/null
-cmake --build "$build" -j "${JOBS:-2}" --target fuzz_command fuzz_query fuzz_record
+cmake --build "$build" -j "${JOBS:-2}" --target fuzz_command fuzz_query fuzz_record fuzz_frame fuzz_cloudevents
 for target in "${targets[@]}"; do
   echo "=== fuzz: $target for ${seconds}s"
   mkdir -p "$build/corpus/$target" "$build/artifacts/$target"
