@@ -8,7 +8,7 @@
 // Everything that varies comes from the seed, so a failure replays exactly:
 //   TALLY_SIM_SEED=<seed> tally_suite_tests --gtest_filter='Simulation.*'
 // Without TALLY_SIM_SEED a fixed list of seeds runs (CI). TALLY_SIM_BATCHES sets the
-// batches per seed (default 300), for longer soaks.
+// batches per seed (default 250), for longer soaks.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -185,7 +185,7 @@ class Simulation {
     }
     EXPECT_EQ(engine_->state().anomalies(), 0u) << where("an event referred to something that does not exist");
     if (batch_ % 100 == 99) expect_sound(*engine_, where("periodic verify"));
-    if (chance(0.03)) restart();
+    if (chance(0.02)) restart();
   }
 
   // No limit is ever exceeded (SPEC §2): after an accepted debit, the spend of its
@@ -497,7 +497,7 @@ class Simulation {
 };
 
 TEST(Simulation, RandomWorkloadKeepsEveryInvariant) {
-  const uint64_t batches = env_number("TALLY_SIM_BATCHES", 300);
+  const uint64_t batches = env_number("TALLY_SIM_BATCHES", 250);
   for (uint64_t seed : seeds()) {
     SCOPED_TRACE(testing::Message() << "seed " << seed << " (replay: TALLY_SIM_SEED=" << seed << ")");
     const Outcome outcome = Simulation(seed, batches).run();
