@@ -77,8 +77,14 @@ int run_demo(const DemoOptions& options) {
   namespace fs = std::filesystem;
   fs::path dir = options.data_dir;
   const bool temporary = dir.empty();
-  if (temporary) dir = fs::temp_directory_path() / fmt::format("tally-demo-{}", getpid());
-  if (temporary || !fs::exists(dir / "CURRENT")) fs::remove_all(dir);
+  if (temporary) {
+    dir = fs::temp_directory_path() / fmt::format("tally-demo-{}", getpid());
+    fs::remove_all(dir);  // ours alone: named after this process
+  } else if (fs::exists(dir) && !fs::is_empty(dir)) {
+    // Never delete or reuse a directory the user named: it may hold anything.
+    std::cerr << "tally demo: " << dir.string() << " is not empty; give a new or empty --data directory\n";
+    return 1;
+  }
   int exit_code = 0;
   {
     WorkloadOptions workload_options;
@@ -95,10 +101,6 @@ int run_demo(const DemoOptions& options) {
     engine_options.clock = &clock;
     if (Status s = Engine::open(engine_options, &engine); !s.ok()) {
       std::cerr << "tally demo: " << s.message << '\n';
-      return 1;
-    }
-    if (engine->store().last_seq() != 0) {
-      std::cerr << "tally demo: " << dir.string() << " already holds a ledger; give an empty or new --data directory\n";
       return 1;
     }
     std::cout << fmt::format("tally demo: a month of usage for {} organizations, {} usage events, durable group commits in {}\n",
@@ -121,6 +123,7 @@ int run_demo(const DemoOptions& options) {
       if (progress) progress(workload.usage_generated(), options.usage_events);
     };
     run(workload.setup());
+    const uint64_t setup_commands = commands;
     const auto start = std::chrono::steady_clock::now();
     const uint64_t seq_before = engine->store().last_seq();
     for (std::vector<Command> batch = workload.next(kBatchCommandsMax / 2); !batch.empty(); batch = workload.next(kBatchCommandsMax / 2)) {
@@ -130,10 +133,11 @@ int run_demo(const DemoOptions& options) {
     const double ingest_seconds = seconds_since(start);
     end_progress();
     const uint64_t events = engine->store().last_seq() - seq_before;
+    const uint64_t timed = commands - setup_commands;
     std::cout << fmt::format("\ningest: {} commands -> {} events in {:.2f} s: {:.0f} commands/s, {:.0f} events/s (fsync'd batches)\n",
-                             commands, events, ingest_seconds, static_cast<double>(commands) / ingest_seconds,
+                             timed, events, ingest_seconds, static_cast<double>(timed) / ingest_seconds,
                              static_cast<double>(events) / ingest_seconds);
-    std::cout << fmt::format("accepted {}, duplicates answered without a debit {}, refused {}:", accepted, duplicates,
+    std::cout << fmt::format("of all {} commands (set-up included): accepted {}, duplicates answered without a debit {}, refused {}:", commands, accepted, duplicates,
                              commands - accepted - duplicates);
     for (const auto& [code, count] : refused) std::cout << fmt::format(" {} {}", code, count);
     std::cout << fmt::format("\nengine time now {}\n", format_time(engine->last_time_us()));

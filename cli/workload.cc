@@ -132,7 +132,8 @@ std::vector<Command> Workload::setup() {
       }
     }
     // Granted after the budgets were handed out, so in budget mode the promo and the
-    // pack stay in the primary workspace, unspent, and expire (the pack to the bank).
+    // pack wait in the primary workspace; the top-up transfers take from them first
+    // (soonest expiry), and what is left when they expire goes (the pack) to the bank.
     Command promo = base(CommandType::kGrantCredits, org.owner, org.id);
     promo.grant = "welcome-promo";
     promo.kind = "promo";
@@ -213,7 +214,14 @@ void Workload::add_money_events(std::vector<Command>* out) {
   if (day == last_day_) return;
   last_day_ = day;
   // Every fifth day each organization tops up; budget organizations move some credits
-  // between workspaces; on day 20 one shared organization switches to budget mode.
+  // between workspaces; on day 20 the second organization switches from budget to
+  // shared mode, which sweeps every workspace's credits back to the primary one.
+  if (day == 20 && orgs_.size() > 1 && !orgs_[1].shared) {
+    Command mode = base(CommandType::kSetBudgetMode, orgs_[1].owner, orgs_[1].id);
+    mode.mode = "shared";
+    emit(mode, out);
+    orgs_[1].shared = true;
+  }
   for (const OrgPlan& org : orgs_) {
     if (day % 5 == 4) {
       Command top_up = base(CommandType::kGrantCredits, org.owner, org.id);

@@ -3,6 +3,7 @@
 // expires lots and times out holds.
 #include <xxhash.h>
 
+#include <algorithm>
 #include <limits>
 
 #include <fmt/format.h>
@@ -153,16 +154,32 @@ Status transfer_credits(CommandContext& context) {
 // Who the usage or hold is for, and the workspace it is attributed to, checked
 // against the role matrix: users act for themselves in their own workspace; service
 // keys act for any member in that member's workspace; the platform for anyone.
-Status resolve_user(const CommandContext& context, const Org& org, std::string* user, uint32_t* workspace) {
-  const Command& command = context.command();
-  const ActorKind kind = actor_kind(command.actor);
+// The user a usage or hold is for: users act only for themselves; service keys and
+// the platform name the user.
+Status acting_user(const Command& command, std::string* user) {
   *user = command.user;
-  if (kind == ActorKind::kUser) {
+  if (actor_kind(command.actor) == ActorKind::kUser) {
     if (!user->empty() && *user != command.actor) return Error(ErrorCode::kForbidden, "users use tools only for themselves");
     *user = command.actor;
   } else if (user->empty()) {
     return Error(ErrorCode::kMissingField, "a service key or the platform must name the \"user\"");
   }
+  return Status::Ok();
+}
+
+// SPEC §2: the tool is one of the built-in families or a name registered by pricing it.
+Status known_tool(const CommandContext& context, std::string_view tool) {
+  static constexpr std::string_view kBuiltIn[] = {"chat", "image", "video", "audio", "music"};
+  if (tool.empty() || std::find(std::begin(kBuiltIn), std::end(kBuiltIn), tool) != std::end(kBuiltIn)) return Status::Ok();
+  if (context.state().rates.has_tool(tool)) return Status::Ok();
+  return Error(ErrorCode::kInvalidArgument,
+               fmt::format("unknown tool \"{}\": use chat, image, video, audio or music, or register it with set_price", tool));
+}
+
+Status resolve_user(const CommandContext& context, const Org& org, std::string* user, uint32_t* workspace) {
+  const Command& command = context.command();
+  const ActorKind kind = actor_kind(command.actor);
+  if (Status s = acting_user(command, user); !s.ok()) return s;
   const Member* member = org.active_member(*user);
   if (member == nullptr) return Error(ErrorCode::kUnknownMember, fmt::format("{} is not an active member of \"{}\"", *user, org.id));
   const auto found = org.find_workspace(command.workspace);
@@ -221,10 +238,10 @@ Status record_usage(CommandContext& context) {
   const Org* org;
   if (Status s = authorized_org(context, Action::kUseTools, &org); !s.ok()) return s;
   const Command& command = context.command();
+  // Idempotency first: a retry gets the first answer even if the member has moved or
+  // left since. The fingerprint covers the command as sent (names, not ids).
   std::string user;
-  uint32_t workspace;
-  if (Status s = resolve_user(context, *org, &user, &workspace); !s.ok()) return s;
-
+  if (Status s = acting_user(command, &user); !s.ok()) return s;
   const OrgBalances& balances = balances_of(context, *org);
   const uint64_t fingerprint = usage_fingerprint(command, user);
   auto seen = balances.usage_ids.find(command.id);
@@ -236,6 +253,9 @@ Status record_usage(CommandContext& context) {
     add_json(context, "credits", format_credits(seen->second.amount));
     return Status::Ok();
   }
+  uint32_t workspace;
+  if (Status s = resolve_user(context, *org, &user, &workspace); !s.ok()) return s;
+  if (Status s = known_tool(context, command.tool); !s.ok()) return s;
 
   const int64_t now = context.now_us();
   const int64_t occurred_at = *command.occurred_at_us;
@@ -279,6 +299,7 @@ Status reserve(CommandContext& context) {
   std::string user;
   uint32_t workspace;
   if (Status s = resolve_user(context, *org, &user, &workspace); !s.ok()) return s;
+  if (Status s = known_tool(context, command.tool); !s.ok()) return s;
   if (Status s = positive(command.credits_micro, "credits"); !s.ok()) return s;
   const OrgBalances& balances = balances_of(context, *org);
   if (balances.holds.contains(command.hold)) return Error(ErrorCode::kHoldExists, fmt::format("hold \"{}\" exists", command.hold));
@@ -296,7 +317,8 @@ Status reserve(CommandContext& context) {
 // Ends an open hold: `consumed` of it is spent, the rest goes back to its workspace
 // (the primary one in shared mode, or when its workspace was deleted), except
 // portions of lots that expired while held, which expire now.
-void emit_hold_closed(CommandContext& context, const Org& org, const std::string& hold_id, fb::HoldEnd end, int64_t consumed) {
+// Returns the credits that went back to a workspace.
+int64_t emit_hold_closed(CommandContext& context, const Org& org, const std::string& hold_id, fb::HoldEnd end, int64_t consumed) {
   const OrgBalances& balances = balances_of(context, org);
   const Hold& hold = balances.holds.at(hold_id);
   const std::vector<LotPortion> spent = OrgBalances::draw(hold.lots, consumed);
@@ -314,6 +336,9 @@ void emit_hold_closed(CommandContext& context, const Org& org, const std::string
   auto payload = fb::CreateHoldClosedDirect(context.builder(), org.id.c_str(), hold_id.c_str(), end, consumed, &spent_fb, returned_to,
                                             &returned_fb, &expired_fb);
   context.emit(fb::Event::HoldClosed, payload.Union());
+  int64_t returned_total = 0;
+  for (const LotPortion& portion : returned) returned_total += portion.amount;
+  return returned_total;
 }
 
 Status open_hold(const CommandContext& context, const Org& org, const Hold** hold) {
@@ -340,8 +365,10 @@ Status settle(CommandContext& context) {
   if (credits > hold->amount) {
     return Error(ErrorCode::kInvalidAmount, fmt::format("settles at most the held {}", format_credits(hold->amount)));
   }
-  emit_hold_closed(context, *org, context.command().hold, fb::HoldEnd::Settled, credits);
-  add_json(context, "returned", format_credits(hold->amount - credits));
+  // What comes back may be less than held minus settled: held credits of a lot that
+  // expired meanwhile expire now instead of returning.
+  const int64_t returned = emit_hold_closed(context, *org, context.command().hold, fb::HoldEnd::Settled, credits);
+  add_json(context, "returned", format_credits(returned));
   return Status::Ok();
 }
 

@@ -17,8 +17,8 @@ bool amount_in(int64_t amount, int64_t max) { return amount >= 0 && amount <= ma
 bool workspace_in(uint32_t id) { return id < kWorkspacesPerOrgMax; }
 
 // The FlatBuffers verifier (2.0) checks a vector of structs for 4-byte alignment only;
-// the structs hold int64s, and reading them misaligned would be undefined. (The
-// builder itself leaves empty vectors 4-aligned: nothing is read from those.)
+// the structs hold int64s, and reading them misaligned would be undefined.
+// An empty vector is never read, and FlatBuffers does not align its (empty) data.
 template <typename Struct>
 bool aligned(const flatbuffers::Vector<const Struct*>* vector) {
   return vector->size() == 0 || reinterpret_cast<uintptr_t>(vector->Data()) % alignof(Struct) == 0;

@@ -74,6 +74,8 @@ bool valid_id(std::string_view id) {
 
 bool valid_user(std::string_view user) {
   if (user.size() < 3 || user.size() > kUserBytesMax) return false;
+  // "key:<id>" names a service key; a user id spelled so could never act as itself.
+  if (user.starts_with("key:")) return false;
   int at_signs = 0;
   for (char c : user) {
     if (!is_printable_ascii(c)) return false;

@@ -19,7 +19,8 @@ inline constexpr uint32_t kMembersPerOrgMax = 1'000'000;
 
 // Ids: 1..64 bytes of [A-Za-z0-9._-], starting with a letter or digit.
 bool valid_id(std::string_view id);
-// User ids: an email-like 3..254 bytes of printable ASCII with one '@', no spaces.
+// User ids: an email-like 3..254 bytes of printable ASCII with one '@', no spaces,
+// not starting with "key:" (which names a service key).
 bool valid_user(std::string_view user);
 // Display names: 1..200 bytes with no control characters.
 bool valid_name(std::string_view name);

@@ -23,6 +23,11 @@ const Rate* RatesProjection::find(std::string_view tool, std::string_view model,
   return &std::prev(entry)->second;
 }
 
+bool RatesProjection::has_tool(std::string_view tool) const {
+  auto it = rates_.lower_bound(std::pair<std::string, std::string>(tool, ""));
+  return it != rates_.end() && it->first.first == tool;
+}
+
 // Key: "rates/<tool>\0<model>\0<effective_at, big-endian with the sign bit flipped>".
 void RatesProjection::write_row(const Key& key, RowSink* sink) const {
   const auto& [tool, model, effective_at] = key;

@@ -28,6 +28,8 @@ class RatesProjection final : public Projection {
 
   // The rate in effect for (tool, model) at `time_us`, or null if none is.
   const Rate* find(std::string_view tool, std::string_view model, int64_t time_us) const;
+  // Whether any model of `tool` has a price: pricing a tool registers it.
+  bool has_tool(std::string_view tool) const;
   // Every entry: (tool, model) -> effective time -> rate.
   const std::map<std::pair<std::string, std::string>, std::map<int64_t, Rate>>& entries() const { return rates_; }
 

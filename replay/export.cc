@@ -310,10 +310,19 @@ Status import_commands(Engine& engine, std::istream& in, ImportStats* stats, con
     ++line_number;
     if (line.empty()) continue;
     Command command;
+    Status bad;
     if (Status s = decode_command(line, &command); !s.ok()) {
-      return Error(s.code, fmt::format("line {}: {}", line_number, s.message));
+      bad = Error(s.code, fmt::format("line {}: {}", line_number, s.message));
+    } else if (!command.at_us) {
+      bad = Error(ErrorCode::kMissingField, fmt::format("line {}: an imported command needs \"at\"", line_number));
     }
-    if (!command.at_us) return Error(ErrorCode::kMissingField, fmt::format("line {}: an imported command needs \"at\"", line_number));
+    if (!bad.ok()) {
+      // The lines before this one still go in (an earlier refusal is reported first).
+      if (!batch.empty()) {
+        if (Status s = run(); !s.ok()) return s;
+      }
+      return bad;
+    }
     batch.push_back(std::move(command));
     line_numbers.push_back(line_number);
     if (batch.size() == 4096) {

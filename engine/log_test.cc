@@ -1,0 +1,474 @@
+#include "engine/log.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/test_storage.h"
+#include "engine/test_util.h"
+
+namespace tally {
+namespace {
+
+using testing::RawDb;
+using testing::TempDir;
+
+// ---- records -------------------------------------------------------------------------
+
+TEST(LogRecord, DecodeReturnsTheEnvelopeEncodeWrapped) {
+  for (const std::string& envelope : {std::string(), std::string("x"), std::string("hello, log"), std::string(1000, '\0')}) {
+    const std::string record = encode_record(envelope);
+    ASSERT_EQ(record.size(), envelope.size() + kRecordChecksumBytes);
+    std::string_view back = "unset";
+    ASSERT_TRUE(decode_record(record, &back));
+    EXPECT_EQ(back, envelope);
+    EXPECT_EQ(static_cast<const void*>(back.data()), static_cast<const void*>(record.data() + kRecordChecksumBytes));
+  }
+}
+
+TEST(LogRecord, EveryFlippedBitFailsTheChecksum) {
+  const std::string record = encode_record("an envelope of some length, 0123456789");
+  for (size_t byte = 0; byte < record.size(); ++byte) {
+    for (int bit = 0; bit < 8; ++bit) {
+      std::string corrupt = record;
+      corrupt[byte] = static_cast<char>(corrupt[byte] ^ (1 << bit));
+      std::string_view envelope;
+      EXPECT_FALSE(decode_record(corrupt, &envelope)) << "byte " << byte << " bit " << bit;
+    }
+  }
+}
+
+TEST(LogRecord, TruncatedOrExtendedRecordsFail) {
+  const std::string record = encode_record("payload");
+  std::string_view envelope;
+  for (size_t size = 0; size < record.size(); ++size) {
+    EXPECT_FALSE(decode_record(std::string_view(record).substr(0, size), &envelope)) << size;
+  }
+  EXPECT_FALSE(decode_record(record + "x", &envelope));
+}
+
+// ---- big-endian keys -----------------------------------------------------------------
+
+TEST(Be64, RoundTripsAndSortsNumerically) {
+  const std::vector<uint64_t> values = {0, 1, 255, 256, 65535, 1ull << 32, (1ull << 56) + 7, ~0ull};
+  for (size_t i = 0; i < values.size(); ++i) {
+    const std::string key = be64(values[i]);
+    ASSERT_EQ(key.size(), 8u);
+    EXPECT_EQ(read_be64(key), values[i]);
+    if (i > 0) {
+      EXPECT_LT(be64(values[i - 1]), key);
+    }
+  }
+  EXPECT_EQ(be64(0x0102030405060708ull), std::string("\x01\x02\x03\x04\x05\x06\x07\x08", 8));
+}
+
+// ---- chain hashing -------------------------------------------------------------------
+
+Sha256 chain_hash(const Sha256& previous, const std::vector<std::pair<uint64_t, std::string>>& records) {
+  ChainHasher hasher(previous);
+  for (const auto& [seq, record] : records) hasher.add(seq, record);
+  return hasher.finish();
+}
+
+// log.h: SHA-256(previous || for each record: seq (8 bytes BE) || length (4 bytes BE) || record).
+TEST(ChainHasher, HashesTheDocumentedLayout) {
+  Sha256 previous{};
+  previous[0] = 0xab;
+  previous[31] = 0xcd;
+  std::string bytes(reinterpret_cast<const char*>(previous.data()), previous.size());
+  const std::vector<std::pair<uint64_t, std::string>> records = {{7, "first"}, {8, std::string(300, 'r')}};
+  for (const auto& [seq, record] : records) {
+    bytes += be64(seq);
+    const auto length = static_cast<uint32_t>(record.size());
+    bytes += static_cast<char>(length >> 24);
+    bytes += static_cast<char>(length >> 16);
+    bytes += static_cast<char>(length >> 8);
+    bytes += static_cast<char>(length);
+    bytes += record;
+  }
+  EXPECT_EQ(chain_hash(previous, records), sha256(bytes));
+}
+
+TEST(ChainHasher, AnyChangeToHistoryChangesTheHash) {
+  const Sha256 zero{};
+  const std::vector<std::pair<uint64_t, std::string>> original = {{1, "a"}, {2, "bb"}, {3, "ccc"}};
+  const Sha256 hash = chain_hash(zero, original);
+  EXPECT_EQ(hash, chain_hash(zero, original)) << "hashing is deterministic";
+
+  auto changed = original;
+  changed[1].second = "bB";
+  EXPECT_NE(chain_hash(zero, changed), hash) << "a changed record";
+  changed = original;
+  changed[1].first = 5;
+  EXPECT_NE(chain_hash(zero, changed), hash) << "a changed sequence number";
+  changed = original;
+  std::swap(changed[0], changed[2]);
+  EXPECT_NE(chain_hash(zero, changed), hash) << "reordered records";
+  changed = original;
+  changed.pop_back();
+  EXPECT_NE(chain_hash(zero, changed), hash) << "a removed record";
+  // Moving bytes across a record boundary keeps the concatenation but not the hash.
+  changed = original;
+  changed[0].second = "ab";
+  changed[1].second = "b";
+  EXPECT_NE(chain_hash(zero, changed), hash) << "a shifted record boundary";
+  Sha256 other_previous{};
+  other_previous[5] = 1;
+  EXPECT_NE(chain_hash(other_previous, original), hash) << "a different previous batch";
+}
+
+TEST(Sha256, MatchesAKnownDigest) {
+  EXPECT_EQ(to_hex(sha256("abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(to_hex(sha256("")), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
+// ---- the store -----------------------------------------------------------------------
+
+std::unique_ptr<Store> open_store(const std::string& path, rocksdb::Env* env = nullptr) {
+  StoreOptions options;
+  options.path = path;
+  options.env = env;
+  std::unique_ptr<Store> store;
+  const Status status = Store::open(options, &store);
+  EXPECT_TRUE(status.ok()) << status.message;
+  return store;
+}
+
+// Appends `envelopes` as the next records, plus the given state rows, in one commit.
+Status commit(Store& store, const std::vector<std::string>& envelopes, const std::map<std::string, std::string>& rows = {}) {
+  std::unique_ptr<LogBatch> batch = store.begin_batch();
+  uint64_t seq = store.last_seq();
+  for (const std::string& envelope : envelopes) batch->append(++seq, envelope);
+  for (const auto& [key, value] : rows) batch->put(key, value);
+  return store.commit(batch.get());
+}
+
+std::vector<std::pair<uint64_t, std::string>> read_all(const Store& store) {
+  std::vector<std::pair<uint64_t, std::string>> records;
+  const Status status = store.read_log(1, store.last_seq(), [&](uint64_t seq, std::string_view envelope) {
+    records.emplace_back(seq, std::string(envelope));
+    return true;
+  });
+  EXPECT_TRUE(status.ok()) << status.message;
+  return records;
+}
+
+struct ChainRow {
+  uint64_t first, last;
+  Sha256 hash;
+};
+
+std::vector<ChainRow> read_chain(const Store& store) {
+  std::vector<ChainRow> rows;
+  const Status status = store.read_chain([&](uint64_t first, uint64_t last, const Sha256& hash) {
+    rows.push_back({first, last, hash});
+    return true;
+  });
+  EXPECT_TRUE(status.ok()) << status.message;
+  return rows;
+}
+
+// The hash a batch of envelopes (appended from first_seq on) must have.
+Sha256 expected_hash(const Sha256& previous, uint64_t first_seq, const std::vector<std::string>& envelopes) {
+  ChainHasher hasher(previous);
+  for (const std::string& envelope : envelopes) hasher.add(first_seq++, encode_record(envelope));
+  return hasher.finish();
+}
+
+TEST(Store, AFreshStoreIsEmptyAndChainsFromZero) {
+  TempDir dir;
+  auto store = open_store(dir.sub("db"));
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->last_seq(), 0u);
+  EXPECT_EQ(store->head_hash(), Sha256{});
+  EXPECT_TRUE(read_all(*store).empty());
+  EXPECT_TRUE(read_chain(*store).empty());
+  EXPECT_FALSE(store->failed());
+}
+
+TEST(Store, OpeningAMissingStoreWithoutCreateFails) {
+  TempDir dir;
+  StoreOptions options;
+  options.path = dir.sub("missing");
+  options.create_if_missing = false;
+  std::unique_ptr<Store> store;
+  const Status status = Store::open(options, &store);
+  EXPECT_EQ(status.code, ErrorCode::kStorageError);
+  EXPECT_EQ(store, nullptr);
+}
+
+TEST(Store, AGroupCommitWritesRecordsRowsAndOneChainRow) {
+  TempDir dir;
+  auto store = open_store(dir.sub("db"));
+  const std::vector<std::string> first = {"one", "two", "three"};
+  ASSERT_TRUE(commit(*store, first, {{"orgs/x", "row-x"}, {"checkpoint/orgs", be64(3)}}).ok());
+  EXPECT_EQ(store->last_seq(), 3u);
+  const Sha256 first_hash = expected_hash(Sha256{}, 1, first);
+  EXPECT_EQ(store->head_hash(), first_hash);
+
+  const std::vector<std::string> second = {"four", std::string(5000, '5')};
+  ASSERT_TRUE(commit(*store, second).ok());
+  EXPECT_EQ(store->last_seq(), 5u);
+  const Sha256 second_hash = expected_hash(first_hash, 4, second);
+  EXPECT_EQ(store->head_hash(), second_hash);
+
+  const auto records = read_all(*store);
+  ASSERT_EQ(records.size(), 5u);
+  const std::vector<std::string> all = {"one", "two", "three", "four", std::string(5000, '5')};
+  for (size_t i = 0; i < records.size(); ++i) {
+    EXPECT_EQ(records[i].first, i + 1);
+    EXPECT_EQ(records[i].second, all[i]);
+  }
+  const auto chain = read_chain(*store);
+  ASSERT_EQ(chain.size(), 2u);
+  EXPECT_EQ(chain[0].first, 1u);
+  EXPECT_EQ(chain[0].last, 3u);
+  EXPECT_EQ(chain[0].hash, first_hash);
+  EXPECT_EQ(chain[1].first, 4u);
+  EXPECT_EQ(chain[1].last, 5u);
+  EXPECT_EQ(chain[1].hash, second_hash);
+
+  std::string value;
+  bool found = false;
+  ASSERT_TRUE(store->get_row("orgs/x", &value, &found).ok());
+  EXPECT_TRUE(found);
+  EXPECT_EQ(value, "row-x");
+  ASSERT_TRUE(store->get_row("orgs/none", &value, &found).ok());
+  EXPECT_FALSE(found);
+}
+
+TEST(Store, ReadLogVisitsARangeAndStopsWhenAsked) {
+  TempDir dir;
+  auto store = open_store(dir.sub("db"));
+  ASSERT_TRUE(commit(*store, {"1", "2", "3"}).ok());
+  ASSERT_TRUE(commit(*store, {"4", "5", "6", "7"}).ok());
+  std::vector<uint64_t> seen;
+  ASSERT_TRUE(store->read_log(3, 5, [&](uint64_t seq, std::string_view envelope) {
+    EXPECT_EQ(envelope, std::to_string(seq));
+    seen.push_back(seq);
+    return true;
+  }).ok());
+  EXPECT_EQ(seen, (std::vector<uint64_t>{3, 4, 5}));
+  seen.clear();
+  ASSERT_TRUE(store->read_log(2, 100, [&](uint64_t seq, std::string_view) {
+    seen.push_back(seq);
+    return seq < 4;
+  }).ok());
+  EXPECT_EQ(seen, (std::vector<uint64_t>{2, 3, 4}));
+  seen.clear();
+  ASSERT_TRUE(store->read_log(6, 5, [&](uint64_t seq, std::string_view) {
+    seen.push_back(seq);
+    return true;
+  }).ok());
+  EXPECT_TRUE(seen.empty());
+}
+
+TEST(Store, ReopeningFindsTheHeadAndItsHash) {
+  TempDir dir;
+  Sha256 head;
+  {
+    auto store = open_store(dir.sub("db"));
+    ASSERT_TRUE(commit(*store, {"a", "b"}).ok());
+    ASSERT_TRUE(commit(*store, {"c"}).ok());
+    head = store->head_hash();
+  }
+  auto store = open_store(dir.sub("db"));
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->last_seq(), 3u);
+  EXPECT_EQ(store->head_hash(), head);
+  // The next batch chains from the recovered head.
+  ASSERT_TRUE(commit(*store, {"d"}).ok());
+  EXPECT_EQ(store->head_hash(), expected_hash(head, 4, {"d"}));
+  EXPECT_EQ(read_all(*store).size(), 4u);
+}
+
+TEST(Store, ABatchWithoutRecordsWritesRowsButNoChainRow) {
+  TempDir dir;
+  auto store = open_store(dir.sub("db"));
+  ASSERT_TRUE(commit(*store, {"a"}).ok());
+  const Sha256 head = store->head_hash();
+  ASSERT_TRUE(commit(*store, {}, {{"orgs/y", "v"}}).ok());
+  EXPECT_EQ(store->last_seq(), 1u);
+  EXPECT_EQ(store->head_hash(), head);
+  EXPECT_EQ(read_chain(*store).size(), 1u);
+  std::string value;
+  bool found = false;
+  ASSERT_TRUE(store->get_row("orgs/y", &value, &found).ok());
+  EXPECT_TRUE(found);
+}
+
+TEST(Store, ErasedRowsAreGone) {
+  TempDir dir;
+  auto store = open_store(dir.sub("db"));
+  ASSERT_TRUE(commit(*store, {"a"}, {{"orgs/y", "v"}}).ok());
+  std::unique_ptr<LogBatch> batch = store->begin_batch();
+  batch->erase("orgs/y");
+  ASSERT_TRUE(store->commit(batch.get()).ok());
+  std::string value;
+  bool found = true;
+  ASSERT_TRUE(store->get_row("orgs/y", &value, &found).ok());
+  EXPECT_FALSE(found);
+}
+
+TEST(Store, ReadRowsVisitsExactlyThePrefixInKeyOrder) {
+  TempDir dir;
+  auto store = open_store(dir.sub("db"));
+  ASSERT_TRUE(commit(*store, {"a"}, {{"orgs/b", "2"}, {"orgs/a", "1"}, {"orgt/c", "x"}, {"org", "y"}}).ok());
+  std::vector<std::string> keys;
+  ASSERT_TRUE(store->read_rows("orgs/", [&](std::string_view key, std::string_view) { keys.emplace_back(key); }).ok());
+  EXPECT_EQ(keys, (std::vector<std::string>{"orgs/a", "orgs/b"}));
+}
+
+TEST(Store, ReplaceRowsReplacesEveryProjectionRowButKeepsMetaRows) {
+  TempDir dir;
+  auto store = open_store(dir.sub("db"));
+  ASSERT_TRUE(commit(*store, {"a"}, {{"orgs/old", "1"}, {"checkpoint/orgs", be64(1)}}).ok());
+  ASSERT_TRUE(store->replace_rows([](RowSink* sink) { sink->put("orgs/new", "2"); }).ok());
+  std::vector<std::string> keys;
+  ASSERT_TRUE(store->read_rows("", [&](std::string_view key, std::string_view) { keys.emplace_back(key); }).ok());
+  EXPECT_EQ(keys, (std::vector<std::string>{"meta/format", "orgs/new"}));
+  EXPECT_EQ(store->last_seq(), 1u);
+  EXPECT_EQ(read_all(*store).size(), 1u) << "replacing rows never touches the log";
+}
+
+TEST(Store, ACorruptRecordIsReportedWithItsSequenceNumber) {
+  TempDir dir;
+  {
+    auto store = open_store(dir.sub("db"));
+    ASSERT_TRUE(commit(*store, {"first record", "second record", "third record"}).ok());
+  }
+  {
+    RawDb raw(dir.sub("db"));
+    std::string record = raw.get(RawDb::kLog, be64(2));
+    ASSERT_EQ(record.size(), kRecordChecksumBytes + 13);
+    record[kRecordChecksumBytes + 3] ^= 0x20;  // "secOnd record"
+    raw.put(RawDb::kLog, be64(2), record);
+  }
+  auto store = open_store(dir.sub("db"));
+  ASSERT_NE(store, nullptr);
+  std::vector<uint64_t> seen;
+  const Status status = store->read_log(1, 3, [&](uint64_t seq, std::string_view) {
+    seen.push_back(seq);
+    return true;
+  });
+  EXPECT_EQ(status.code, ErrorCode::kStorageError);
+  EXPECT_NE(status.message.find("record 2"), std::string::npos) << status.message;
+  EXPECT_EQ(seen, (std::vector<uint64_t>{1})) << "nothing at or after the corrupt record is handed out";
+}
+
+TEST(Store, AFlippedChecksumByteIsDetectedToo) {
+  TempDir dir;
+  {
+    auto store = open_store(dir.sub("db"));
+    ASSERT_TRUE(commit(*store, {"only"}).ok());
+  }
+  {
+    RawDb raw(dir.sub("db"));
+    std::string record = raw.get(RawDb::kLog, be64(1));
+    record[0] ^= 0x01;
+    raw.put(RawDb::kLog, be64(1), record);
+  }
+  auto store = open_store(dir.sub("db"));
+  const Status status = store->read_log(1, 1, [](uint64_t, std::string_view) { return true; });
+  EXPECT_EQ(status.code, ErrorCode::kStorageError);
+}
+
+TEST(Store, AMissingRecordIsAGap) {
+  TempDir dir;
+  {
+    auto store = open_store(dir.sub("db"));
+    ASSERT_TRUE(commit(*store, {"1", "2", "3"}).ok());
+  }
+  RawDb(dir.sub("db")).erase(RawDb::kLog, be64(2));
+  auto store = open_store(dir.sub("db"));
+  ASSERT_NE(store, nullptr);
+  const Status status = store->read_log(1, 3, [](uint64_t, std::string_view) { return true; });
+  EXPECT_EQ(status.code, ErrorCode::kStorageError);
+  EXPECT_NE(status.message.find("gap"), std::string::npos) << status.message;
+}
+
+TEST(Store, ALogThatDisagreesWithItsChainDoesNotOpen) {
+  TempDir dir;
+  {
+    auto store = open_store(dir.sub("db"));
+    ASSERT_TRUE(commit(*store, {"1", "2"}).ok());
+  }
+  RawDb(dir.sub("db")).erase(RawDb::kLog, be64(2));  // the last record vanished
+  StoreOptions options;
+  options.path = dir.sub("db");
+  std::unique_ptr<Store> store;
+  const Status status = Store::open(options, &store);
+  EXPECT_EQ(status.code, ErrorCode::kStorageError);
+  EXPECT_NE(status.message.find("altered"), std::string::npos) << status.message;
+}
+
+TEST(Store, AStoreOfAnotherFormatDoesNotOpen) {
+  TempDir dir;
+  open_store(dir.sub("db"));
+  RawDb(dir.sub("db")).put(RawDb::kState, "meta/format", "tally-log-999");
+  StoreOptions options;
+  options.path = dir.sub("db");
+  std::unique_ptr<Store> store;
+  const Status status = Store::open(options, &store);
+  EXPECT_EQ(status.code, ErrorCode::kStorageError);
+  EXPECT_NE(status.message.find("tally-log-999"), std::string::npos) << status.message;
+}
+
+TEST(Store, AFailedWriteIsNotAcknowledgedAndTheStoreRefusesLaterWrites) {
+  TempDir dir;
+  testing::FaultEnv fault;
+  auto store = open_store(dir.sub("db"), fault.env.get());
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(commit(*store, {"kept"}).ok());
+  const Sha256 head = store->head_hash();
+
+  fault.file_system->fail_writes(true);
+  const Status failed = commit(*store, {"lost"});
+  EXPECT_EQ(failed.code, ErrorCode::kStorageError);
+  EXPECT_TRUE(store->failed());
+  EXPECT_EQ(store->last_seq(), 1u) << "the head does not move past an unacknowledged batch";
+  EXPECT_EQ(store->head_hash(), head);
+
+  fault.file_system->fail_writes(false);
+  EXPECT_EQ(commit(*store, {"after"}).code, ErrorCode::kReadOnly) << "no write is accepted after a failure, even once the disk heals";
+  EXPECT_EQ(store->replace_rows([](RowSink*) {}).code, ErrorCode::kReadOnly);
+  store.reset();
+
+  auto reopened = open_store(dir.sub("db"));
+  ASSERT_NE(reopened, nullptr);
+  EXPECT_EQ(reopened->last_seq(), 1u);
+  EXPECT_EQ(reopened->head_hash(), head);
+  const auto records = read_all(*reopened);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].second, "kept");
+}
+
+// Regression: read_log handed out envelopes wherever RocksDB kept the value, at any
+// address, and FlatBuffers reads scalars in place: every log read (replay, verify,
+// export, as-of queries) did misaligned loads, undefined behaviour that UBSan stops on.
+TEST(StoreRegression, ReadLogHandedOutMisalignedEnvelopes) {
+  TempDir dir;
+  auto store = open_store(dir.sub("db"));
+  std::vector<std::string> envelopes;
+  for (size_t size = 1; size <= 64; ++size) envelopes.push_back(std::string(size, static_cast<char>('a' + size % 26)));
+  ASSERT_TRUE(commit(*store, envelopes).ok());
+  for (int round = 0; round < 2; ++round) {  // from the memtable, then from a reopened store
+    size_t seen = 0;
+    ASSERT_TRUE(store->read_log(1, store->last_seq(), [&](uint64_t seq, std::string_view envelope) {
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(envelope.data()) % 8, 0u) << "record " << seq;
+      EXPECT_EQ(envelope, envelopes[seq - 1]);
+      ++seen;
+      return true;
+    }).ok());
+    EXPECT_EQ(seen, envelopes.size());
+    store.reset();
+    store = open_store(dir.sub("db"));
+  }
+}
+
+}  // namespace
+}  // namespace tally

@@ -1,0 +1,122 @@
+// Test helpers shared by the unit tests and the suites: a temporary directory that
+// removes itself, and an engine on a fresh store driven by a manual clock.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <memory>
+#include <random>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "engine/clock.h"
+#include "engine/command.h"
+#include "engine/engine.h"
+#include "engine/values.h"
+
+namespace tally::testing {
+
+// A fresh, empty directory under the system temporary directory, removed with
+// everything in it when the object goes away.
+class TempDir {
+ public:
+  TempDir() {
+    static std::atomic<uint64_t> counter{0};
+    std::random_device random;
+    path_ = std::filesystem::temp_directory_path() /
+            fmt::format("tally-test-{}-{}-{:08x}", getpid(), counter.fetch_add(1), random());
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+  // A path inside the directory, e.g. for a store.
+  std::string sub(std::string_view name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// 2026-11-23T10:00:00Z: engine time starts here in tests unless a test sets the clock.
+inline constexpr int64_t kTestStartUs = 1'795'428'000'000'000;
+
+// Decodes a JSON command line the test knows to be well-formed.
+inline Command command_from_json(std::string_view json) {
+  Command command;
+  const Status status = decode_command(json, &command);
+  EXPECT_TRUE(status.ok()) << "test command does not decode: " << json << ": " << status.message;
+  return command;
+}
+
+// An engine on its own temporary store, with a manual clock. With `env` (e.g. an
+// in-memory RocksDB environment, which must outlive the engine) the store lives there.
+class TestEngine {
+ public:
+  explicit TestEngine(std::string_view name = "data", rocksdb::Env* env = nullptr) : path_(dir_.sub(name)), env_(env) {
+    reopen();
+  }
+
+  Engine& engine() { return *engine_; }
+  ManualClock& clock() { return clock_; }
+  const std::string& path() const { return path_; }
+
+  // Closes and reopens the engine on the same store.
+  void reopen() {
+    engine_.reset();
+    EngineOptions options;
+    options.data_dir = path_;
+    options.clock = &clock_;
+    options.env = env_;
+    const Status status = Engine::open(options, &engine_);
+    if (!status.ok()) ADD_FAILURE() << "cannot open the engine at " << path_ << ": " << status.message;
+  }
+  void close() { engine_.reset(); }
+
+  // Executes one command (given as JSON) in a batch of its own.
+  CommandResult run(std::string_view json) { return run(command_from_json(json)); }
+  CommandResult run(const Command& command) {
+    std::vector<CommandResult> results = engine_->execute(std::span(&command, 1));
+    EXPECT_EQ(results.size(), 1u);
+    return results.empty() ? CommandResult{} : std::move(results[0]);
+  }
+  // Executes the commands as one group commit.
+  std::vector<CommandResult> run_batch(const std::vector<std::string>& lines) {
+    std::vector<Command> commands;
+    for (const std::string& line : lines) commands.push_back(command_from_json(line));
+    return engine_->execute(commands);
+  }
+
+  std::string query(std::string_view json) { return engine_->query(json); }
+
+ private:
+  TempDir dir_;
+  std::string path_;
+  rocksdb::Env* env_;
+  ManualClock clock_{kTestStartUs};
+  std::unique_ptr<Engine> engine_;
+};
+
+// Makes gtest print a Status readably in failure messages.
+inline std::string describe(const Status& status) {
+  return status.ok() ? std::string("ok") : fmt::format("{}: {}", error_name(status.code), status.message);
+}
+
+}  // namespace tally::testing
+
+namespace tally {
+inline void PrintTo(const Status& status, std::ostream* out) { *out << testing::describe(status); }
+inline void PrintTo(ErrorCode code, std::ostream* out) { *out << error_name(code); }
+}  // namespace tally

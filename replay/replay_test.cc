@@ -1,0 +1,236 @@
+#include "replay/replay.h"
+
+#include <gtest/gtest.h>
+#include <limits>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/log.h"
+#include "engine/test_storage.h"
+#include "engine/test_util.h"
+
+namespace tally {
+namespace {
+
+using testing::RawDb;
+using testing::TestEngine;
+
+std::unique_ptr<Store> open_store(const std::string& path) {
+  StoreOptions options;
+  options.path = path;
+  options.create_if_missing = false;
+  std::unique_ptr<Store> store;
+  const Status status = Store::open(options, &store);
+  EXPECT_TRUE(status.ok()) << status.message;
+  return store;
+}
+
+// Three batches of commands: 6 events.
+void fill(TestEngine& t) {
+  for (const auto& batch : std::vector<std::vector<std::string>>{
+           {R"({"cmd":"create_org","actor":"alice@acme.io","org":"acme"})",
+            R"({"cmd":"create_workspace","actor":"alice@acme.io","org":"acme","workspace":"design"})"},
+           {R"({"cmd":"invite_member","actor":"alice@acme.io","org":"acme","user":"bob@acme.io","role":"member","workspace":"design"})",
+            R"({"cmd":"accept_invite","actor":"bob@acme.io","org":"acme"})"},
+           {R"({"cmd":"create_service_key","actor":"platform","org":"acme","key":"backend"})",
+            R"({"cmd":"rename_workspace","actor":"alice@acme.io","org":"acme","workspace":"design","name":"studio"})"}}) {
+    for (const CommandResult& result : t.run_batch(batch)) ASSERT_TRUE(result.status.ok()) << result.status.message;
+  }
+}
+
+bool mentions(const VerifyReport& report, std::string_view text) {
+  for (const std::string& problem : report.problems) {
+    if (problem.find(text) != std::string::npos) return true;
+  }
+  return false;
+}
+
+std::string problems(const VerifyReport& report) {
+  std::string out;
+  for (const std::string& problem : report.problems) out += problem + "\n";
+  return out;
+}
+
+// Regression: verify used to fail on a store that never committed an event (say, after
+// an apply whose every command was refused), reporting "row checkpoint/orgs is missing".
+TEST(VerifyRegression, AStoreWithNoEventsReportedAMissingCheckpointRow) {
+  TestEngine t;
+  EXPECT_EQ(t.run(R"({"cmd":"create_workspace","actor":"alice@acme.io","org":"acme","workspace":"x"})").status.code,
+            ErrorCode::kUnknownOrg);
+  const VerifyReport report = verify(t.engine().store(), &t.engine().state());
+  EXPECT_TRUE(report.ok()) << problems(report);
+  EXPECT_EQ(report.events, 0u);
+  EXPECT_EQ(report.batches, 0u);
+  EXPECT_EQ(report.head_hash, std::string(64, '0'));
+}
+
+TEST(Verify, ASoundStoreVerifies) {
+  TestEngine t;
+  fill(t);
+  const VerifyReport report = verify(t.engine().store(), &t.engine().state());
+  EXPECT_TRUE(report.ok()) << problems(report);
+  EXPECT_EQ(report.events, 6u);
+  EXPECT_EQ(report.batches, 3u);
+  EXPECT_EQ(report.head_hash, to_hex(t.engine().store().head_hash()));
+  EXPECT_TRUE(verify(t.engine().store(), nullptr).ok());
+}
+
+TEST(Verify, ARecordAlteredWithAValidChecksumBreaksTheHashChain) {
+  TestEngine t;
+  fill(t);
+  t.close();
+  {
+    RawDb raw(t.path());
+    std::string_view envelope;
+    const std::string record = raw.get(RawDb::kLog, be64(3));
+    ASSERT_TRUE(decode_record(record, &envelope));
+    std::string altered(envelope);
+    const size_t at = altered.find("bob@acme.io");
+    ASSERT_NE(at, std::string::npos);
+    altered[at] = 'r';  // "rob@acme.io", re-checksummed: only the chain can tell
+    raw.put(RawDb::kLog, be64(3), encode_record(altered));
+  }
+  auto store = open_store(t.path());
+  const VerifyReport report = verify(*store, nullptr);
+  EXPECT_FALSE(report.ok());
+  EXPECT_TRUE(mentions(report, "history was altered")) << problems(report);
+  EXPECT_TRUE(mentions(report, "3..4")) << "names the batch: " << problems(report);
+}
+
+TEST(Verify, AFlippedByteFailsItsChecksum) {
+  TestEngine t;
+  fill(t);
+  t.close();
+  {
+    RawDb raw(t.path());
+    std::string record = raw.get(RawDb::kLog, be64(5));
+    record[record.size() / 2] ^= 0x04;
+    raw.put(RawDb::kLog, be64(5), record);
+  }
+  auto store = open_store(t.path());
+  const VerifyReport report = verify(*store, nullptr);
+  EXPECT_FALSE(report.ok());
+  EXPECT_TRUE(mentions(report, "record 5 fails its checksum")) << problems(report);
+}
+
+TEST(Verify, AnAlteredChainRowIsDetected) {
+  TestEngine t;
+  fill(t);
+  t.close();
+  {
+    RawDb raw(t.path());
+    std::string row = raw.get(RawDb::kChain, be64(1));
+    row.back() ^= 0x01;
+    raw.put(RawDb::kChain, be64(1), row);
+  }
+  auto store = open_store(t.path());
+  const VerifyReport report = verify(*store, nullptr);
+  EXPECT_TRUE(mentions(report, "history was altered")) << problems(report);
+}
+
+TEST(Verify, AStoredProjectionRowThatDiffersFromTheRebuildIsReported) {
+  TestEngine t;
+  fill(t);
+  t.close();
+  {
+    RawDb raw(t.path());
+    raw.put(RawDb::kState, "orgs/x/forged", "value");
+  }
+  auto store = open_store(t.path());
+  const VerifyReport report = verify(*store, nullptr);
+  EXPECT_FALSE(report.ok());
+  EXPECT_TRUE(mentions(report, "should not exist")) << problems(report);
+}
+
+TEST(Verify, LiveProjectionsThatDifferFromTheLogAreReported) {
+  TestEngine t;
+  fill(t);
+  // A projection set that has not seen the last event.
+  ProjectionSet behind;
+  ASSERT_TRUE(behind.replay(t.engine().store(), 5, std::numeric_limits<int64_t>::max()).ok());
+  const VerifyReport report = verify(t.engine().store(), &behind);
+  EXPECT_FALSE(report.ok());
+  EXPECT_TRUE(mentions(report, "live projections")) << problems(report);
+}
+
+TEST(RebuildProjections, RestoresRowsEqualToTheLiveOnes) {
+  TestEngine t;
+  fill(t);
+  const auto live = projection_rows(t.engine().state());
+  t.close();
+  {
+    RawDb raw(t.path());
+    raw.erase(RawDb::kState, "checkpoint/orgs");
+    raw.put(RawDb::kState, "orgs/o/acme", "garbage");
+  }
+  {
+    StoreOptions options;
+    options.path = t.path();
+    std::unique_ptr<Store> store;
+    ASSERT_TRUE(Store::open(options, &store).ok());
+    RebuildStats stats;
+    uint64_t progress_done = 0;
+    ASSERT_TRUE(rebuild_projections(*store, &stats, [&](uint64_t done, uint64_t) { progress_done = done; }).ok());
+    EXPECT_EQ(stats.events, 6u);
+    EXPECT_EQ(progress_done, 6u);
+    EXPECT_TRUE(verify(*store, nullptr).ok());
+  }
+  t.reopen();
+  EXPECT_EQ(projection_rows(t.engine().state()), live);
+}
+
+// Rows that do not decode are not trusted: the engine rebuilds them from the log.
+TEST(ProjectionLoad, MalformedRowsAreRebuiltFromTheLog) {
+  TestEngine t;
+  fill(t);
+  const auto live = projection_rows(t.engine().state());
+  t.close();
+  {
+    RawDb raw(t.path());
+    raw.put(RawDb::kState, "orgs/o/acme", "garbage");
+  }
+  t.reopen();
+  EXPECT_EQ(projection_rows(t.engine().state()), live);
+}
+
+// A checkpoint behind the log (rows from an older state) is caught up from the log.
+TEST(ProjectionLoad, ACheckpointBehindTheLogIsCaughtUp) {
+  TestEngine t;
+  fill(t);
+  const auto live = projection_rows(t.engine().state());
+  t.close();
+  {
+    // Rows as they were after the first batch only.
+    ProjectionSet early;
+    auto store = open_store(t.path());
+    ASSERT_TRUE(early.replay(*store, 2, std::numeric_limits<int64_t>::max()).ok());
+    ASSERT_TRUE(store->replace_rows([&](RowSink* sink) { early.dump(sink); }).ok());
+  }
+  t.reopen();
+  EXPECT_EQ(projection_rows(t.engine().state()), live);
+  // The rows caught up in memory reach the store with the next commit.
+  ASSERT_TRUE(t.run(R"({"cmd":"create_workspace","actor":"alice@acme.io","org":"acme","workspace":"later"})").status.ok());
+  const VerifyReport report = verify(t.engine().store(), &t.engine().state());
+  EXPECT_TRUE(report.ok()) << problems(report);
+}
+
+TEST(ProjectionRows, AreSortedAndIncludeTheCheckpoint) {
+  TestEngine t;
+  fill(t);
+  const auto rows = projection_rows(t.engine().state());
+  ASSERT_FALSE(rows.empty());
+  for (size_t i = 1; i < rows.size(); ++i) EXPECT_LT(rows[i - 1].first, rows[i].first);
+  bool checkpoint = false;
+  for (const auto& [key, value] : rows) {
+    if (key == "checkpoint/orgs") {
+      checkpoint = true;
+      EXPECT_EQ(read_be64(value), 6u);
+    }
+  }
+  EXPECT_TRUE(checkpoint);
+}
+
+}  // namespace
+}  // namespace tally
