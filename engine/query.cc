@@ -28,6 +28,30 @@ constexpr QuerySpec kQueries[] = {
 
 constexpr std::string_view kGroupKeys[] = {"workspace", "member", "tool", "model", "hour", "day", "month"};
 
+std::string_view query_name(QueryType type) {
+  for (const QuerySpec& spec : kQueries) {
+    if (spec.type == type) return spec.name;
+  }
+  return "?";
+}
+
+// The fields each query takes, besides query, actor, org, as_of and as_of_seq.
+bool takes_field(QueryType type, std::string_view field) {
+  static constexpr std::string_view kCommon[] = {"query", "actor", "org", "as_of", "as_of_seq"};
+  if (std::find(std::begin(kCommon), std::end(kCommon), field) != std::end(kCommon)) return true;
+  const bool workspace = field == "workspace" || field == "workspace_id";
+  switch (type) {
+    case QueryType::kOrg:
+    case QueryType::kWorkspaces: return false;
+    case QueryType::kMembers:
+    case QueryType::kBalance: return workspace;
+    case QueryType::kUsage:
+      return workspace || field == "member" || field == "tool" || field == "model" || field == "from" || field == "to" || field == "group_by";
+    case QueryType::kStatement: return workspace || field == "after_seq" || field == "limit";
+  }
+  return false;
+}
+
 Status bad_field(std::string_view field, std::string_view expected) {
   return Error(ErrorCode::kInvalidArgument, fmt::format("field \"{}\" must be {}", field, expected));
 }
@@ -137,7 +161,12 @@ void write_balance(const Org& org, const OrgBalances& balances, std::optional<ui
 
 // The value of one group-by key for a usage row.
 std::string group_value(std::string_view key, const Org& org, const UsageCell& usage) {
-  if (key == "workspace") return usage.workspace < org.workspaces.size() ? org.workspaces[usage.workspace].name : "?";
+  if (key == "workspace") {
+    if (usage.workspace >= org.workspaces.size()) return "?";
+    const Workspace& workspace = org.workspaces[usage.workspace];
+    // A deleted workspace's name may be taken again: keep their rows apart.
+    return workspace.deleted ? fmt::format("{} (deleted, id {})", workspace.name, usage.workspace) : workspace.name;
+  }
   if (key == "member") return std::string(usage.user);
   if (key == "tool") return std::string(usage.tool);
   if (key == "model") return std::string(usage.model);
@@ -249,6 +278,12 @@ Status decode_string_field(std::string_view key, simdjson::dom::element value, Q
 }
 
 Status decode_field(std::string_view key, simdjson::dom::element value, Query* query) {
+  if (key == "workspace_id") {
+    uint64_t id;
+    if (value.get(id) || id >= kWorkspacesPerOrgMax) return bad_field(key, "a workspace id from the workspaces query");
+    query->workspace_id = static_cast<uint32_t>(id);
+    return Status::Ok();
+  }
   if (key == "as_of_seq" || key == "after_seq") {
     uint64_t seq;
     if (value.get(seq)) return bad_field(key, "a non-negative integer");
@@ -310,6 +345,15 @@ Status decode_query(std::string_view json, Query* query) {
     if (Status s = decode_field(key, value, query); !s.ok()) return s;
   }
   if (!seen.contains("query")) return Error(ErrorCode::kMissingField, "missing field \"query\"");
+  // Each query takes only the fields that mean something to it.
+  for (std::string_view key : seen) {
+    if (!takes_field(query->type, key)) {
+      return Error(ErrorCode::kUnknownField, fmt::format("the {} query takes no field \"{}\"", query_name(query->type), key.substr(0, 64)));
+    }
+  }
+  if (query->workspace_id && !query->workspace.empty()) {
+    return Error(ErrorCode::kInvalidArgument, "name the workspace by \"workspace\" or by \"workspace_id\", not both");
+  }
   if (!seen.contains("actor")) return Error(ErrorCode::kMissingField, "missing field \"actor\"");
   if (query->org.empty()) return Error(ErrorCode::kMissingField, "this query needs field \"org\"");
   return Status::Ok();
@@ -321,7 +365,14 @@ std::string answer_query(const ProjectionSet& state, const Query& query, uint64_
   Visibility seen;
   if (Status s = visibility(*org, query.actor, &seen); !s.ok()) return error_json(s);
   std::optional<uint32_t> workspace;
-  if (!query.workspace.empty()) {
+  if (query.workspace_id) {
+    // By id, deleted workspaces too: their history stays queryable.
+    if (*query.workspace_id >= org->workspaces.size()) {
+      return error_json(Error(ErrorCode::kUnknownWorkspace, fmt::format("no workspace with id {}", *query.workspace_id)));
+    }
+    workspace = *query.workspace_id;
+    if (!seen.all && *workspace != seen.workspace_id) return error_json(Error(ErrorCode::kForbidden, "members see only their own workspace"));
+  } else if (!query.workspace.empty()) {
     workspace = org->find_workspace(query.workspace);
     if (!workspace) return error_json(Error(ErrorCode::kUnknownWorkspace, fmt::format("no workspace \"{}\"", query.workspace)));
     if (!seen.all && *workspace != seen.workspace_id) return error_json(Error(ErrorCode::kForbidden, "members see only their own workspace"));
@@ -356,13 +407,15 @@ std::string answer_query(const ProjectionSet& state, const Query& query, uint64_
 std::string Engine::query(std::string_view json) {
   Query query;
   if (Status s = decode_query(json, &query); !s.ok()) return error_json(s);
-  if (!query.as_of_seq && !query.as_of_us) return answer_query(state_, query, store_->last_seq(), last_time_us_);
+  // Limits are reported for the current day and month: by the clock for the live state,
+  // by the last event's time for a past one.
+  if (!query.as_of_seq && !query.as_of_us) return answer_query(state_, query, store_->last_seq(), std::max(clock_->now_us(), last_time_us_));
   // A past state: replay the log into fresh projections up to the point asked for.
   ProjectionSet past;
   const uint64_t to_seq = std::min(query.as_of_seq.value_or(store_->last_seq()), store_->last_seq());
   const int64_t to_time = query.as_of_us.value_or(std::numeric_limits<int64_t>::max());
   if (Status s = past.replay(*store_, to_seq, to_time); !s.ok()) return error_json(s);
-  return answer_query(past, query, past.applied_seq(), query.as_of_us.value_or(last_time_us_));
+  return answer_query(past, query, past.applied_seq(), query.as_of_us.value_or(past.last_time_us()));
 }
 
 }  // namespace tally

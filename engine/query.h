@@ -30,6 +30,7 @@ struct Query {
   std::string actor;
   std::string org;
   std::string workspace;  // filter (members, usage) or subject (balance, statement)
+  std::optional<uint32_t> workspace_id;  // the same by id, which reaches deleted workspaces
   std::string member;     // usage filter
   std::string tool;       // usage filter
   std::string model;      // usage filter

@@ -104,5 +104,39 @@ TEST(AnswerQuery, ReportsTheSequenceItWasGiven) {
   EXPECT_TRUE(answer.starts_with(R"({"ok":true,"as_of_seq":42,"org":"acme","name":"A \"quoted\" name",)")) << answer;
 }
 
+
+TEST(DecodeQuery, RefusesFieldsTheQueryDoesNotTake) {
+  // Regression: every query accepted every query field and ignored the ones it did not use.
+  const Status status = decode(R"({"query":"balance","actor":"platform","org":"acme","group_by":["tool"]})");
+  EXPECT_EQ(status.code, ErrorCode::kUnknownField) << status.message;
+  EXPECT_EQ(decode(R"({"query":"org","actor":"platform","org":"acme","workspace":"w"})").code, ErrorCode::kUnknownField);
+  EXPECT_TRUE(decode(R"({"query":"usage","actor":"platform","org":"acme","group_by":["tool"],"member":"a@b.io"})").ok());
+  EXPECT_EQ(decode(R"({"query":"statement","actor":"platform","org":"acme","workspace":"w","workspace_id":1})").code,
+            ErrorCode::kInvalidArgument);
+}
+
+// Regression: a deleted workspace's statement could not be named, though its history
+// must stay queryable; and usage grouped by workspace merged it with a new namesake.
+TEST(AnswerQuery, DeletedWorkspacesStayReachableAndApart) {
+  testing::TestEngine t;
+  const char* setup[] = {
+      R"({"cmd":"create_org","actor":"alice@acme.io","org":"acme","mode":"budget"})",
+      R"({"cmd":"grant_credits","actor":"alice@acme.io","org":"acme","grant":"g1","kind":"plan","credits":"100"})",
+      R"({"cmd":"create_workspace","actor":"alice@acme.io","org":"acme","workspace":"design"})",
+      R"({"cmd":"transfer_credits","actor":"alice@acme.io","org":"acme","from":"primary","to":"design","credits":"10"})",
+      R"({"cmd":"record_usage","actor":"platform","id":"u1","org":"acme","workspace":"design","user":"alice@acme.io","tool":"chat","model":"m","quantity":1,"unit":"token","credits":"2","occurred_at":"2026-11-01T00:00:00Z"})",
+      R"({"cmd":"delete_workspace","actor":"alice@acme.io","org":"acme","workspace":"design"})",
+      R"({"cmd":"create_workspace","actor":"alice@acme.io","org":"acme","workspace":"design"})",
+      R"({"cmd":"transfer_credits","actor":"alice@acme.io","org":"acme","from":"primary","to":"design","credits":"5"})",
+      R"({"cmd":"record_usage","actor":"platform","id":"u2","org":"acme","workspace":"design","user":"alice@acme.io","tool":"chat","model":"m","quantity":1,"unit":"token","credits":"3","occurred_at":"2026-11-01T00:00:00Z"})",
+  };
+  for (const char* line : setup) ASSERT_TRUE(t.run(line).status.ok()) << line;
+  const std::string old_statement = t.query(R"({"query":"statement","actor":"alice@acme.io","org":"acme","workspace_id":1})");
+  EXPECT_NE(old_statement.find(R"("kind":"returned_out","credits":"-8","balance":"0")"), std::string::npos) << old_statement;
+  const std::string usage = t.query(R"({"query":"usage","actor":"alice@acme.io","org":"acme","group_by":["workspace"]})");
+  EXPECT_NE(usage.find(R"({"workspace":"design","events":1,"quantity":1,"credits":"3"})"), std::string::npos) << usage;
+  EXPECT_NE(usage.find(R"x({"workspace":"design (deleted, id 1)","events":1,"quantity":1,"credits":"2"})x"), std::string::npos) << usage;
+}
+
 }  // namespace
 }  // namespace tally

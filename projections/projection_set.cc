@@ -10,6 +10,7 @@
 namespace tally {
 
 void ProjectionSet::apply(const fb::Envelope& event) {
+  last_time_us_ = event.time_us();
   for (Projection* projection : all()) {
     if (event.seq() > projection->checkpoint()) projection->apply(event);
   }
@@ -24,6 +25,7 @@ void ProjectionSet::dump(RowSink* sink) const {
 }
 
 void ProjectionSet::clear() {
+  last_time_us_ = 0;
   for (Projection* projection : all()) projection->clear();
 }
 

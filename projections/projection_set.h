@@ -39,6 +39,8 @@ class ProjectionSet {
   uint64_t applied_seq() const;
   // Events that referred to unknown entities, over all projections.
   uint64_t anomalies() const;
+  // Engine time of the last event applied (0 before any).
+  int64_t last_time_us() const { return last_time_us_; }
 
   // Restores every projection from its stored rows, then applies the log from its
   // checkpoint to the store's last record.
@@ -48,6 +50,9 @@ class ProjectionSet {
 
   std::vector<Projection*> all() { return {&orgs, &balances, &rates, &usage, &statements}; }
   std::vector<const Projection*> all() const { return {&orgs, &balances, &rates, &usage, &statements}; }
+
+ private:
+  int64_t last_time_us_ = 0;
 };
 
 }  // namespace tally
