@@ -3,7 +3,7 @@
 # skips what is already there. Needs root (or sudo).
 set -euo pipefail
 packages=(
-  cmake ninja-build g++ clang pkg-config
+  cmake ninja-build g++ clang libclang-rt-14-dev pkg-config
   librocksdb-dev libflatbuffers-dev flatbuffers-compiler
   libboost-dev libboost-system-dev
   libspdlog-dev libfmt-dev libcli11-dev libsimdjson-dev libssl-dev libxxhash-dev

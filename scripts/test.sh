@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run every test: install what is missing, then build and run the whole
-# suite twice, in release and under AddressSanitizer + UndefinedBehaviorSanitizer.
+# suite twice, in release and under AddressSanitizer + UndefinedBehaviorSanitizer, then
+# fuzz each decoder for TALLY_FUZZ_SECONDS (default 20; 0 skips).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -19,4 +20,10 @@ for flavour in release asan; do
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir "$dir" --output-on-failure -j "$jobs" --timeout 900
 done
+# The fuzz targets (clang + libFuzzer), each for a bounded time; 0 skips this step.
+fuzz_seconds=${TALLY_FUZZ_SECONDS:-20}
+if [ "$fuzz_seconds" -gt 0 ]; then
+  echo "=== fuzz: ${fuzz_seconds}s per target"
+  JOBS=$jobs tests/fuzz/run.sh "$fuzz_seconds"
+fi
 echo "=== all tests passed in release and asan+ubsan"

@@ -13,6 +13,7 @@
 
 #include "engine/clock.h"
 #include "engine/engine.h"
+#include "engine/event_format.h"
 #include "engine/log.h"
 #include "engine/values.h"
 #include "reliability_harness.h"
@@ -54,6 +55,19 @@ class RawStore {
     rocksdb::WriteOptions write;
     write.sync = true;
     EXPECT_TRUE(db_->Delete(write, family, key).ok());
+  }
+  // Recomputes every chain row from the log, as a forger who knows the format would.
+  void rechain() {
+    std::vector<std::pair<std::string, uint64_t>> batches;  // key, last seq
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), chain()));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) batches.emplace_back(it->key().ToString(), read_be64(it->value().ToString()));
+    Sha256 previous{};
+    for (const auto& [key, last] : batches) {
+      ChainHasher hasher(previous);
+      for (uint64_t seq = read_be64(key); seq <= last; ++seq) hasher.add(seq, get(log(), be64(seq)));
+      previous = hasher.finish();
+      put(chain(), key, be64(last) + std::string(reinterpret_cast<const char*>(previous.data()), previous.size()));
+    }
   }
   // The first key of the family that starts with `prefix`.
   std::string first_key(rocksdb::ColumnFamilyHandle* family, const std::string& prefix) {
@@ -188,6 +202,38 @@ TEST_F(Corruption, AlteredRecordWithAValidChecksumBreaksTheHashChain) {
   });
   ASSERT_TRUE(opened.open.ok()) << opened.open.message;
   EXPECT_TRUE(mentions(opened.problems, "does not match: history was altered")) << joined(opened.problems);
+}
+
+// A forger who also recomputes the hash chain gets past the chain (it proves integrity
+// only against a head hash kept elsewhere), but an event no engine could have logged is
+// still refused: here a grant of minus five credits.
+TEST_F(Corruption, ImpossibleEventWithARecomputedChainIsNotAValidEnvelope) {
+  const Opened opened = alter([](RawStore& raw) {
+    std::string_view envelope;
+    const std::string record = raw.get(raw.log(), be64(2));
+    ASSERT_TRUE(decode_record(record, &envelope));
+    const std::string copy(envelope);
+    const fb::Envelope* event = decode_envelope(copy);
+    ASSERT_NE(event, nullptr);
+    ASSERT_EQ(event->event_type(), fb::Event::CreditsGranted);
+    flatbuffers::FlatBufferBuilder b;
+    const auto payload = fb::CreateCreditsGrantedDirect(b, "acme", "g1", 0, fb::LotKind::Plan, -5'000'000);
+    const auto actor = b.CreateString(event->actor()->str());
+    fb::EnvelopeBuilder forged(b);
+    forged.add_seq(2);
+    forged.add_time_us(event->time_us());
+    forged.add_schema_version(event->schema_version());
+    forged.add_actor(actor);
+    forged.add_command_seq(event->command_seq());
+    forged.add_event_type(fb::Event::CreditsGranted);
+    forged.add_event(payload.Union());
+    b.Finish(forged.Finish());
+    raw.put(raw.log(), be64(2), encode_record(std::string_view(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize())));
+    raw.rechain();
+  });
+  ASSERT_TRUE(opened.open.ok()) << opened.open.message;
+  EXPECT_FALSE(mentions(opened.problems, "history was altered")) << joined(opened.problems);
+  EXPECT_TRUE(mentions(opened.problems, "record 2 is not a valid envelope")) << joined(opened.problems);
 }
 
 TEST_F(Corruption, GarbageEnvelopeWithAValidChecksum) {

@@ -165,6 +165,20 @@ TEST(FuzzRegression, MisalignedStructVectorIsRefused) {
   EXPECT_EQ(decode_envelope(bytes), nullptr);
 }
 
+// The same check must not refuse what the engine writes: FlatBuffers leaves an empty
+// vector of structs 4-aligned (a released hold has no expired portions). Found by the
+// simulation, when the first version of the check refused the engine's own events.
+TEST(FuzzRegression, EmptyStructVectorsFromTheEngineDecode) {
+  for (size_t padding = 0; padding < 8; ++padding) {
+    const std::string envelope = forged(fb::Event::HoldClosed, [&](flatbuffers::FlatBufferBuilder& b) {
+      const std::vector<fb::LotAmount> none, some = {fb::LotAmount(0, 5)};
+      const std::string hold(padding + 1, 'h');  // shifts the layout
+      return fb::CreateHoldClosedDirect(b, "acme", hold.c_str(), fb::HoldEnd::Released, 0, &none, 0, &some, &none).Union();
+    });
+    EXPECT_NE(decode_envelope(envelope), nullptr) << "padding " << padding;
+  }
+}
+
 // What the fuzz target does with every envelope that decodes: apply it to fresh
 // projections, flush, dump and check them. The bounds above keep this well-defined.
 TEST(FuzzRegression, ExtremeButValidEventsApplyCleanly) {

@@ -8,13 +8,14 @@
 // Everything that varies comes from the seed, so a failure replays exactly:
 //   TALLY_SIM_SEED=<seed> tally_suite_tests --gtest_filter='Simulation.*'
 // Without TALLY_SIM_SEED a fixed list of seeds runs (CI). TALLY_SIM_BATCHES sets the
-// batches per seed (default 300), for longer soaks.
+// batches per seed (default 250), for longer soaks.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <optional>
 #include <random>
 #include <string>
 #include <utility>
@@ -171,12 +172,44 @@ class Simulation {
     if (check_refusal && !results[0].status.ok() && engine_->store().last_seq() == seq_before) {
       EXPECT_TRUE(projection_rows(engine_->state()) == rows_before) << where("a refused command changed the state: " + lines[0]);
     }
+    // Spend only grows through debits, each checked against the limits; only set_limit
+    // may leave a counter above its (new) limit.
+    const bool limits_changed = std::any_of(lines.begin(), lines.end(), [](const std::string& line) {
+      return line.find(R"("cmd":"set_limit")") != std::string::npos;
+    });
+    for (size_t i = 0; i < lines.size() && !limits_changed; ++i) {
+      if (results[i].status.ok() && results[i].events > 0) check_limits(lines[i]);
+    }
     for (const std::string& broken : engine_->state().balances.check_invariants()) {
       ADD_FAILURE() << where("invariant") << ": " << broken;
     }
     EXPECT_EQ(engine_->state().anomalies(), 0u) << where("an event referred to something that does not exist");
     if (batch_ % 100 == 99) expect_sound(*engine_, where("periodic verify"));
-    if (chance(0.03)) restart();
+    if (chance(0.02)) restart();
+  }
+
+  // No limit is ever exceeded (SPEC §2): after an accepted debit, the spend of its
+  // workspace and member in the current day and month is within their limits.
+  void check_limits(const std::string& line) {
+    Command c;
+    if (!decode_command(line, &c).ok() || (c.type != CommandType::kRecordUsage && c.type != CommandType::kReserve)) return;
+    const Org* org = engine_->state().orgs.find(c.org);
+    const OrgBalances* balances = engine_->state().balances.find(c.org);
+    const std::optional<uint32_t> workspace = org == nullptr ? std::nullopt : org->find_workspace(c.workspace);
+    if (balances == nullptr || !workspace) return;
+    const std::string user = c.user.empty() ? c.actor : c.user;
+    const int64_t now = engine_->last_time_us();
+    auto within = [&](const Spend& spend, const std::string& who) {
+      if (spend.day_limit >= 0) {
+        EXPECT_LE(spend.day.used_in(day_of(now)), spend.day_limit) << where("daily limit exceeded by " + who) << ": " << line;
+      }
+      if (spend.month_limit >= 0) {
+        EXPECT_LE(spend.month.used_in(month_of(now)), spend.month_limit) << where("monthly limit exceeded by " + who) << ": " << line;
+      }
+    };
+    within(balances->workspaces.at(*workspace).spend, "workspace " + c.workspace);
+    auto member = balances->members.find(user);
+    if (member != balances->members.end()) within(member->second.spend, user);
   }
 
   void check_result(const std::string& line, const CommandResult& result) {
@@ -464,7 +497,7 @@ class Simulation {
 };
 
 TEST(Simulation, RandomWorkloadKeepsEveryInvariant) {
-  const uint64_t batches = env_number("TALLY_SIM_BATCHES", 300);
+  const uint64_t batches = env_number("TALLY_SIM_BATCHES", 250);
   for (uint64_t seed : seeds()) {
     SCOPED_TRACE(testing::Message() << "seed " << seed << " (replay: TALLY_SIM_SEED=" << seed << ")");
     const Outcome outcome = Simulation(seed, batches).run();

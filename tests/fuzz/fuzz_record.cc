@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
@@ -83,6 +84,8 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
     history->emplace_back(envelope);
     return true;
   });
+  engine.reset();
+  std::filesystem::remove_all(tally::fuzz::process_temp_dir());  // not needed again; a crash leaves nothing behind
   // TALLY_FUZZ_WRITE_SEEDS=<dir> writes the history's records as a seed corpus.
   if (const char* dir = std::getenv("TALLY_FUZZ_WRITE_SEEDS")) {
     for (size_t i = 0; i < history->size(); ++i) {

@@ -35,7 +35,9 @@ for target in "${targets[@]}"; do
   echo "=== fuzz: $target for ${seconds}s"
   mkdir -p "$build/corpus/$target" "$build/artifacts/$target"
   # -rss_limit_mb: a decoder that allocates gigabytes for a small input is a bug too.
-  "$build/fuzz_$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+  dict=()
+  [ "$target" = record ] || dict=(-dict="$here/json.dict")
+  "$build/fuzz_$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "${dict[@]}" \
     -artifact_prefix="$build/artifacts/$target/" "$build/corpus/$target" "$here/corpus/$target"
 done
 echo "=== fuzz: no crash in ${seconds}s per target"
