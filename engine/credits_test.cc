@@ -949,5 +949,24 @@ TEST_F(CreditsTest, BalancesAsOfASequenceNumber) {
   EXPECT_CONTAINS(balance_at(used), fmt::format(R"("as_of_seq":{})", used));
 }
 
+// Regression: a balance as of a sequence number dated its limit counters at the
+// engine's current time, so a day later the limit's use showed as 0.
+TEST_F(LimitTest, BalanceAsOfSeqDatesLimitUseAtThatPoint) {
+  ok(limit("w1", "day", "3"));
+  const uint64_t used = ok(usage("u1", "bob@acme.io", "w1", "2"));
+  const std::string as_of = fmt::format(R"({{"query":"balance","actor":"alice@acme.io","org":"acme","workspace":"w1","as_of_seq":{}}})", used);
+  EXPECT_CONTAINS(query(as_of), R"("limits":{"day":{"limit":"3","used":"2"}})");
+  next_day();
+  ok(usage("u2", "bob@acme.io", "w1", "1"));
+  EXPECT_CONTAINS(query(as_of), R"("limits":{"day":{"limit":"3","used":"2"}})");
+  EXPECT_CONTAINS(query(R"({"query":"balance","actor":"alice@acme.io","org":"acme","workspace":"w1"})"),
+                  R"("limits":{"day":{"limit":"3","used":"1"}})");
+  // As of a time, the counters are dated at that time: the next morning nothing is used.
+  EXPECT_CONTAINS(query(R"({"query":"balance","actor":"alice@acme.io","org":"acme","workspace":"w1","as_of":"2026-03-31T08:00:00Z"})"),
+                  R"("limits":{"day":{"limit":"3","used":"0"}})");
+  EXPECT_CONTAINS(query(R"({"query":"balance","actor":"alice@acme.io","org":"acme","workspace":"w1","as_of":"2026-03-30T23:00:00Z"})"),
+                  R"("limits":{"day":{"limit":"3","used":"2"}})");
+}
+
 }  // namespace
 }  // namespace tally

@@ -84,21 +84,7 @@ class LiveContext final : public CommandContext {
 };
 
 // The engine time of the last record in the log, or 0 for an empty log.
-Status last_event_time(const Store& store, int64_t* time_us) {
-  *time_us = 0;
-  if (store.last_seq() == 0) return Status::Ok();
-  Status failure;
-  Status status = store.read_log(store.last_seq(), store.last_seq(), [&](uint64_t, std::string_view bytes) {
-    const fb::Envelope* event = decode_envelope(bytes);
-    if (event == nullptr) {
-      failure = Error(ErrorCode::kStorageError, "the last log record is not a valid envelope");
-    } else {
-      *time_us = event->time_us();
-    }
-    return false;
-  });
-  return status.ok() ? failure : status;
-}
+Status last_event_time(const Store& store, int64_t* time_us) { return event_time(store, store.last_seq(), time_us); }
 
 }  // namespace
 

@@ -1,5 +1,9 @@
 #include "engine/event_format.h"
 
+#include <fmt/format.h>
+
+#include "engine/log.h"
+
 namespace tally {
 
 const fb::Envelope* decode_envelope(std::string_view bytes) {
@@ -11,6 +15,22 @@ const fb::Envelope* decode_envelope(std::string_view bytes) {
   if (envelope->schema_version() == 0 || envelope->schema_version() > kSchemaVersion) return nullptr;
   if (envelope->event_type() == fb::Event::NONE || envelope->event() == nullptr) return nullptr;
   return envelope;
+}
+
+Status event_time(const Store& store, uint64_t seq, int64_t* time_us) {
+  *time_us = 0;
+  if (seq == 0) return Status::Ok();
+  Status failure;
+  Status status = store.read_log(seq, seq, [&](uint64_t, std::string_view bytes) {
+    const fb::Envelope* event = decode_envelope(bytes);
+    if (event == nullptr) {
+      failure = Error(ErrorCode::kStorageError, fmt::format("log record {} is not a valid envelope", seq));
+    } else {
+      *time_us = event->time_us();
+    }
+    return false;
+  });
+  return status.ok() ? failure : status;
 }
 
 std::string_view event_type_name(fb::Event type) { return fb::EnumNameEvent(type); }

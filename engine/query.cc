@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "engine/engine.h"
+#include "engine/event_format.h"
 #include "engine/json_writer.h"
 #include "engine/permissions.h"
 #include "engine/values.h"
@@ -361,7 +362,15 @@ std::string Engine::query(std::string_view json) {
   const uint64_t to_seq = std::min(query.as_of_seq.value_or(store_->last_seq()), store_->last_seq());
   const int64_t to_time = query.as_of_us.value_or(std::numeric_limits<int64_t>::max());
   if (Status s = past.replay(*store_, to_seq, to_time); !s.ok()) return error_json(s);
-  return answer_query(past, query, past.applied_seq(), query.as_of_us.value_or(last_time_us_));
+  // The moment the answer describes, which dates the limit counters: the time asked
+  // for, or the engine time of the event the state ends at, whichever is earlier.
+  int64_t moment = query.as_of_us.value_or(last_time_us_);
+  if (query.as_of_seq && past.applied_seq() == to_seq && to_seq > 0) {
+    int64_t seq_time_us = moment;
+    if (Status s = event_time(*store_, to_seq, &seq_time_us); !s.ok()) return error_json(s);
+    moment = std::min(moment, seq_time_us);
+  }
+  return answer_query(past, query, past.applied_seq(), moment);
 }
 
 }  // namespace tally
