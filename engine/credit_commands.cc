@@ -150,28 +150,39 @@ Status transfer_credits(CommandContext& context) {
   return Status::Ok();
 }
 
-// Who the usage or hold is for, and the workspace it is attributed to, checked
-// against the role matrix: users act for themselves in their own workspace; service
-// keys act for any member in that member's workspace; the platform for anyone.
-Status resolve_user(const CommandContext& context, const Org& org, std::string* user, uint32_t* workspace) {
-  const Command& command = context.command();
-  const ActorKind kind = actor_kind(command.actor);
+// Who the usage or hold is for: users act for themselves; service keys and the
+// platform name the user.
+Status acting_user(const Command& command, std::string* user) {
   *user = command.user;
-  if (kind == ActorKind::kUser) {
+  if (actor_kind(command.actor) == ActorKind::kUser) {
     if (!user->empty() && *user != command.actor) return Error(ErrorCode::kForbidden, "users use tools only for themselves");
     *user = command.actor;
   } else if (user->empty()) {
     return Error(ErrorCode::kMissingField, "a service key or the platform must name the \"user\"");
   }
-  const Member* member = org.active_member(*user);
-  if (member == nullptr) return Error(ErrorCode::kUnknownMember, fmt::format("{} is not an active member of \"{}\"", *user, org.id));
+  return Status::Ok();
+}
+
+// The workspace the usage or hold of `user` is attributed to, checked against the role
+// matrix: users act in their own workspace; service keys act for any member in that
+// member's workspace; the platform for anyone anywhere.
+Status user_workspace(const CommandContext& context, const Org& org, const std::string& user, uint32_t* workspace) {
+  const Command& command = context.command();
+  const ActorKind kind = actor_kind(command.actor);
+  const Member* member = org.active_member(user);
+  if (member == nullptr) return Error(ErrorCode::kUnknownMember, fmt::format("{} is not an active member of \"{}\"", user, org.id));
   const auto found = org.find_workspace(command.workspace);
   if (!found) return Error(ErrorCode::kUnknownWorkspace, fmt::format("no workspace \"{}\"", command.workspace));
   if (kind != ActorKind::kPlatform && *found != member->workspace_id) {
-    return Error(ErrorCode::kForbidden, fmt::format("{} uses tools only in workspace \"{}\"", *user, org.workspaces[member->workspace_id].name));
+    return Error(ErrorCode::kForbidden, fmt::format("{} uses tools only in workspace \"{}\"", user, org.workspaces[member->workspace_id].name));
   }
   *workspace = *found;
   return Status::Ok();
+}
+
+Status resolve_user(const CommandContext& context, const Org& org, std::string* user, uint32_t* workspace) {
+  if (Status s = acting_user(context.command(), user); !s.ok()) return s;
+  return user_workspace(context, org, *user, workspace);
 }
 
 Status check_limit(const Spend& spend, int64_t now, int64_t amount, std::string_view who) {
@@ -222,9 +233,10 @@ Status record_usage(CommandContext& context) {
   if (Status s = authorized_org(context, Action::kUseTools, &org); !s.ok()) return s;
   const Command& command = context.command();
   std::string user;
-  uint32_t workspace;
-  if (Status s = resolve_user(context, *org, &user, &workspace); !s.ok()) return s;
+  if (Status s = acting_user(command, &user); !s.ok()) return s;
 
+  // A retry is answered from the first result even if the member or the workspace has
+  // changed since: idempotency is permanent.
   const OrgBalances& balances = balances_of(context, *org);
   const uint64_t fingerprint = usage_fingerprint(command, user);
   auto seen = balances.usage_ids.find(command.id);
@@ -236,6 +248,8 @@ Status record_usage(CommandContext& context) {
     add_json(context, "credits", format_credits(seen->second.amount));
     return Status::Ok();
   }
+  uint32_t workspace;
+  if (Status s = user_workspace(context, *org, user, &workspace); !s.ok()) return s;
 
   const int64_t now = context.now_us();
   const int64_t occurred_at = *command.occurred_at_us;

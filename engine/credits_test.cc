@@ -968,5 +968,34 @@ TEST_F(LimitTest, BalanceAsOfSeqDatesLimitUseAtThatPoint) {
                   R"("limits":{"day":{"limit":"3","used":"2"}})");
 }
 
+// Regression: a retried usage event was refused (unknown_workspace, forbidden) once its
+// workspace was deleted or its member moved, though it had been recorded: a client
+// would take the refusal for a failure. Idempotency is permanent (SPEC §2).
+TEST_F(CreditsTest, UsageRetryAfterItsWorkspaceWasDeletedIsADuplicate) {
+  create_org("shared");
+  grant("g1", "plan", "10");
+  const std::string first = usage("u1", "bob@acme.io", "w1", "2");
+  const uint64_t seq = ok(first);
+  std::string by_key = first;
+  by_key.replace(by_key.find(R"("actor":"bob@acme.io")"), 21, R"("actor":"key:backend","user":"bob@acme.io")");
+
+  ok(R"({"cmd":"move_member","actor":"alice@acme.io","org":"acme","user":"bob@acme.io","workspace":"w2"})");
+  CommandResult again = run(first);
+  EXPECT_TRUE(again.status.ok()) << again.to_json();
+  EXPECT_EQ(again.seq, seq);
+  EXPECT_EQ(again.extra, R"("duplicate":true,"credits":"2")");
+
+  ok(R"({"cmd":"delete_workspace","actor":"alice@acme.io","org":"acme","workspace":"w1"})");
+  for (const std::string& retry : {first, by_key}) {
+    again = run(retry);
+    EXPECT_TRUE(again.status.ok()) << again.to_json();
+    EXPECT_EQ(again.seq, seq);
+  }
+  EXPECT_EQ(refused(usage("u1", "bob@acme.io", "w1", "3")), ErrorCode::kIdConflict);
+  EXPECT_EQ(balances().consumed, credits(2));
+  // A new usage still needs a live workspace of the member's.
+  EXPECT_EQ(refused(usage("u2", "bob@acme.io", "w1", "2")), ErrorCode::kUnknownWorkspace);
+}
+
 }  // namespace
 }  // namespace tally

@@ -392,7 +392,7 @@ class Ledger {
   // Who the usage or hold is for and where: users act for themselves in their own
   // workspace, service keys for any member in that member's workspace, the platform
   // for anyone anywhere.
-  ErrorCode resolve_user(const Command& command, std::string* user, uint32_t* workspace) const {
+  ErrorCode acting_user(const Command& command, std::string* user) const {
     const bool platform = command.actor == "platform";
     const bool key = command.actor.rfind("key:", 0) == 0;
     *user = command.user;
@@ -402,13 +402,21 @@ class Ledger {
     } else if (user->empty()) {
       return ErrorCode::kMissingField;
     }
-    auto member = members.find(*user);
+    return ErrorCode::kOk;
+  }
+  ErrorCode user_workspace(const Command& command, const std::string& user, uint32_t* workspace) const {
+    const bool platform = command.actor == "platform";
+    auto member = members.find(user);
     if (member == members.end()) return ErrorCode::kUnknownMember;
     const auto found = find_workspace(command.workspace);
     if (!found) return ErrorCode::kUnknownWorkspace;
     if (!platform && *found != member->second.workspace) return ErrorCode::kForbidden;
     *workspace = *found;
     return ErrorCode::kOk;
+  }
+  ErrorCode resolve_user(const Command& command, std::string* user, uint32_t* workspace) const {
+    if (ErrorCode e = acting_user(command, user); e != ErrorCode::kOk) return e;
+    return user_workspace(command, *user, workspace);
   }
 
   ErrorCode check_spend(uint32_t workspace, const std::string& user, int64_t amount, int64_t now) const {
@@ -542,8 +550,9 @@ class Ledger {
   Outcome record_usage(const Command& command, int64_t now) {
     if (ErrorCode e = authorized_org(command, Action::kUseTools); e != ErrorCode::kOk) return refused(e);
     std::string user;
-    uint32_t workspace = 0;
-    if (ErrorCode e = resolve_user(command, &user, &workspace); e != ErrorCode::kOk) return refused(e);
+    if (ErrorCode e = acting_user(command, &user); e != ErrorCode::kOk) return refused(e);
+    // Idempotency is permanent: a retry is answered from the first result whatever
+    // happened to the member or the workspace since.
     const UsageContent content{command.workspace, user,          command.tool, command.model, command.unit,
                                *command.quantity, command.credits_micro, *command.occurred_at_us};
     if (auto seen = usage.find(command.id); seen != usage.end()) {
@@ -554,6 +563,8 @@ class Ledger {
       outcome.credits = seen->second.amount;
       return outcome;
     }
+    uint32_t workspace = 0;
+    if (ErrorCode e = user_workspace(command, user, &workspace); e != ErrorCode::kOk) return refused(e);
     if (content.occurred_at > now + kUsageAheadUs || content.occurred_at < now - kUsageBehindUs) return refused(ErrorCode::kInvalidArgument);
     int64_t amount = 0;
     if (command.credits_micro) {
