@@ -264,6 +264,7 @@ Status Store::read_log(uint64_t from_seq, uint64_t to_seq,
   read.verify_checksums = true;
   std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(read, impl_->log));
   uint64_t expected = from_seq;
+  std::vector<uint64_t> aligned;  // FlatBuffers reads scalars in place: they must be aligned
   for (it->Seek(slice(be64(from_seq))); it->Valid(); it->Next()) {
     const std::string_view key = view(it->key());
     const uint64_t seq = read_be64(key);
@@ -275,6 +276,11 @@ Status Store::read_log(uint64_t from_seq, uint64_t to_seq,
     std::string_view envelope;
     if (!decode_record(view(it->value()), &envelope)) {
       return Error(ErrorCode::kStorageError, fmt::format("log record {} fails its checksum", seq));
+    }
+    if (reinterpret_cast<uintptr_t>(envelope.data()) % alignof(uint64_t) != 0) {
+      aligned.resize(envelope.size() / sizeof(uint64_t) + 1);
+      std::memcpy(aligned.data(), envelope.data(), envelope.size());
+      envelope = std::string_view(reinterpret_cast<const char*>(aligned.data()), envelope.size());
     }
     if (!visit(seq, envelope)) return Status::Ok();
   }

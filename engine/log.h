@@ -93,7 +93,8 @@ class Store {
   Status commit(LogBatch* batch);
 
   // Calls `visit(seq, envelope)` for each record with from_seq <= seq <= to_seq in
-  // order, after checking each checksum; stops early when visit returns false.
+  // order, after checking each checksum; stops early when visit returns false. The
+  // envelope is 8-byte aligned (FlatBuffers reads it in place) and valid during visit.
   // Returns storage_error naming the sequence number of a corrupt record.
   Status read_log(uint64_t from_seq, uint64_t to_seq,
                   const std::function<bool(uint64_t seq, std::string_view envelope)>& visit) const;
