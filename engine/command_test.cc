@@ -130,7 +130,8 @@ TEST(DecodeCommand, DecodesEveryCommandWithItsRequiredFields) {
     EXPECT_EQ(command.type, expected.type);
     for (const auto& [name, value] : fields) EXPECT_EQ(text_field(command, name), value) << name;
     // Fields not given stay empty.
-    for (const auto& [name, value] : kSampleValues) {
+    for (const auto& sample : kSampleValues) {
+      const std::string_view name = sample.first;
       if (std::none_of(fields.begin(), fields.end(), [&](const auto& f) { return f.first == name; })) {
         EXPECT_EQ(text_field(command, name), "") << name;
       }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run every test: install what is missing, then build and run the whole
-# suite twice, in release and under AddressSanitizer + UndefinedBehaviorSanitizer, then
+# suite twice, in release (g++) and under AddressSanitizer + UndefinedBehaviorSanitizer
+# (clang, so that both compilers' warnings, which are errors, gate every change), then
 # fuzz each decoder for TALLY_FUZZ_SECONDS (default 20; 0 skips).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,9 +10,9 @@ jobs=$(nproc)
 for flavour in release asan; do
   dir=build/test-$flavour
   if [ $flavour = asan ]; then
-    options=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DTALLY_SANITIZE=ON)
+    options=(-DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTALLY_SANITIZE=ON)
   else
-    options=(-DCMAKE_BUILD_TYPE=Release)
+    options=(-DCMAKE_CXX_COMPILER=g++ -DCMAKE_BUILD_TYPE=Release)
   fi
   echo "=== $flavour: build"
   cmake -S . -B "$dir" -G Ninja "${options[@]}" >/dev/null

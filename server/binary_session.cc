@@ -186,7 +186,7 @@ class BinarySession final : public Session, public std::enable_shared_from_this<
     ++in_flight_;
     waiting_for_writer_ = true;
     auto self = shared_from_this();
-    auto queued_or_refused = [self, slot, request_id, attempt = std::move(attempt)]() mutable {
+    auto queued_or_refused = [self, attempt = std::move(attempt)]() mutable {
       const Writer::Admission admission = attempt();
       if (admission == Writer::Admission::kQueued) {
         self->waiting_for_writer_ = false;

@@ -6,7 +6,9 @@
 
 // GCC reports a false maybe-uninitialized in Beast 1.74's response parser
 // (basic_parser::content_length_unchecked) when building with the sanitizers.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
