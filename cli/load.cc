@@ -1,5 +1,9 @@
 #include "cli/load.h"
 
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -48,6 +52,91 @@ Status run_all(server::Client& client, const std::vector<std::string>& lines, st
 }
 
 std::string member_name(uint32_t i) { return fmt::format("m{}@load.test", i); }
+
+// A minimal HTTP/1.1 client for POST /v1/events on one keep-alive connection: enough
+// for the daemon's answers, which always carry Content-Length.
+class HttpConnection {
+ public:
+  ~HttpConnection() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Status connect(const std::string& address) {
+    uint16_t port = 0;
+    if (Status s = server::parse_host_port(address, &host_, &port); !s.ok()) return s;
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    if (getaddrinfo(host_.c_str(), std::to_string(port).c_str(), &hints, &found) != 0 || found == nullptr) {
+      return Error(ErrorCode::kUnavailable, fmt::format("cannot resolve {}", address));
+    }
+    for (addrinfo* a = found; a != nullptr && fd_ < 0; a = a->ai_next) {
+      fd_ = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+      if (fd_ >= 0 && ::connect(fd_, a->ai_addr, a->ai_addrlen) != 0) {
+        ::close(fd_);
+        fd_ = -1;
+      }
+    }
+    freeaddrinfo(found);
+    if (fd_ < 0) return Error(ErrorCode::kUnavailable, fmt::format("cannot connect to {}", address));
+    host_ = address;
+    return Status::Ok();
+  }
+  // Posts a CloudEvents batch; *status and *body are the answer's.
+  Status post_events(const std::string& token, const std::string& body, unsigned* status, std::string* answer) {
+    std::string request = fmt::format(
+        "POST /v1/events HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n"
+        "Content-Type: application/cloudevents-batch+json\r\nContent-Length: {}\r\n\r\n",
+        host_, token, body.size());
+    request += body;
+    for (size_t done = 0; done < request.size();) {
+      const ssize_t n = ::send(fd_, request.data() + done, request.size() - done, MSG_NOSIGNAL);
+      if (n <= 0) return Error(ErrorCode::kUnavailable, "the daemon closed the HTTP connection");
+      done += static_cast<size_t>(n);
+    }
+    size_t header_end;
+    while ((header_end = buffer_.find("\r\n\r\n")) == std::string::npos) {
+      if (buffer_.size() > 64 * 1024) return Error(ErrorCode::kInternal, "an HTTP answer's header is over 64 KiB");
+      if (Status s = read_more(); !s.ok()) return s;
+    }
+    const std::string_view head(buffer_.data(), header_end);
+    if (head.size() < 12 || head.substr(0, 9) != "HTTP/1.1 ") return Error(ErrorCode::kInternal, "not an HTTP/1.1 answer");
+    *status = static_cast<unsigned>(std::stoul(std::string(head.substr(9, 3))));
+    size_t length_at = std::string::npos;
+    for (std::string_view name : {"Content-Length: ", "content-length: "}) {
+      if (length_at == std::string::npos && head.find(name) != std::string::npos) length_at = head.find(name) + name.size();
+    }
+    if (length_at == std::string::npos) return Error(ErrorCode::kInternal, "an HTTP answer without Content-Length");
+    const size_t length = std::stoul(std::string(head.substr(length_at, head.find("\r\n", length_at) - length_at)));
+    const size_t body_start = header_end + 4;
+    while (buffer_.size() < body_start + length) {
+      if (Status s = read_more(); !s.ok()) return s;
+    }
+    answer->assign(buffer_, body_start, length);
+    buffer_.erase(0, body_start + length);
+    return Status::Ok();
+  }
+
+ private:
+  Status read_more() {
+    char chunk[64 * 1024];
+    const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+    if (n <= 0) return Error(ErrorCode::kUnavailable, "the daemon closed the HTTP connection");
+    buffer_.append(chunk, static_cast<size_t>(n));
+    return Status::Ok();
+  }
+
+  int fd_ = -1;
+  std::string host_;
+  std::string buffer_;
+};
+
+// How many results of a batch answer are ok and how many are not.
+void count_results(std::string_view answer, uint64_t* ok, uint64_t* not_ok) {
+  for (size_t at = answer.find("\"ok\":"); at != std::string_view::npos; at = answer.find("\"ok\":", at + 5)) {
+    ++(answer.substr(at + 5, 4) == "true" ? *ok : *not_ok);
+  }
+}
 
 }  // namespace
 
@@ -158,6 +247,59 @@ int run_load(const LoadOptions& options) {
     latencies_us.insert(latencies_us.end(), mine.begin(), mine.end());
     (void)connection;
   };
+  // The same events as CloudEvents batches over HTTP, one request in flight per connection.
+  const std::string occurred_text = format_time(occurred_at);
+  auto http_worker = [&](uint32_t connection) {
+    HttpConnection http;
+    if (Status s = http.connect(options.http); !s.ok()) {
+      fail(s);
+      failed = true;
+      return;
+    }
+    std::vector<double> mine;
+    std::string body;
+    std::string answer;
+    for (;;) {
+      const uint64_t first = next_event.fetch_add(options.batch);
+      if (first >= options.events || failed) break;
+      const uint64_t count = std::min<uint64_t>(options.batch, options.events - first);
+      body.clear();
+      body.push_back('[');
+      for (uint64_t i = 0; i < count; ++i) {
+        const uint32_t member = static_cast<uint32_t>((first + i) * 7919 % options.members);
+        if (i > 0) body += ',';
+        body += fmt::format(R"({{"specversion":"1.0","id":"e{}","source":"/tally-load","type":"com.tally.usage.recorded","time":"{}",)"
+                            R"("subject":"{}/{}/{}","data":{{"tool":"chat","model":"load-model","quantity":1,"unit":"token"}}}})",
+                            first + i, occurred_text, org, workspace_of(member), member_name(member));
+      }
+      body += ']';
+      unsigned status = 0;
+      const auto begin = Clock::now();
+      if (Status s = http.post_events(key, body, &status, &answer); !s.ok()) {
+        fail(s);
+        failed = true;
+        break;
+      }
+      mine.push_back(std::chrono::duration<double, std::micro>(Clock::now() - begin).count());
+      if (status != 200) {
+        fail(Error(ErrorCode::kInternal, fmt::format("HTTP {}: {}", status, answer.substr(0, 200))));
+        failed = true;
+        break;
+      }
+      uint64_t ok = 0, not_ok = 0;
+      count_results(answer, &ok, &not_ok);
+      if (ok + not_ok != count) {
+        fail(Error(ErrorCode::kInternal, fmt::format("{} results for {} events", ok + not_ok, count)));
+        failed = true;
+        break;
+      }
+      acknowledged += ok;
+      refused += not_ok;
+    }
+    std::lock_guard lock(latencies_mutex);
+    latencies_us.insert(latencies_us.end(), mine.begin(), mine.end());
+    (void)connection;
+  };
   // Reserve -> settle round trips, one after the other, while the ingest runs.
   std::vector<double> round_trips_us;
   std::atomic<bool> ingest_done{false};
@@ -189,7 +331,13 @@ int run_load(const LoadOptions& options) {
   };
   const auto start = Clock::now();
   std::vector<std::thread> threads;
-  for (uint32_t c = 0; c < options.connections; ++c) threads.emplace_back(worker, c);
+  for (uint32_t c = 0; c < options.connections; ++c) {
+    if (options.http.empty()) {
+      threads.emplace_back(worker, c);
+    } else {
+      threads.emplace_back(http_worker, c);
+    }
+  }
   std::thread round_trip_thread;
   if (options.round_trips > 0) round_trip_thread = std::thread(round_tripper);
   for (std::thread& thread : threads) thread.join();
@@ -199,9 +347,10 @@ int run_load(const LoadOptions& options) {
   if (failed) return 1;
   std::sort(latencies_us.begin(), latencies_us.end());
   auto percentile = [&](double p) { return latencies_us.empty() ? 0.0 : latencies_us[static_cast<size_t>(p * static_cast<double>(latencies_us.size() - 1))]; };
-  std::cout << fmt::format("ingest: {} events acknowledged ({} refused) in {:.2f} s = {:.0f} events/s over {} connections, {} per request, {} in flight\n",
+  std::cout << fmt::format("ingest: {} events acknowledged ({} refused) in {:.2f} s = {:.0f} events/s over {} {} connections, {} per request, {} in flight\n",
                            acknowledged.load(), refused.load(), seconds, static_cast<double>(acknowledged) / seconds, options.connections,
-                           options.batch, options.window);
+                           options.http.empty() ? "binary-protocol" : "HTTP (CloudEvents batches)", options.batch,
+                           options.http.empty() ? options.window : 1);
   std::cout << fmt::format("request latency: p50 {:.0f} us, p99 {:.0f} us, max {:.0f} us\n", percentile(0.5), percentile(0.99), percentile(1.0));
   if (!round_trips_us.empty()) {
     std::sort(round_trips_us.begin(), round_trips_us.end());

@@ -1,8 +1,10 @@
 // `tally load`: an end-to-end load generator for a running daemon. It sets up its own
 // organization (members spread over workspaces, credits, a price, a service key) with
-// the admin token, then records usage events over the binary protocol from several
-// connections, each pipelining requests of typed usage records, and reports throughput
-// and request latency. Every acknowledged event is durable (the daemon's contract).
+// the admin token over the binary protocol, then records usage events from several
+// connections — over the binary protocol, each pipelining requests of typed usage
+// records, or with `http` set as CloudEvents batches to POST /v1/events, one request at
+// a time per keep-alive connection — and reports throughput and request latency. Every
+// acknowledged event is durable (the daemon's contract).
 #pragma once
 
 #include <cstdint>
@@ -13,6 +15,7 @@ namespace tally::cli {
 struct LoadOptions {
   std::string server;      // HOST:PORT of the binary protocol
   std::string token_file;  // the admin token
+  std::string http;        // HOST:PORT of the HTTP API: ingest there as CloudEvents batches
   uint32_t connections = 16;
   uint64_t events = 1'000'000;
   uint32_t batch = 1000;   // usage records per request

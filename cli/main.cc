@@ -230,6 +230,9 @@ int main(int argc, char** argv) {
   auto* load = app.add_subcommand("load", "Load-test a running daemon: record usage events over the binary protocol and report throughput");
   load->add_option("--server", load_options.server, "HOST:PORT of the daemon's binary protocol")->required();
   load->add_option("--token-file", load_options.token_file, "File holding the daemon's admin token (the load sets up its own organization)")->required();
+  load->add_option("--http", load_options.http,
+                   "HOST:PORT of the daemon's HTTP API: record the events there, as CloudEvents batches of --batch to POST /v1/events, "
+                   "one request at a time per connection (the set-up still uses --server)");
   load->add_option("--connections", load_options.connections, "Connections")->check(CLI::Range(1u, 256u))->capture_default_str();
   load->add_option("--events", load_options.events, "Usage events to record")->check(CLI::Range(uint64_t{1}, uint64_t{1'000'000'000}))->capture_default_str();
   load->add_option("--batch", load_options.batch, "Usage records per request")->check(CLI::Range(1u, 16384u))->capture_default_str();

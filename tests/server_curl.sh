@@ -89,6 +89,16 @@ grep -q '^tally_commands_total{type="record_usage"} [1-9]' <<< "$metrics" || fai
 grep -q '^tally_cloudevents_total 4' <<< "$metrics" || fail "metrics: cloudevents not counted"
 grep -q '^tally_commit_duration_seconds_count [1-9]' <<< "$metrics" || fail "metrics: no commit latency"
 
+# The load generator, both ways: binary-protocol pipelining with reserve -> settle round
+# trips, and CloudEvents batches over HTTP. Each sets up an organization of its own.
+load=(--server "127.0.0.1:$binary_port" --token-file "$dir/admin" --events 3000 --batch 250 --connections 2 --workspaces 5 --members 20)
+"$tally" load "${load[@]}" --round-trips 20 > "$dir/load-binary.out" 2>&1 || fail "tally load: $(cat "$dir/load-binary.out")"
+grep -q '^ingest: 3000 events acknowledged (0 refused) .* binary-protocol connections' "$dir/load-binary.out" || fail "tally load: $(cat "$dir/load-binary.out")"
+grep -q '^reserve -> settle round trips under load: [1-9]' "$dir/load-binary.out" || fail "tally load --round-trips: $(cat "$dir/load-binary.out")"
+"$tally" load "${load[@]}" --http "127.0.0.1:$http_port" > "$dir/load-http.out" 2>&1 || fail "tally load --http: $(cat "$dir/load-http.out")"
+grep -q '^ingest: 3000 events acknowledged (0 refused) .* HTTP (CloudEvents batches) connections' "$dir/load-http.out" || fail "tally load --http: $(cat "$dir/load-http.out")"
+grep -q '^tally_cloudevents_total 3004' <<< "$(c "$base/metrics")" || fail "metrics: the HTTP load's events not counted as CloudEvents"
+
 # SIGTERM: a clean exit, and the store holds everything acknowledged.
 kill -TERM "$pid"
 for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
