@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the benchmarks and runs them all: the micro benchmarks, the in-process load
 # generator (with the rebuild-from-log figure) and the SPEC §5 peer comparison
-# (bench/peers/run.sh: PostgreSQL 15, Redis 7 and Tally on the same workload).
+# (bench/peers/run.sh: PostgreSQL 15, Redis 7 and Tally, in-process and over loopback, on
+# the same workload).
 # Results: bench/RESULTS.md explains the figures; raw outputs go to bench/peers/results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,10 +10,10 @@ scripts/install-deps.sh
 build=build-bench
 echo "=== build ($build, Release, TALLY_BENCH=ON)"
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTALLY_BENCH=ON -DTALLY_TESTS=OFF >/dev/null
-cmake --build "$build" -j "$(nproc)" --target tally_micro_bench tally_load
+cmake --build "$build" -j "$(nproc)" --target tally_micro_bench tally_load tally
 echo "=== micro benchmarks"
 "$build/bench/tally_micro_bench" --benchmark_min_time=0.2
 echo "=== tally_load, in-process, with rebuild"
 "$build/bench/tally_load" --events 1000000 --rebuild
 echo "=== peers"
-TALLY_LOAD="$PWD/$build/bench/tally_load" bench/peers/run.sh
+TALLY_LOAD="$PWD/$build/bench/tally_load" TALLY="$PWD/$build/tally" bench/peers/run.sh

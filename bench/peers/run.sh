@@ -6,6 +6,9 @@
 #   (b) PostgreSQL 15, a server-side PL/pgSQL batch of 1,000 events per transaction, 16 clients
 #   (c) Redis 7, a Lua script (EVALSHA), appendfsync always, 16 clients pipelined (redis-benchmark)
 #   (d) Tally in-process (build-bench/bench/tally_load --json)
+#   (e) Tally over loopback: `tally serve`, loaded by `tally load` with 16 connections over
+#       the binary protocol (with reserve -> settle round trips meanwhile), then
+#   (f) the same as CloudEvents batches over HTTP (`tally load --http`)
 # then prints events/s per system and the ratios Tally/peer.
 #
 # The peers are throwaway instances on 127.0.0.1 with their data in a temporary
@@ -17,6 +20,7 @@
 #   PEERS_SECONDS  seconds per load (default 20)
 #   RESULTS_DIR    where the raw outputs go (default bench/peers/results/<UTC time>)
 #   TALLY_LOAD     the tally_load binary (default build-bench/bench/tally_load)
+#   TALLY          the tally program, for (e) and (f) (default build-bench/tally)
 #   PEERS_FSYNC_PROBE=0  skip the 16 s pg_test_fsync probe of the disk
 set -euo pipefail
 
@@ -28,6 +32,7 @@ batch_per_txn=1000
 workspaces=1000
 members=10000
 tally_load=${TALLY_LOAD:-$root/build-bench/bench/tally_load}
+tally_bin=${TALLY:-$root/build-bench/tally}
 results=${RESULTS_DIR:-$here/results/$(date -u +%Y%m%dT%H%M%SZ)}
 pgbin=/usr/lib/postgresql/15/bin
 mkdir -p "$results"
@@ -40,6 +45,7 @@ phase() {  # log a phase with the load average, which shows what else the machin
 }
 die() { log "error: $*"; exit 1; }
 
+[ -x "$tally_bin" ] || die "$tally_bin not found; build it with tally_load (target tally)"
 [ -x "$tally_load" ] || die "$tally_load not found; build it: cmake -S $root -B $root/build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DTALLY_BENCH=ON -DTALLY_TESTS=OFF && cmake --build $root/build-bench --target tally_load"
 
 # ---------------------------------------------------------------------------- install
@@ -99,8 +105,10 @@ work=$(mktemp -d -t tally-peers.XXXXXX)
 chmod 755 "$work"
 pg_started=0
 redis_pid=""
+serve_pid=""
 cleanup() {
   set +e
+  if [ -n "$serve_pid" ]; then kill -9 "$serve_pid" 2>/dev/null; wait "$serve_pid" 2>/dev/null; fi
   if [ $pg_started -eq 1 ]; then as_pg "$pgbin/pg_ctl" -D "$work/pg" -m fast -w stop >/dev/null 2>&1 || as_pg "$pgbin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1; fi
   if [ -n "$redis_pid" ]; then
     kill "$redis_pid" 2>/dev/null
@@ -311,13 +319,32 @@ phase "(d) Tally in-process, $tally_n events (about $seconds s)"
 (cd "$work" && TMPDIR="$work" timeout -k 5 $((seconds * 3 + 60)) "$tally_load" --events "$tally_n" --json) >"$results/tally.json"
 tally=$(json_field "$results/tally.json" events_per_s)
 [ -n "$tally" ] || die "(d) no events_per_s in $results/tally.json"
-# Over the network, when tally_load has a binary-protocol mode (not built yet).
-tally_binary=""
-if "$tally_load" --help 2>&1 | grep -q 'binary'; then
-  log "(d') Tally over loopback, binary protocol"
-  (cd "$work" && TMPDIR="$work" timeout -k 5 $((seconds * 3 + 60)) "$tally_load" --mode binary --events "$tally_n" --json) >"$results/tally_binary.json" || true
-  tally_binary=$(json_field "$results/tally_binary.json" events_per_s || true)
-fi
+# Over loopback: the daemon on free ports, loaded by `tally load` (its own organization
+# per load, the same 1,000 workspaces and 10,000 members).
+serve_dir="$work/serve"
+mkdir -p "$serve_dir"
+echo "peers-admin-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" >"$serve_dir/admin"
+"$tally_bin" serve --data "$serve_dir/data" --port 0 --http-port 0 --bind 127.0.0.1 --admin-token-file "$serve_dir/admin" \
+  >"$serve_dir/out" 2>"$results/tally_serve.log" &
+serve_pid=$!
+for _ in $(seq 100); do grep -q listening "$serve_dir/out" 2>/dev/null && break; sleep 0.1; done
+binary_port=$(sed -n 's/.*127.0.0.1:\([0-9]*\) (binary).*/\1/p' "$serve_dir/out")
+http_port=$(sed -n 's/.*127.0.0.1:\([0-9]*\) (HTTP).*/\1/p' "$serve_dir/out")
+[ -n "$binary_port" ] && [ -n "$http_port" ] || die "tally serve did not start (see $results/tally_serve.log)"
+load_rate() { sed -n 's/^ingest: .* = \([0-9]*\) events\/s .*/\1/p' "$1"; }
+load_args=(--server "127.0.0.1:$binary_port" --token-file "$serve_dir/admin" --connections "$clients" --events "$tally_n" --batch 1000
+  --workspaces "$workspaces" --members "$members")
+phase "(e) Tally over loopback, binary protocol, $clients connections, $tally_n events"
+timeout -k 5 $((seconds * 3 + 60)) "$tally_bin" load "${load_args[@]}" --window 4 --round-trips 1000000 >"$results/tally_binary.out" 2>&1 || true
+tally_binary=$(load_rate "$results/tally_binary.out")
+phase "(f) Tally over loopback, HTTP CloudEvents batches, $clients connections, $tally_n events"
+timeout -k 5 $((seconds * 3 + 60)) "$tally_bin" load "${load_args[@]}" --http "127.0.0.1:$http_port" >"$results/tally_http.out" 2>&1 || true
+tally_http=$(load_rate "$results/tally_http.out")
+kill -TERM "$serve_pid" 2>/dev/null || true
+wait "$serve_pid" 2>/dev/null || true
+serve_pid=""
+[ -n "$tally_binary" ] || log "warning: (e) no rate in $results/tally_binary.out"
+[ -n "$tally_http" ] || log "warning: (f) no rate in $results/tally_http.out"
 
 # ---------------------------------------------------------------------------- disk probe
 if [ "${PEERS_FSYNC_PROBE:-1}" = 1 ]; then
@@ -335,9 +362,11 @@ echo "loadavg_at_end: $(cat /proc/loadavg)" | tee -a "$results/machine.txt" >&2
   row "PostgreSQL 15, 1,000 events per transaction (PL/pgSQL), 16 cl." "$pg_batch"
   row "Redis $redis_version, Lua EVALSHA, appendfsync always, 16 cl. -P 64" "$redis_rps"
   printf '%-62s %14.0f %14s\n' "Tally in-process ($(json_field "$results/tally.json" batch) commands per synced commit)" "$tally" "-"
-  [ -z "$tally_binary" ] || printf '%-62s %14.0f %14s\n' "Tally over loopback, binary protocol" "$tally_binary" "-"
+  [ -z "$tally_binary" ] || printf '%-62s %14.0f %14s\n' "Tally over loopback, binary protocol, $clients connections" "$tally_binary" "-"
+  [ -z "$tally_http" ] || printf '%-62s %14.0f %14s\n' "Tally over loopback, HTTP CloudEvents batches, $clients conn." "$tally_http" "-"
+  grep -h '^reserve -> settle' "$results/tally_binary.out" || true
 } | tee "$results/summary.txt"
 cat >"$results/summary.json" <<EOF
-{"pg_single_events_per_s":$pg_single,"pg_batch_calls_per_s":$pg_batch_calls,"pg_batch_events_per_s":$pg_batch,"redis_events_per_s":$redis_rps,"redis_events":$redis_n,"tally_events_per_s":$tally,"tally_events":$tally_n,"seconds":$seconds,"clients":$clients}
+{"pg_single_events_per_s":$pg_single,"pg_batch_calls_per_s":$pg_batch_calls,"pg_batch_events_per_s":$pg_batch,"redis_events_per_s":$redis_rps,"redis_events":$redis_n,"tally_events_per_s":$tally,"tally_events":$tally_n,"tally_binary_events_per_s":${tally_binary:-null},"tally_http_events_per_s":${tally_http:-null},"seconds":$seconds,"clients":$clients}
 EOF
 log "raw outputs in $results"

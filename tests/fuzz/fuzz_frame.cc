@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "engine/query.h"
 #include "server/auth.h"
 #include "server/protocol.h"
 #include "server/requests.h"
