@@ -162,7 +162,8 @@ class BinarySession final : public Session, public std::enable_shared_from_this<
         self->finish(slot, results_frame(request_id, batch->results()));
       });
     };
-    hand_to_writer(slot, request_id, [self, batch, done]() mutable { return self->core_.writer->submit(batch->commands(), done); });
+    const Writer::Lane lane = express(batch->commands().size());
+    hand_to_writer(slot, request_id, [self, batch, done, lane]() mutable { return self->core_.writer->submit(batch->commands(), done, lane); });
   }
 
   void run_query(size_t slot, uint64_t request_id, std::string_view json) {
@@ -178,7 +179,14 @@ class BinarySession final : public Session, public std::enable_shared_from_this<
         self->finish(slot, query_answer_frame(request_id, answer));
       });
     };
-    hand_to_writer(slot, request_id, [self, query, done]() mutable { return self->core_.writer->submit(*query, done); });
+    const Writer::Lane lane = express(1);
+    hand_to_writer(slot, request_id, [self, query, done, lane]() mutable { return self->core_.writer->submit(*query, done, lane); });
+  }
+
+  // A small request may overtake queued bulk work when nothing else of this connection
+  // is with the writer: then no request of ours can be reordered.
+  Writer::Lane express(size_t commands) const {
+    return in_flight_ == 0 && commands <= kExpressCommandsMax ? Writer::Lane::kExpress : Writer::Lane::kBulk;
   }
 
   // Submits to the writer; reading pauses until the writer has taken the request.

@@ -10,6 +10,7 @@ Writer::Writer(std::unique_ptr<Engine> engine, WriterOptions options, BatchObser
     : engine_(std::move(engine)), options_(options), observer_(std::move(observer)) {
   TALLY_ASSERT(engine_ != nullptr);
   TALLY_ASSERT(options_.queue_commands_max >= kBatchCommandsMax);
+  TALLY_ASSERT(options_.batch_commands_max >= 1 && options_.express_batch_commands_max >= 1);
 }
 
 Writer::~Writer() { stop(); }
@@ -20,38 +21,42 @@ void Writer::start() {
 }
 
 template <typename Fill>
-Writer::Admission Writer::push(size_t weight, Fill fill) {
+Writer::Admission Writer::push(size_t weight, Lane lane, Fill fill) {
   {
     std::lock_guard lock(mutex_);
     if (stopping_) return Admission::kStopped;
+    std::deque<Item>& queue = lane == Lane::kExpress ? express_ : queue_;
+    size_t& queued = lane == Lane::kExpress ? express_commands_ : queued_commands_;
+    const size_t max = lane == Lane::kExpress ? options_.express_commands_max : options_.queue_commands_max;
     // An empty queue takes any request, so the largest allowed one always fits.
-    if (!queue_.empty() && queued_commands_ + weight > options_.queue_commands_max) return Admission::kFull;
+    if (!queue.empty() && queued + weight > max) return Admission::kFull;
     Item item;
     fill(item);
-    queue_.push_back(std::move(item));
-    queued_commands_ += weight;
+    queue.push_back(std::move(item));
+    queued += weight;
   }
   ready_.notify_one();
   return Admission::kQueued;
 }
 
-Writer::Admission Writer::submit(std::vector<Command>& commands, CommandsDone& done) {
+Writer::Admission Writer::submit(std::vector<Command>& commands, CommandsDone& done, Lane lane) {
   TALLY_ASSERT(!commands.empty() && commands.size() <= kBatchCommandsMax);
-  return push(commands.size(), [&](Item& item) {
+  TALLY_ASSERT(lane == Lane::kBulk || commands.size() <= kExpressCommandsMax);
+  return push(commands.size(), lane, [&](Item& item) {
     item.commands = std::move(commands);
     item.commands_done = std::move(done);
   });
 }
 
-Writer::Admission Writer::submit(Query& query, QueryDone& done) {
-  return push(1, [&](Item& item) {
+Writer::Admission Writer::submit(Query& query, QueryDone& done, Lane lane) {
+  return push(1, lane, [&](Item& item) {
     item.query = std::move(query);
     item.query_done = std::move(done);
   });
 }
 
 Writer::Admission Writer::submit(Task task) {
-  return push(1, [&](Item& item) { item.task = std::move(task); });
+  return push(1, Lane::kBulk, [&](Item& item) { item.task = std::move(task); });
 }
 
 void Writer::stop() {
@@ -70,7 +75,22 @@ std::unique_ptr<Engine> Writer::release_engine() {
 
 size_t Writer::queued_commands() const {
   std::lock_guard lock(mutex_);
-  return queued_commands_;
+  return queued_commands_ + express_commands_;
+}
+
+void Writer::take_run(std::deque<Item>& queue, size_t& queued, size_t max, std::vector<Item>& taken) {
+  size_t commands = 0;
+  while (!queue.empty()) {
+    Item& front = queue.front();
+    const bool is_commands = front.commands_done != nullptr;
+    if (!taken.empty() && (!is_commands || taken.front().commands_done == nullptr)) return;
+    if (is_commands && !taken.empty() && commands + front.commands.size() > max) return;
+    commands += is_commands ? front.commands.size() : 0;
+    queued -= is_commands ? front.commands.size() : 1;
+    taken.push_back(std::move(front));
+    queue.pop_front();
+    if (!is_commands) return;
+  }
 }
 
 void Writer::run() {
@@ -81,20 +101,19 @@ void Writer::run() {
     taken.clear();
     {
       std::unique_lock lock(mutex_);
-      ready_.wait_until(lock, next_tick, [&] { return !queue_.empty() || stopping_; });
-      if (queue_.empty() && stopping_) return;
-      // Take a run of command requests that fits one batch, or else one query or task.
-      size_t commands = 0;
-      while (!queue_.empty()) {
-        Item& front = queue_.front();
-        const bool is_commands = front.commands_done != nullptr;
-        if (!taken.empty() && (!is_commands || taken.front().commands_done == nullptr)) break;
-        if (is_commands && commands + front.commands.size() > kBatchCommandsMax) break;
-        commands += is_commands ? front.commands.size() : 0;
-        queued_commands_ -= is_commands ? front.commands.size() : 1;
-        taken.push_back(std::move(front));
-        queue_.pop_front();
-        if (!is_commands) break;
+      ready_.wait_until(lock, next_tick, [&] { return !queue_.empty() || !express_.empty() || stopping_; });
+      if (queue_.empty() && express_.empty() && stopping_) return;
+      // Take a run of command requests that fits one batch, or else one query or task:
+      // from the express lane while it has any (batches of their own, so that express
+      // work does not wait for a bulk batch's thousands of events), else from the bulk
+      // lane, in smaller batches while express work is recent.
+      const auto now = Clock::now();
+      if (!express_.empty()) {
+        last_express_ = now;
+        take_run(express_, express_commands_, options_.batch_commands_max, taken);
+      } else {
+        const bool interactive = now - last_express_ < options_.express_recent;
+        take_run(queue_, queued_commands_, interactive ? options_.express_batch_commands_max : options_.batch_commands_max, taken);
       }
     }
     if (Clock::now() >= next_tick) {

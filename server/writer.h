@@ -1,9 +1,19 @@
-// The single writer: one thread owns the Engine. Connections hand it work through a
-// bounded queue. It runs consecutive command requests together as one execute() — one
+// The single writer: one thread owns the Engine. Connections hand it work through two
+// bounded queues. It runs consecutive command requests together as one execute() — one
 // group commit of at most kBatchCommandsMax commands — and only then calls their
 // completions, so nothing is answered before it is durable. Queries and tasks run on
 // the same thread between batches, in queue order. Once a second it executes a `tick`
 // from the platform, so lots expire and holds time out without traffic.
+//
+// The express lane is for small interactive requests (a reserve, a settle, a balance
+// query) that would otherwise wait behind the bulk queue's tens of thousands of
+// ingested events: while the express queue holds anything, the writer takes its work
+// next, as batches of their own, so an express command waits for at most the one bulk
+// batch in progress, not for the whole bulk queue; and while express work keeps coming,
+// bulk batches are kept smaller (WriterOptions::express_batch_commands_max). Within
+// each lane order is kept; across lanes it is not, so a caller puts
+// a request in the express lane only when nothing else of its own is still queued
+// (the sessions do this: see kExpressCommandsMax).
 #pragma once
 
 #include <chrono>
@@ -23,10 +33,23 @@
 
 namespace tally::server {
 
+// Requests of at most this many commands may use the express lane.
+inline constexpr size_t kExpressCommandsMax = 16;
+
 struct WriterOptions {
   // Commands waiting in the queue, at most; a request that would pass it is refused
   // (the connection retries or answers unavailable). Queries and tasks count as one.
   size_t queue_commands_max = 4 * kBatchCommandsMax;
+  // The same for the express lane.
+  size_t express_commands_max = kBatchCommandsMax;
+  // Commands per group commit, at most (a larger request still runs whole, alone).
+  size_t batch_commands_max = kBatchCommandsMax;
+  // While express work keeps coming (some taken within `express_recent`), bulk batches
+  // are capped at this instead: an express request waits for the bulk batch in
+  // progress, and a smaller one ends sooner. Without express work, bulk batches stay
+  // large, spreading each commit's cost over more commands.
+  size_t express_batch_commands_max = 2048;
+  std::chrono::milliseconds express_recent{1000};
   std::chrono::milliseconds tick_interval{1000};
 };
 
@@ -41,6 +64,7 @@ class Writer {
                                            std::span<const CommandResult> results)>;
 
   enum class Admission : uint8_t { kQueued, kFull, kStopped };
+  enum class Lane : uint8_t { kBulk, kExpress };
 
   Writer(std::unique_ptr<Engine> engine, WriterOptions options, BatchObserver observer);
   ~Writer();
@@ -51,14 +75,16 @@ class Writer {
   // REQUIRES: 1 <= commands.size() <= kBatchCommandsMax. When the answer is kQueued,
   // the commands and `done` are taken, and `done` is later called once with one result
   // per command, in order; otherwise both are left untouched, to retry.
-  Admission submit(std::vector<Command>& commands, CommandsDone& done);
-  Admission submit(Query& query, QueryDone& done);
+  // REQUIRES for kExpress: commands.size() <= kExpressCommandsMax.
+  Admission submit(std::vector<Command>& commands, CommandsDone& done, Lane lane = Lane::kBulk);
+  Admission submit(Query& query, QueryDone& done, Lane lane = Lane::kBulk);
   Admission submit(Task task);
   // Refuses further work, runs everything already queued, and joins the thread.
   void stop();
   // After stop(): the engine, so its owner decides when the store closes.
   std::unique_ptr<Engine> release_engine();
 
+  // Commands waiting in both lanes.
   size_t queued_commands() const;
 
  private:
@@ -71,7 +97,11 @@ class Writer {
   };
 
   template <typename Fill>
-  Admission push(size_t weight, Fill fill);
+  Admission push(size_t weight, Lane lane, Fill fill);
+  // Moves a run of requests from the front of `queue` into `taken`: consecutive
+  // command requests of at most `max` commands in all (the first one whole, whatever
+  // its size), or one query or task.
+  static void take_run(std::deque<Item>& queue, size_t& queued, size_t max, std::vector<Item>& taken);
   void run();
   void run_commands(std::vector<Item>& items);
   void run_tick();
@@ -82,11 +112,14 @@ class Writer {
 
   mutable std::mutex mutex_;
   std::condition_variable ready_;
-  std::deque<Item> queue_;
+  std::deque<Item> queue_;    // the bulk lane
   size_t queued_commands_ = 0;
+  std::deque<Item> express_;  // the express lane
+  size_t express_commands_ = 0;
   bool stopping_ = false;
   std::thread thread_;
   std::vector<Command> batch_;  // writer thread only
+  std::chrono::steady_clock::time_point last_express_;  // writer thread only: when express work was last taken
 };
 
 }  // namespace tally::server

@@ -110,6 +110,52 @@ TEST_F(WriterTest, AFullQueueRefusesWithoutTakingTheRequest) {
   writer_->stop();
 }
 
+// Small express requests queued after bulk work run first, in batches of their own;
+// each lane keeps its own order; bulk batches are smaller while express work is recent.
+TEST_F(WriterTest, ExpressRequestsOvertakeTheBulkQueue) {
+  std::vector<size_t> batch_sizes;
+  WriterOptions options;
+  options.express_batch_commands_max = 150;
+  writer_ = std::make_unique<Writer>(std::move(engine_), options,
+                                     [&](const Engine&, std::span<const Command> commands, std::span<const CommandResult>) {
+                                       if (commands.front().type != CommandType::kTick) batch_sizes.push_back(commands.size());
+                                     });
+  std::vector<std::string> order;  // writer thread only, read after stop()
+  auto submit = [&](std::vector<Command> commands, std::string name, Writer::Lane lane) {
+    Writer::CommandsDone done = [&order, name](std::vector<CommandResult> results) {
+      for (const CommandResult& result : results) EXPECT_TRUE(result.status.ok()) << name;
+      order.push_back(name);
+    };
+    ASSERT_EQ(writer_->submit(commands, done, lane), Writer::Admission::kQueued);
+  };
+  std::vector<Command> bulk_a, bulk_b;
+  for (int i = 0; i < 100; ++i) bulk_a.push_back(create_org(i));
+  for (int i = 100; i < 200; ++i) bulk_b.push_back(create_org(i));
+  submit(bulk_a, "bulk a", Writer::Lane::kBulk);
+  submit(bulk_b, "bulk b", Writer::Lane::kBulk);
+  submit({create_org(500)}, "express 1", Writer::Lane::kExpress);
+  submit({create_org(501), create_org(502)}, "express 2", Writer::Lane::kExpress);
+  // A query in the express lane runs before the bulk commands queued ahead of it.
+  Query query;
+  ASSERT_TRUE(decode_query(R"({"query":"org","actor":"platform","org":"org500"})", &query).ok());
+  std::string answer;
+  Writer::QueryDone query_done = [&](std::string text) {
+    answer = std::move(text);
+    order.push_back("query");
+  };
+  ASSERT_EQ(writer_->submit(query, query_done, Writer::Lane::kExpress), Writer::Admission::kQueued);
+  EXPECT_EQ(writer_->queued_commands(), 204u);
+  writer_->start();
+  writer_->stop();
+  EXPECT_EQ(order, (std::vector<std::string>{"express 1", "express 2", "query", "bulk a", "bulk b"}));
+  // The express commands made one group commit and the query (behind them in its lane)
+  // saw their work. Express work being recent, the bulk requests then went in batches
+  // of at most 150 commands: one each (without express work they make one batch, as
+  // GroupsQueuedRequestsIntoOneCommit shows).
+  EXPECT_EQ(batch_sizes, (std::vector<size_t>{3, 100, 100}));
+  EXPECT_NE(answer.find("\"ok\":true"), std::string::npos) << answer;
+}
+
 // The auth index follows key and token commands.
 TEST_F(WriterTest, AuthIndexFollowsCredentials) {
   AuthIndex auth;
