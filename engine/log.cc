@@ -316,12 +316,20 @@ Status Store::read_chain(const std::function<bool(uint64_t, uint64_t, const Sha2
 }
 
 Status Store::read_rows(std::string_view prefix, const std::function<void(std::string_view, std::string_view)>& visit) const {
+  const std::string_view prefixes[] = {prefix};
+  return read_rows(prefixes, [&](size_t, std::string_view key, std::string_view value) { visit(key, value); });
+}
+
+Status Store::read_rows(std::span<const std::string_view> prefixes,
+                        const std::function<void(size_t, std::string_view, std::string_view)>& visit) const {
   rocksdb::ReadOptions read;
   std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(read, impl_->state));
-  for (it->Seek(slice(prefix)); it->Valid() && view(it->key()).starts_with(prefix); it->Next()) {
-    visit(view(it->key()), view(it->value()));
+  for (size_t i = 0; i < prefixes.size(); ++i) {
+    for (it->Seek(slice(prefixes[i])); it->Valid() && view(it->key()).starts_with(prefixes[i]); it->Next()) {
+      visit(i, view(it->key()), view(it->value()));
+    }
+    if (!it->status().ok()) return storage_error(it->status(), "cannot read projection rows");
   }
-  if (!it->status().ok()) return storage_error(it->status(), "cannot read projection rows");
   return Status::Ok();
 }
 

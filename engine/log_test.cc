@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "engine/test_storage.h"
 #include "engine/test_util.h"
 
@@ -321,6 +323,18 @@ TEST(Store, ReadRowsVisitsExactlyThePrefixInKeyOrder) {
   std::vector<std::string> keys;
   ASSERT_TRUE(store->read_rows("orgs/", [&](std::string_view key, std::string_view) { keys.emplace_back(key); }).ok());
   EXPECT_EQ(keys, (std::vector<std::string>{"orgs/a", "orgs/b"}));
+}
+
+TEST(Store, ReadRowsOfSeveralPrefixesVisitsEachInTheOrderGiven) {
+  TempDir dir;
+  auto store = open_store(dir.sub("db"));
+  ASSERT_TRUE(commit(*store, {"a"}, {{"orgs/b", "2"}, {"orgs/a", "1"}, {"usage/z", "9"}, {"checkpoint/orgs", "c"}, {"org", "y"}}).ok());
+  const std::string_view prefixes[] = {"usage/", "orgs/", "none/", "checkpoint/orgs"};
+  std::vector<std::string> seen;
+  ASSERT_TRUE(store->read_rows(prefixes, [&](size_t prefix, std::string_view key, std::string_view value) {
+                      seen.push_back(fmt::format("{}:{}={}", prefix, key, value));
+                    }).ok());
+  EXPECT_EQ(seen, (std::vector<std::string>{"0:usage/z=9", "1:orgs/a=1", "1:orgs/b=2", "3:checkpoint/orgs=c"}));
 }
 
 TEST(Store, ReplaceRowsReplacesEveryProjectionRowButKeepsMetaRows) {

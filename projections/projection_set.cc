@@ -39,16 +39,24 @@ uint64_t ProjectionSet::anomalies() const { return orgs.anomalies() + balances.a
 
 Status ProjectionSet::load(const Store& store) {
   clear();
-  for (Projection* projection : all()) {
-    bool malformed = false;
-    auto load = [&](std::string_view key, std::string_view value) {
-      if (!projection->load_row(key, value)) malformed = true;
-    };
-    if (Status s = store.read_rows(projection->row_prefix(), load); !s.ok()) return s;
-    if (Status s = store.read_rows(projection->checkpoint_key(), load); !s.ok()) return s;
-    if (malformed || projection->checkpoint() > store.last_seq()) {
+  const std::vector<Projection*> projections = all();
+  // Each projection's rows, then its checkpoint row, all through one iterator.
+  std::vector<std::string> keys;
+  for (const Projection* projection : projections) {
+    keys.push_back(projection->row_prefix());
+    keys.push_back(projection->checkpoint_key());
+  }
+  const std::vector<std::string_view> prefixes(keys.begin(), keys.end());
+  std::vector<bool> malformed(projections.size(), false);
+  auto load = [&](size_t prefix, std::string_view key, std::string_view value) {
+    const size_t p = prefix / 2;
+    if (!projections[p]->load_row(key, value)) malformed[p] = true;
+  };
+  if (Status s = store.read_rows(prefixes, load); !s.ok()) return s;
+  for (size_t p = 0; p < projections.size(); ++p) {
+    if (malformed[p] || projections[p]->checkpoint() > store.last_seq()) {
       // Rows we cannot trust are rebuilt from the log, the source of truth.
-      projection->clear();
+      projections[p]->clear();
     }
   }
   return replay(store, store.last_seq(), std::numeric_limits<int64_t>::max());

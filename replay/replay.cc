@@ -177,21 +177,31 @@ VerifyReport verify(const Store& store, const ProjectionSet* live, const Progres
 
   // Compare by digest first; only on a mismatch collect the rows to name them.
   auto stored_rows = [&](RowSink* sink) {
-    for (const Projection* projection : rebuilt.all()) {
-      auto collect = [&](std::string_view key, std::string_view value) { sink->put(key, value); };
-      Status s = store.read_rows(projection->row_prefix(), collect);
-      bool has_checkpoint = false;
-      if (s.ok()) {
-        s = store.read_rows(projection->checkpoint_key(), [&](std::string_view key, std::string_view value) {
-          has_checkpoint = has_checkpoint || key == projection->checkpoint_key();
-          sink->put(key, value);
-        });
-      }
-      if (!s.ok()) problem(s.message);
-      // A store that never committed an event has no checkpoint row: it is at 0, as
-      // ProjectionSet::load reads it.
-      if (!has_checkpoint) sink->put(projection->checkpoint_key(), be64(0));
+    // Each projection's rows, then its checkpoint row, in the order dump() writes them,
+    // all through one iterator.
+    const auto projections = rebuilt.all();
+    std::vector<std::string> keys;
+    for (const Projection* projection : projections) {
+      keys.push_back(projection->row_prefix());
+      keys.push_back(projection->checkpoint_key());
     }
+    const std::vector<std::string_view> prefixes(keys.begin(), keys.end());
+    std::vector<bool> has_checkpoint(projections.size(), false);
+    size_t done = 0;  // prefixes finished
+    // A store that never committed an event has no checkpoint row: it is at 0, as
+    // ProjectionSet::load reads it.
+    auto finish_up_to = [&](size_t prefix) {
+      for (; done < prefix; ++done) {
+        if (done % 2 == 1 && !has_checkpoint[done / 2]) sink->put(keys[done], be64(0));
+      }
+    };
+    Status s = store.read_rows(prefixes, [&](size_t prefix, std::string_view key, std::string_view value) {
+      finish_up_to(prefix);
+      if (prefix % 2 == 1) has_checkpoint[prefix / 2] = has_checkpoint[prefix / 2] || key == keys[prefix];
+      sink->put(key, value);
+    });
+    if (!s.ok()) problem(s.message);
+    finish_up_to(prefixes.size());
   };
   DigestSink expected_digest, stored_digest;
   rebuilt.dump(&expected_digest);
