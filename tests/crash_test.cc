@@ -150,6 +150,27 @@ std::map<std::string, int> usage_counts(const Store& store) {
   return counts;
 }
 
+// After a kill: the store opens, every acknowledged usage id is in the log, no id is
+// there twice, verify passes (hash chain, checksums, rebuild == stored, invariants), and
+// the ledger consumed 0.25 credits per usage event in the log.
+void check_store_after_kill(const std::string& data_dir, const std::set<std::string>& acknowledged) {
+  std::unique_ptr<Engine> engine;
+  EngineOptions options;
+  options.data_dir = data_dir;
+  options.create_if_missing = false;
+  ASSERT_TRUE(Engine::open(options, &engine).ok());
+  const std::map<std::string, int> counts = usage_counts(engine->store());
+  for (const std::string& id : acknowledged) {
+    ASSERT_TRUE(counts.contains(id)) << "acknowledged " << id << " is not in the log";
+  }
+  for (const auto& [id, count] : counts) ASSERT_EQ(count, 1) << id << " is in the log " << count << " times";
+  const VerifyReport report = verify(engine->store(), &engine->state());
+  ASSERT_TRUE(report.ok()) << (report.problems.empty() ? "" : report.problems[0]);
+  const OrgBalances* balances = engine->state().balances.find("crash");
+  ASSERT_NE(balances, nullptr);
+  EXPECT_EQ(balances->consumed, static_cast<int64_t>(counts.size()) * 250000);
+}
+
 TEST(Crash, KillNineNeverLosesAnAcknowledgedCommand) {
   const uint64_t seed = env_number("TALLY_CRASH_SEED", 20261124);
   const uint64_t rounds = env_number("TALLY_CRASH_ROUNDS", 20);
@@ -199,24 +220,8 @@ TEST(Crash, KillNineNeverLosesAnAcknowledgedCommand) {
         ASSERT_NE(answers[i].find("\"ok\":false"), std::string::npos) << answers[i];
     }
 
-    std::unique_ptr<Engine> engine;
-    EngineOptions options;
-    options.data_dir = dir;
-    options.create_if_missing = false;
-    ASSERT_TRUE(Engine::open(options, &engine).ok());
-    const std::map<std::string, int> counts = usage_counts(engine->store());
-    for (const std::string& id : acknowledged) {
-      auto it = counts.find(id);
-      ASSERT_TRUE(it != counts.end()) << "acknowledged " << id << " is not in the log";
-      ASSERT_EQ(it->second, 1) << id << " is in the log " << it->second << " times";
-    }
-    for (const auto& [id, count] : counts) ASSERT_EQ(count, 1) << id;
-    const VerifyReport report = verify(engine->store(), &engine->state());
-    ASSERT_TRUE(report.ok()) << (report.problems.empty() ? "" : report.problems[0]);
-    const OrgBalances* balances = engine->state().balances.find("crash");
-    ASSERT_NE(balances, nullptr);
-    // Each usage debits 0.25 credits: what the ledger consumed is what the log holds.
-    EXPECT_EQ(balances->consumed, static_cast<int64_t>(counts.size()) * 250000);
+    check_store_after_kill(dir, acknowledged);
+    if (::testing::Test::HasFatalFailure()) return;
   }
   std::filesystem::remove_all(dir);
   std::cout << fmt::format("crash test: {} kills, {} commands sent, {} acknowledged, all present exactly once\n", rounds, sent_total,
@@ -422,22 +427,8 @@ TEST(Crash, KillNineTheDaemonNeverLosesAnAcknowledgedCommand) {
     }
     interrupted += unanswered.size();
 
-    std::unique_ptr<Engine> engine;
-    EngineOptions options;
-    options.data_dir = data_dir;
-    options.create_if_missing = false;
-    ASSERT_TRUE(Engine::open(options, &engine).ok());
-    const std::map<std::string, int> counts = usage_counts(engine->store());
-    for (const std::string& id : acknowledged) {
-      auto it = counts.find(id);
-      ASSERT_TRUE(it != counts.end()) << "acknowledged " << id << " is not in the log";
-    }
-    for (const auto& [id, count] : counts) ASSERT_EQ(count, 1) << id << " is in the log " << count << " times";
-    const VerifyReport report = verify(engine->store(), &engine->state());
-    ASSERT_TRUE(report.ok()) << (report.problems.empty() ? "" : report.problems[0]);
-    const OrgBalances* balances = engine->state().balances.find("crash");
-    ASSERT_NE(balances, nullptr);
-    EXPECT_EQ(balances->consumed, static_cast<int64_t>(counts.size()) * 250000);
+    check_store_after_kill(data_dir, acknowledged);
+    if (::testing::Test::HasFatalFailure()) return;
   }
   std::filesystem::remove_all(dir);
   std::cout << fmt::format("daemon crash test: {} kills, {} requests from {} clients, {} usage events acknowledged, {} unanswered "
