@@ -37,15 +37,19 @@ uint64_t ProjectionSet::applied_seq() const {
 
 uint64_t ProjectionSet::anomalies() const { return orgs.anomalies() + balances.anomalies() + tokens.anomalies(); }
 
-Status ProjectionSet::load(const Store& store) {
-  clear();
-  const std::vector<Projection*> projections = all();
-  // Each projection's rows, then its checkpoint row, all through one iterator.
+std::vector<std::string> ProjectionSet::stored_prefixes() const {
   std::vector<std::string> keys;
-  for (const Projection* projection : projections) {
+  for (const Projection* projection : all()) {
     keys.push_back(projection->row_prefix());
     keys.push_back(projection->checkpoint_key());
   }
+  return keys;
+}
+
+Status ProjectionSet::load(const Store& store) {
+  clear();
+  const std::vector<Projection*> projections = all();
+  const std::vector<std::string> keys = stored_prefixes();
   const std::vector<std::string_view> prefixes(keys.begin(), keys.end());
   std::vector<bool> malformed(projections.size(), false);
   auto load = [&](size_t prefix, std::string_view key, std::string_view value) {

@@ -52,6 +52,10 @@ class ProjectionSet {
 
   std::vector<Projection*> all() { return {&orgs, &balances, &rates, &usage, &statements, &tokens}; }
   std::vector<const Projection*> all() const { return {&orgs, &balances, &rates, &usage, &statements, &tokens}; }
+  // Where each projection of all() keeps its rows in the store: 2i is the prefix of
+  // projection i's rows, 2i + 1 its checkpoint key. Read them with one
+  // Store::read_rows call.
+  std::vector<std::string> stored_prefixes() const;
 
  private:
   int64_t last_time_us_ = 0;

@@ -179,14 +179,9 @@ VerifyReport verify(const Store& store, const ProjectionSet* live, const Progres
   auto stored_rows = [&](RowSink* sink) {
     // Each projection's rows, then its checkpoint row, in the order dump() writes them,
     // all through one iterator.
-    const auto projections = rebuilt.all();
-    std::vector<std::string> keys;
-    for (const Projection* projection : projections) {
-      keys.push_back(projection->row_prefix());
-      keys.push_back(projection->checkpoint_key());
-    }
+    const std::vector<std::string> keys = rebuilt.stored_prefixes();
     const std::vector<std::string_view> prefixes(keys.begin(), keys.end());
-    std::vector<bool> has_checkpoint(projections.size(), false);
+    std::vector<bool> has_checkpoint(keys.size() / 2, false);
     size_t done = 0;  // prefixes finished
     // A store that never committed an event has no checkpoint row: it is at 0, as
     // ProjectionSet::load reads it.
