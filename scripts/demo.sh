@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release -DTALLY_TESTS=OFF >/dev/null
+# A fresh build directory skips the tests (only `tally` is built); an existing one
+# keeps its settings, so a developer's test binaries there are not left stale.
+tests=()
+[ -f build/release/CMakeCache.txt ] || tests=(-DTALLY_TESTS=OFF)
+cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release "${tests[@]}" >/dev/null
 cmake --build build/release --target tally
 build/release/tally demo "$@"
