@@ -162,7 +162,7 @@ class BinarySession final : public Session, public std::enable_shared_from_this<
         self->finish(slot, results_frame(request_id, batch->results()));
       });
     };
-    const Writer::Lane lane = express(batch->commands().size());
+    const Writer::Lane lane = Writer::lane_for(batch->commands().size(), in_flight_ == 0);
     hand_to_writer(slot, request_id, [self, batch, done, lane]() mutable { return self->core_.writer->submit(batch->commands(), done, lane); });
   }
 
@@ -179,14 +179,8 @@ class BinarySession final : public Session, public std::enable_shared_from_this<
         self->finish(slot, query_answer_frame(request_id, answer));
       });
     };
-    const Writer::Lane lane = express(1);
+    const Writer::Lane lane = Writer::lane_for(1, in_flight_ == 0);
     hand_to_writer(slot, request_id, [self, query, done, lane]() mutable { return self->core_.writer->submit(*query, done, lane); });
-  }
-
-  // A small request may overtake queued bulk work when nothing else of this connection
-  // is with the writer: then no request of ours can be reordered.
-  Writer::Lane express(size_t commands) const {
-    return in_flight_ == 0 && commands <= kExpressCommandsMax ? Writer::Lane::kExpress : Writer::Lane::kBulk;
   }
 
   // Submits to the writer; reading pauses until the writer has taken the request.

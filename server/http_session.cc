@@ -222,7 +222,7 @@ class HttpSession final : public Session, public std::enable_shared_from_this<Ht
       });
     };
     submit_with_retry(
-        core_, timer_, [self, query, done]() mutable { return self->core_.writer->submit(*query, done, Writer::Lane::kExpress); },
+        core_, timer_, [self, query, done]() mutable { return self->core_.writer->submit(*query, done, Writer::lane_for(1, true)); },
         [self](Status refused) { self->respond_error(503, refused, false); });
   }
 
@@ -239,8 +239,8 @@ class HttpSession final : public Session, public std::enable_shared_from_this<Ht
         finish(*batch);
       });
     };
-    // One request at a time per connection, so a small one may take the express lane.
-    const Writer::Lane lane = batch->commands().size() <= kExpressCommandsMax ? Writer::Lane::kExpress : Writer::Lane::kBulk;
+    // One request at a time per connection: nothing else of ours is with the writer.
+    const Writer::Lane lane = Writer::lane_for(batch->commands().size(), true);
     submit_with_retry(
         core_, timer_, [self, batch, done, lane]() mutable { return self->core_.writer->submit(batch->commands(), done, lane); },
         [self](Status refused) { self->respond_error(503, refused, false); });

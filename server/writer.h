@@ -13,7 +13,7 @@
 // bulk batches are kept smaller (WriterOptions::express_batch_commands_max). Within
 // each lane order is kept; across lanes it is not, so a caller puts
 // a request in the express lane only when nothing else of its own is still queued
-// (the sessions do this: see kExpressCommandsMax).
+// (the sessions ask lane_for).
 #pragma once
 
 #include <chrono>
@@ -65,6 +65,11 @@ class Writer {
 
   enum class Admission : uint8_t { kQueued, kFull, kStopped };
   enum class Lane : uint8_t { kBulk, kExpress };
+  // The lane for a request of `commands` commands (a query counts as 1): express when
+  // it is small and nothing else of its connection is with the writer.
+  static constexpr Lane lane_for(size_t commands, bool connection_idle) {
+    return connection_idle && commands <= kExpressCommandsMax ? Lane::kExpress : Lane::kBulk;
+  }
 
   Writer(std::unique_ptr<Engine> engine, WriterOptions options, BatchObserver observer);
   ~Writer();
