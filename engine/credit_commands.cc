@@ -244,13 +244,12 @@ Status record_usage(CommandContext& context) {
   if (Status s = acting_user(command, &user); !s.ok()) return s;
   const OrgBalances& balances = balances_of(context, *org);
   const uint64_t fingerprint = usage_fingerprint(command, user);
-  auto seen = balances.usage_ids.find(command.id);
-  if (seen != balances.usage_ids.end()) {
-    if (seen->second.content_hash != fingerprint) {
+  if (const std::optional<UsageRef> seen = balances.usage_ids.find(command.id)) {
+    if (seen->content_hash != fingerprint) {
       return Error(ErrorCode::kIdConflict, fmt::format("usage \"{}\" was recorded with different content", command.id));
     }
-    context.answer_duplicate(seen->second.seq);
-    add_json(context, "credits", format_credits(seen->second.amount));
+    context.answer_duplicate(seen->seq);
+    add_json(context, "credits", format_credits(seen->amount));
     return Status::Ok();
   }
   uint32_t workspace;

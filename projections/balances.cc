@@ -361,9 +361,14 @@ void BalancesProjection::apply(const fb::Envelope& event) {
       m.consumed += e->amount();
       spend(m.spend, now, e->amount(), 0, now);
       o->consumed += e->amount();
-      auto [usage, inserted] = o->usage_ids.try_emplace(std::string(str(e->id())), UsageRef{event.seq(), e->content_hash(), e->amount()});
-      if (!inserted) ++anomalies_;  // the engine answers repeats without an event
-      changed_.push_back({RowKind::kUsage, &id, 0, &usage->first});
+      const std::string_view usage_id = str(e->id());
+      if (usage_id.size() > UsageIds::kIdBytesMax) {
+        ++anomalies_;  // the engine never records such an id
+      } else {
+        auto [usage, inserted] = o->usage_ids.insert(usage_id, UsageRef{event.seq(), e->content_hash(), e->amount()});
+        if (!inserted) ++anomalies_;  // the engine answers repeats without an event
+        changed_.push_back({RowKind::kUsage, &id, 0, nullptr, usage});
+      }
       mark_org(*o, id);
       return;
     }
@@ -548,8 +553,8 @@ void BalancesProjection::write_row(const Changed& row, RowSink* sink) const {
     }
     case RowKind::kUsage: {
       key += '\0';
-      key += *row.key;
-      const UsageRef& u = o->usage_ids.at(*row.key);
+      key += o->usage_ids.id_at(row.usage);
+      const UsageRef u = o->usage_ids.ref_at(row.usage);
       out.u64(u.seq).u64(u.content_hash).i64(u.amount);
       break;
     }
@@ -582,7 +587,7 @@ void BalancesProjection::dump(RowSink* sink) const {
     for (uint32_t i = 0; i < o.workspaces.size(); ++i) write_row({RowKind::kWorkspace, &id, i}, sink);
     for (const auto& [user, m] : o.members) write_row({RowKind::kMember, &id, 0, &user}, sink);
     for (const auto& [hold, h] : o.holds) write_row({RowKind::kHold, &id, 0, &hold}, sink);
-    for (const auto& [usage, u] : o.usage_ids) write_row({RowKind::kUsage, &id, 0, &usage}, sink);
+    o.usage_ids.for_each([&](UsageIds::Handle usage) { write_row({RowKind::kUsage, &id, 0, nullptr, usage}, sink); });
   }
   sink->put(checkpoint_key(), be64(checkpoint_));
 }
@@ -670,10 +675,12 @@ bool BalancesProjection::load_row(std::string_view key, std::string_view value) 
       break;
     }
     case 'u': {
-      UsageRef& u = o.usage_ids[std::string(sub)];
+      if (sub.empty() || sub.size() > UsageIds::kIdBytesMax) return false;
+      UsageRef u;
       u.seq = in.u64();
       u.content_hash = in.u64();
       u.amount = in.i64();
+      if (!in.done() || !o.usage_ids.insert(sub, u).second) return false;
       break;
     }
     default:

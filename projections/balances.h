@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "projections/projection.h"
+#include "projections/usage_ids.h"
 #include "schemas/events_generated.h"
 
 namespace tally {
@@ -96,19 +97,13 @@ struct Hold {
   bool dirty = false;
 };
 
-struct UsageRef {
-  uint64_t seq = 0;
-  uint64_t content_hash = 0;
-  int64_t amount = 0;
-};
-
 struct OrgBalances {
   std::vector<Lot> lots;                                  // by lot id
   std::map<std::string, uint32_t, std::less<>> lot_by_grant;
   std::vector<WorkspaceBalance> workspaces;               // by workspace id
   std::map<std::string, MemberBalance, std::less<>> members;
   std::map<std::string, Hold, std::less<>> holds;
-  std::unordered_map<std::string, UsageRef> usage_ids;
+  UsageIds usage_ids;
   int64_t granted = 0;
   int64_t expired = 0;
   int64_t banked = 0;  // the credit bank's balance
@@ -155,12 +150,14 @@ class BalancesProjection final : public Projection {
  private:
   enum class RowKind : char { kOrg = 'o', kLot = 'l', kWorkspace = 'w', kMember = 'm', kHold = 'h', kUsage = 'u' };
   // A row changed since the last flush. Entities carry a dirty flag so each is queued
-  // once; `key` points at a map key (stable), `index` is a lot or workspace id.
+  // once; `key` points at a map key (stable), `index` is a lot or workspace id, `usage`
+  // a usage id's handle in OrgBalances::usage_ids.
   struct Changed {
     RowKind kind;
     const std::string* org;
     uint32_t index = 0;
     const std::string* key = nullptr;
+    UsageIds::Handle usage = 0;
   };
 
   OrgBalances* org(std::string_view id, const std::string** key = nullptr);

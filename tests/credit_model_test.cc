@@ -631,10 +631,10 @@ class Harness {
     }
     expect_equal(static_cast<int64_t>(b->usage_ids.size()), static_cast<int64_t>(m.usage.size()), "usage ids");
     for (const auto& [id, want] : m.usage) {
-      auto it = b->usage_ids.find(id);
-      if (it == b->usage_ids.end()) fail("no usage id " + id);
-      expect_equal(it->second.amount, want.amount, "usage " + id + " amount");
-      expect_equal(static_cast<int64_t>(it->second.seq), static_cast<int64_t>(want.seq), "usage " + id + " seq");
+      const std::optional<UsageRef> got = b->usage_ids.find(id);
+      if (!got) fail("no usage id " + id);
+      expect_equal(got->amount, want.amount, "usage " + id + " amount");
+      expect_equal(static_cast<int64_t>(got->seq), static_cast<int64_t>(want.seq), "usage " + id + " seq");
     }
     check_usage_totals(state);
     check_queries();

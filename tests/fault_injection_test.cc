@@ -152,7 +152,7 @@ TEST_P(FailedBatch, IsNeverAcknowledgedAndTheEngineTurnsReadOnly) {
     EXPECT_EQ(engine->query(kBalanceQuery), balance_before);
     EXPECT_EQ(engine->query(kDesignQuery), design_before);
     EXPECT_TRUE(projection_rows(engine->state()) == rebuilt_rows(engine->store()));
-    EXPECT_EQ(engine->state().balances.find("acme")->usage_ids.count("fail-1"), 0u);
+    EXPECT_FALSE(engine->state().balances.find("acme")->usage_ids.contains("fail-1"));
 
     if (failure != Failure::kSyncFailsPowerCut) env.clear();  // the disk recovers before the restart
   }  // closes the store

@@ -1,0 +1,102 @@
+#include "projections/usage_ids.h"
+
+#include <xxhash.h>
+
+#include <cstring>
+
+#include "engine/assert.h"
+
+namespace tally {
+namespace {
+
+constexpr uint64_t kHandleMask = (uint64_t{1} << 48) - 1;
+constexpr uint64_t kTagMask = ~kHandleMask;
+
+uint64_t hash_of(std::string_view id) { return XXH3_64bits(id.data(), id.size()); }
+
+}  // namespace
+
+std::string_view UsageIds::id_at(Handle handle) const {
+  const char* at = record(handle);
+  return {at + 1, static_cast<unsigned char>(at[0])};
+}
+
+UsageRef UsageIds::ref_at(Handle handle) const {
+  const char* at = record(handle);
+  at += 1 + static_cast<unsigned char>(at[0]);
+  UsageRef ref;
+  std::memcpy(&ref.seq, at, 8);
+  std::memcpy(&ref.content_hash, at + 8, 8);
+  std::memcpy(&ref.amount, at + 16, 8);
+  return ref;
+}
+
+size_t UsageIds::probe(std::string_view id, uint64_t hash) const {
+  const size_t mask = slots_.size() - 1;
+  const uint64_t tag = hash & kTagMask;
+  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+    const uint64_t slot = slots_[i];
+    if (slot == 0) return i;
+    if ((slot & kTagMask) == tag && id_at((slot & kHandleMask) - 1) == id) return i;
+  }
+}
+
+std::optional<UsageRef> UsageIds::find(std::string_view id) const {
+  if (slots_.empty()) return std::nullopt;
+  const uint64_t slot = slots_[probe(id, hash_of(id))];
+  if (slot == 0) return std::nullopt;
+  return ref_at((slot & kHandleMask) - 1);
+}
+
+std::pair<UsageIds::Handle, bool> UsageIds::insert(std::string_view id, const UsageRef& ref) {
+  TALLY_ASSERT(id.size() <= kIdBytesMax);
+  // Keep the table at most 7/8 full, so every probe ends at an empty slot.
+  if ((size_ + 1) * 8 > slots_.size() * 7) grow();
+  const uint64_t hash = hash_of(id);
+  const size_t i = probe(id, hash);
+  if (slots_[i] != 0) return {(slots_[i] & kHandleMask) - 1, false};
+
+  const size_t bytes = record_bytes(id.size());
+  if (chunks_.empty() || tail_used_ + bytes > chunk_capacity(chunks_.size() - 1)) {
+    if (!chunks_.empty()) chunk_used_.push_back(static_cast<uint32_t>(tail_used_));
+    // Not zeroed: only the bytes written count toward the process's memory.
+    chunks_.push_back(std::unique_ptr<char[]>(new char[chunk_capacity(chunks_.size())]));
+    tail_used_ = 0;
+  }
+  const Handle handle = (static_cast<Handle>(chunks_.size() - 1) << kChunkBits) | tail_used_;
+  TALLY_ASSERT(handle < kHandleMask);
+  char* at = chunks_.back().get() + tail_used_;
+  at[0] = static_cast<char>(id.size());
+  std::memcpy(at + 1, id.data(), id.size());
+  at += 1 + id.size();
+  std::memcpy(at, &ref.seq, 8);
+  std::memcpy(at + 8, &ref.content_hash, 8);
+  std::memcpy(at + 16, &ref.amount, 8);
+  tail_used_ += bytes;
+  slots_[i] = (hash & kTagMask) | (handle + 1);
+  ++size_;
+  return {handle, true};
+}
+
+void UsageIds::grow() {
+  std::vector<uint64_t> old = std::move(slots_);
+  slots_.assign(old.empty() ? 64 : old.size() * 2, 0);
+  const size_t mask = slots_.size() - 1;
+  for (const uint64_t slot : old) {
+    if (slot == 0) continue;
+    // The tag keeps only the top 16 bits of the hash: hash the id again for the rest.
+    size_t i = hash_of(id_at((slot & kHandleMask) - 1)) & mask;
+    while (slots_[i] != 0) i = (i + 1) & mask;
+    slots_[i] = slot;
+  }
+}
+
+void UsageIds::clear() { *this = UsageIds(); }
+
+size_t UsageIds::memory_bytes() const {
+  size_t bytes = slots_.capacity() * sizeof(uint64_t);
+  for (size_t chunk = 0; chunk < chunks_.size(); ++chunk) bytes += chunk_capacity(chunk);
+  return bytes;
+}
+
+}  // namespace tally

@@ -1,0 +1,98 @@
+// The usage ids one organization has recorded, for permanent idempotency: id -> the
+// first recording's sequence number, content fingerprint and amount.
+//
+// It holds one entry per usage event ever recorded, so it is built for size: every
+// entry is packed into an append-only arena of chunks (one length byte, the id's bytes,
+// then the three numbers; chunks grow from 4 KiB to 4 MiB, so an organization with few
+// ids holds little), and an open-addressing table of 8-byte slots
+// points into it (16 bits of the id's hash beside a 48-bit arena position). About
+// 35 + id-length bytes per id, against about 90 for a std::unordered_map<std::string, …>
+// node and its bucket. Entries are never removed.
+//
+// Contract:
+//   - find() and insert() compare ids byte for byte; the hash only narrows the search.
+//   - A Handle names an entry for good: it stays valid while the index lives and is
+//     not cleared (the arena never moves an entry).
+//   - Ids are at most kIdBytesMax (255) bytes; insert() of a longer id is a caller bug.
+//   - for_each() visits the entries in insertion order.
+//   - Not thread-safe; like every projection it belongs to one thread at a time.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace tally {
+
+struct UsageRef {
+  uint64_t seq = 0;
+  uint64_t content_hash = 0;
+  int64_t amount = 0;
+  bool operator==(const UsageRef&) const = default;
+};
+
+class UsageIds {
+ public:
+  using Handle = uint64_t;  // an entry's position in the arena
+  static constexpr size_t kIdBytesMax = 255;
+
+  UsageIds() = default;
+  UsageIds(UsageIds&&) noexcept = default;
+  UsageIds& operator=(UsageIds&&) noexcept = default;
+  UsageIds(const UsageIds&) = delete;
+  UsageIds& operator=(const UsageIds&) = delete;
+
+  std::optional<UsageRef> find(std::string_view id) const;
+  bool contains(std::string_view id) const { return find(id).has_value(); }
+  // Adds id -> ref unless id is there; returns the entry's handle and whether it was
+  // added. An existing entry is left as it is.
+  std::pair<Handle, bool> insert(std::string_view id, const UsageRef& ref);
+  std::string_view id_at(Handle handle) const;
+  UsageRef ref_at(Handle handle) const;
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  void clear();
+  // Bytes held by the table and the arena.
+  size_t memory_bytes() const;
+
+  // visit(Handle) for every entry, oldest first.
+  template <typename Visit>
+  void for_each(Visit&& visit) const {
+    for (size_t chunk = 0; chunk < chunks_.size(); ++chunk) {
+      const size_t used = chunk + 1 == chunks_.size() ? tail_used_ : chunk_used_[chunk];
+      for (size_t at = 0; at < used;) {
+        const Handle handle = (static_cast<Handle>(chunk) << kChunkBits) | at;
+        visit(handle);
+        at += record_bytes(static_cast<unsigned char>(chunks_[chunk][at]));
+      }
+    }
+  }
+
+ private:
+  static constexpr unsigned kChunkBits = 22;  // the largest arena chunk: 4 MiB
+  static constexpr size_t kChunkBytes = size_t{1} << kChunkBits;
+  static constexpr unsigned kFirstChunkBits = 12;
+  static constexpr size_t chunk_capacity(size_t chunk) {
+    return chunk + kFirstChunkBits >= kChunkBits ? kChunkBytes : size_t{1} << (kFirstChunkBits + chunk);
+  }
+  static constexpr size_t kRefBytes = 24;
+  static constexpr size_t record_bytes(size_t id_bytes) { return 1 + id_bytes + kRefBytes; }
+
+  const char* record(Handle handle) const { return chunks_[handle >> kChunkBits].get() + (handle & (kChunkBytes - 1)); }
+  // The slot holding id, or the empty slot where it would go.
+  size_t probe(std::string_view id, uint64_t hash) const;
+  void grow();
+
+  // A slot: 0 when empty, else the hash's top 16 bits, then handle + 1 in the low 48.
+  std::vector<uint64_t> slots_;
+  std::vector<std::unique_ptr<char[]>> chunks_;
+  std::vector<uint32_t> chunk_used_;  // bytes used in each chunk but the last
+  size_t tail_used_ = 0;              // bytes used in the last chunk
+  size_t size_ = 0;
+};
+
+}  // namespace tally

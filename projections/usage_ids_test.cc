@@ -1,0 +1,102 @@
+#include "projections/usage_ids.h"
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+#include <string>
+
+namespace tally {
+namespace {
+
+UsageRef ref_for(uint64_t n) { return UsageRef{n, n * 0x9e3779b97f4a7c15ull, static_cast<int64_t>(n % 1000) - 500}; }
+
+TEST(UsageIdsTest, FindsWhatWasInsertedAndNothingElse) {
+  UsageIds ids;
+  EXPECT_FALSE(ids.find("u1").has_value());
+  auto [first, added] = ids.insert("u1", ref_for(1));
+  EXPECT_TRUE(added);
+  EXPECT_EQ(ids.id_at(first), "u1");
+  EXPECT_EQ(ids.ref_at(first), ref_for(1));
+  EXPECT_EQ(ids.find("u1"), ref_for(1));
+  EXPECT_FALSE(ids.find("u").has_value());
+  EXPECT_FALSE(ids.find("u10").has_value());
+  EXPECT_FALSE(ids.find("U1").has_value());
+  EXPECT_EQ(ids.size(), 1u);
+}
+
+TEST(UsageIdsTest, ASecondInsertKeepsTheFirstEntry) {
+  UsageIds ids;
+  const auto [handle, added] = ids.insert("job-7", ref_for(7));
+  ASSERT_TRUE(added);
+  const auto [again, added_again] = ids.insert("job-7", ref_for(8));
+  EXPECT_FALSE(added_again);
+  EXPECT_EQ(again, handle);
+  EXPECT_EQ(ids.find("job-7"), ref_for(7));
+  EXPECT_EQ(ids.size(), 1u);
+}
+
+TEST(UsageIdsTest, EmptyAndLongestIdsAndEveryByteValue) {
+  UsageIds ids;
+  const std::string longest(UsageIds::kIdBytesMax, 'x');
+  std::string bytes;
+  for (int c = 0; c < 256; ++c) bytes += static_cast<char>(c);
+  ids.insert("", ref_for(1));
+  ids.insert(longest, ref_for(2));
+  ids.insert(bytes.substr(0, 200), ref_for(3));
+  EXPECT_EQ(ids.find(""), ref_for(1));
+  EXPECT_EQ(ids.find(longest), ref_for(2));
+  EXPECT_EQ(ids.find(bytes.substr(0, 200)), ref_for(3));
+  EXPECT_FALSE(ids.find(longest.substr(1)).has_value());
+}
+
+// Against std::map through many growths of the table and many arena chunks (the arena
+// starts with 4 KiB chunks and reaches its 4 MiB ones after about 170,000 short ids).
+TEST(UsageIdsTest, MatchesAMapThroughGrowthAndVisitsInInsertionOrder) {
+  UsageIds ids;
+  std::map<std::string, UsageRef> expected;
+  std::vector<std::string> order;
+  std::mt19937_64 random(42);
+  for (uint64_t n = 0; n < 300'000; ++n) {
+    // Mostly new ids of varied length, some repeats.
+    std::string id;
+    if (random() % 8 == 0 && !order.empty()) {
+      id = order[random() % order.size()];
+    } else {
+      id = fmt::format("u{}{}", random() % 2'000'000, std::string(random() % 40, 'z'));
+    }
+    const bool fresh = !expected.contains(id);
+    const auto [handle, added] = ids.insert(id, ref_for(n));
+    ASSERT_EQ(added, fresh) << id;
+    if (fresh) {
+      expected.emplace(id, ref_for(n));
+      order.push_back(id);
+    }
+    ASSERT_EQ(ids.id_at(handle), id);
+  }
+  ASSERT_EQ(ids.size(), expected.size());
+  for (const auto& [id, ref] : expected) ASSERT_EQ(ids.find(id), ref) << id;
+  for (int i = 0; i < 1000; ++i) EXPECT_FALSE(ids.find(fmt::format("absent{}", i)).has_value());
+
+  size_t visited = 0;
+  ids.for_each([&](UsageIds::Handle handle) {
+    ASSERT_LT(visited, order.size());
+    EXPECT_EQ(ids.id_at(handle), order[visited]);
+    EXPECT_EQ(ids.ref_at(handle), expected.at(order[visited]));
+    ++visited;
+  });
+  EXPECT_EQ(visited, order.size());
+  // The memory is the packed records, the table (at least 7/16 full, so at most
+  // 8 x 16/7 = 18.3 bytes per id) and the unused tail of the last 4 MiB chunk.
+  size_t record_bytes = 0;
+  for (const std::string& id : order) record_bytes += 1 + id.size() + 24;
+  EXPECT_LE(ids.memory_bytes(), record_bytes + 19 * ids.size() + (size_t{4} << 20));
+
+  ids.clear();
+  EXPECT_EQ(ids.size(), 0u);
+  EXPECT_FALSE(ids.find(order.front()).has_value());
+}
+
+}  // namespace
+}  // namespace tally
