@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -18,6 +20,7 @@
 #include "engine/engine.h"
 #include "engine/values.h"
 #include "projections/balances.h"
+#include "projections/statements.h"
 
 namespace tally {
 
@@ -785,7 +788,7 @@ TEST_F(CreditsTest, LotsExpireAtEngineTime) {
   EXPECT_EQ(run(usage("u1", "alice@acme.io", "primary", "1")).status.code, ErrorCode::kInsufficientCredits);
   EXPECT_EQ(balances().expired, credits(5));
   EXPECT_TRUE(lot("g1").expired);
-  const std::vector<StatementEntry>& entries = *engine_->state().statements.entries("acme", 0);
+  const StatementAccount& entries = *engine_->state().statements.entries("acme", 0);
   EXPECT_EQ(entry_kind_name(entries.back().kind), "expiry");
   EXPECT_EQ(entries.back().time_us, expiry);
   EXPECT_EQ(entries.back().amount, -credits(5));
@@ -853,6 +856,55 @@ TEST_F(CreditsTest, DeletingAWorkspaceReturnsItsCreditsToThePrimary) {
   EXPECT_EQ(workspace("w1").consumed, 0);
 }
 
+// Statement entries are kept packed (an amount is the difference of two running
+// balances); rows written from them load back to the same entries, and a row whose
+// balance does not follow from the one before it (a row missing, say) is refused.
+TEST_F(CreditsTest, StatementRowsLoadBackAndABrokenRunningBalanceIsRefused) {
+  create_org("budget");
+  grant("g1", "plan", "10");
+  ok(transfer("primary", "w1", "4"));
+  ok(usage("u1", "bob@acme.io", "w1", "1"));
+  ok(reserve("h1", "bob@acme.io", "w1", "2"));
+  ok(settle("h1", "bob@acme.io", "0.5"));
+
+  struct Rows final : RowSink {
+    std::vector<std::pair<std::string, std::string>> rows;
+    void put(std::string_view key, std::string_view value) override { rows.emplace_back(key, value); }
+    void erase(std::string_view) override {}
+  } dumped;
+  const StatementsProjection& live = engine_->state().statements;
+  live.dump(&dumped);
+  std::sort(dumped.rows.begin(), dumped.rows.end());  // the store's key order
+
+  StatementsProjection loaded;
+  for (const auto& [key, value] : dumped.rows) ASSERT_TRUE(loaded.load_row(key, value)) << key;
+  for (uint32_t w = 0; w < 2; ++w) {  // primary and w1; w2 has no entries
+    const StatementAccount* want = live.entries("acme", w);
+    const StatementAccount* got = loaded.entries("acme", w);
+    ASSERT_NE(want, nullptr);
+    ASSERT_NE(got, nullptr);
+    ASSERT_EQ(got->size(), want->size());
+    for (size_t i = 0; i < want->size(); ++i) {
+      const StatementEntry a = (*want)[i], b = (*got)[i];
+      EXPECT_EQ(std::tie(a.seq, a.time_us, a.kind, a.amount, a.balance, a.ref, a.other_workspace),
+                std::tie(b.seq, b.time_us, b.kind, b.amount, b.balance, b.ref, b.other_workspace));
+    }
+  }
+  EXPECT_EQ((*loaded.entries("acme", 1))[1].ref, "u1");
+
+  // w1's rows without its second entry: the third no longer adds up.
+  StatementsProjection broken;
+  size_t w1_rows = 0;
+  bool refused = false;
+  for (const auto& [key, value] : dumped.rows) {
+    const bool in_w1 = key.find(std::string("acme\0\0\0\0\1", 9)) != std::string::npos;
+    if (in_w1 && ++w1_rows == 2) continue;
+    if (!broken.load_row(key, value)) refused = true;
+  }
+  EXPECT_EQ(w1_rows, 4u);
+  EXPECT_TRUE(refused);
+}
+
 // ---- queries ----------------------------------------------------------------------------
 
 TEST_F(CreditsTest, StatementsCarryRunningBalances) {
@@ -869,7 +921,7 @@ TEST_F(CreditsTest, StatementsCarryRunningBalances) {
     int64_t amount, balance;
   };
   auto check = [&](uint32_t workspace_id, const std::vector<Expected>& expected) {
-    const std::vector<StatementEntry>* entries = engine_->state().statements.entries("acme", workspace_id);
+    const StatementAccount* entries = engine_->state().statements.entries("acme", workspace_id);
     ASSERT_NE(entries, nullptr);
     ASSERT_EQ(entries->size(), expected.size());
     for (size_t i = 0; i < expected.size(); ++i) {

@@ -210,23 +210,22 @@ std::string write_usage(const Org& org, const UsageProjection& usage, const Quer
 void write_statement(const Org& org, const StatementsProjection& statements, uint32_t workspace, const Query& query, JsonWriter& out) {
   out.field("workspace", org.workspaces[workspace].name);
   out.key("entries").begin_array();
-  const std::vector<StatementEntry>* entries = statements.entries(org.id, workspace);
+  const StatementAccount* entries = statements.entries(org.id, workspace);
   uint64_t next = 0;
   if (entries != nullptr) {
-    auto it = std::upper_bound(entries->begin(), entries->end(), query.after_seq,
-                               [](uint64_t seq, const StatementEntry& entry) { return seq < entry.seq; });
-    uint32_t written = 0;
-    for (; it != entries->end() && written < query.limit; ++it, ++written) {
-      out.begin_object().field("seq", it->seq).field("at", format_time(it->time_us)).field("kind", entry_kind_name(it->kind));
-      out.field("credits", format_credits(it->amount)).field("balance", format_credits(it->balance));
-      if (!it->ref.empty()) out.field("ref", it->ref);
-      if (it->other_workspace != workspace && it->other_workspace < org.workspaces.size()) {
-        out.field("other_workspace", org.workspaces[it->other_workspace].name);
+    size_t i = entries->first_after(query.after_seq);
+    for (uint32_t written = 0; i < entries->size() && written < query.limit; ++i, ++written) {
+      const StatementEntry entry = (*entries)[i];
+      out.begin_object().field("seq", entry.seq).field("at", format_time(entry.time_us)).field("kind", entry_kind_name(entry.kind));
+      out.field("credits", format_credits(entry.amount)).field("balance", format_credits(entry.balance));
+      if (!entry.ref.empty()) out.field("ref", entry.ref);
+      if (entry.other_workspace != workspace && entry.other_workspace < org.workspaces.size()) {
+        out.field("other_workspace", org.workspaces[entry.other_workspace].name);
       }
       out.end_object();
-      next = it->seq;
+      next = entry.seq;
     }
-    if (it == entries->end()) next = 0;
+    if (i == entries->size()) next = 0;
   }
   out.end_array();
   if (next != 0) out.field("next_after_seq", next);

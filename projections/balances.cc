@@ -587,7 +587,8 @@ void BalancesProjection::dump(RowSink* sink) const {
     for (uint32_t i = 0; i < o.workspaces.size(); ++i) write_row({RowKind::kWorkspace, &id, i}, sink);
     for (const auto& [user, m] : o.members) write_row({RowKind::kMember, &id, 0, &user}, sink);
     for (const auto& [hold, h] : o.holds) write_row({RowKind::kHold, &id, 0, &hold}, sink);
-    o.usage_ids.for_each([&](UsageIds::Handle usage) { write_row({RowKind::kUsage, &id, 0, nullptr, usage}, sink); });
+    const std::string* org_id = &id;  // clang 14 lambdas cannot capture structured bindings
+    o.usage_ids.for_each([&](UsageIds::Handle usage) { write_row({RowKind::kUsage, org_id, 0, nullptr, usage}, sink); });
   }
   sink->put(checkpoint_key(), be64(checkpoint_));
 }
@@ -604,10 +605,17 @@ bool BalancesProjection::load_row(std::string_view key, std::string_view value) 
   const char kind = key[prefix.size()];
   const std::string_view rest = key.substr(prefix.size() + 2);
   const size_t nul = rest.find('\0');
-  const std::string org_id(rest.substr(0, nul));
+  const std::string_view org_id = rest.substr(0, nul);
   const std::string_view sub = nul == std::string_view::npos ? std::string_view() : rest.substr(nul + 1);
   if ((kind == 'o') != (nul == std::string_view::npos)) return false;
-  OrgBalances& o = orgs_[org_id];
+  // Rows arrive in key order, an organization's together: look it up once per run.
+  if (loading_ == nullptr || loading_id_ != org_id) {
+    auto it = orgs_.find(org_id);
+    if (it == orgs_.end()) it = orgs_.emplace(std::string(org_id), OrgBalances{}).first;
+    loading_ = &it->second;
+    loading_id_ = org_id;
+  }
+  OrgBalances& o = *loading_;
   RowReader in(value);
   switch (kind) {
     case 'o':
@@ -704,6 +712,7 @@ void BalancesProjection::rebuild_timers() {
 
 void BalancesProjection::clear() {
   orgs_.clear();
+  loading_ = nullptr;
   timers_.clear();
   changed_.clear();
   anomalies_ = 0;

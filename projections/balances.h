@@ -178,6 +178,9 @@ class BalancesProjection final : public Projection {
   std::set<Timer> timers_;
   std::vector<Changed> changed_;
   uint64_t anomalies_ = 0;
+  // load_row's last organization (map nodes never move).
+  OrgBalances* loading_ = nullptr;
+  std::string loading_id_;
 };
 
 }  // namespace tally

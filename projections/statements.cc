@@ -1,5 +1,8 @@
 #include "projections/statements.h"
 
+#include <algorithm>
+#include <cstring>
+
 #include "engine/log.h"
 #include "engine/values.h"
 #include "projections/codec.h"
@@ -35,22 +38,61 @@ constexpr std::string_view kKindNames[] = {"grant",        "bank_release", "tran
 
 std::string_view entry_kind_name(EntryKind kind) { return kKindNames[static_cast<size_t>(kind)]; }
 
-const std::vector<StatementEntry>* StatementsProjection::entries(std::string_view org, uint32_t workspace) const {
+uint64_t RefArena::add(std::string_view ref) {
+  if (ref.empty()) return 0;
+  ref = ref.substr(0, kRefBytesMax);
+  constexpr size_t kChunkBytes = size_t{1} << kChunkBits;
+  if (chunks_.empty() || tail_used_ + ref.size() > kChunkBytes) {
+    chunks_.push_back(std::unique_ptr<char[]>(new char[kChunkBytes]));  // not zeroed: untouched pages cost nothing
+    tail_used_ = 0;
+  }
+  std::memcpy(chunks_.back().get() + tail_used_, ref.data(), ref.size());
+  const uint64_t position = (static_cast<uint64_t>(chunks_.size() - 1) << kChunkBits) | tail_used_;
+  tail_used_ += ref.size();
+  return position << 8 | ref.size();
+}
+
+std::string_view RefArena::get(uint64_t handle) const {
+  const size_t size = handle & 0xff;
+  if (size == 0) return {};
+  const uint64_t position = handle >> 8;
+  return {chunks_[position >> kChunkBits].get() + (position & ((uint64_t{1} << kChunkBits) - 1)), size};
+}
+
+StatementEntry StatementAccount::operator[](size_t i) const {
+  const PackedEntry& packed = entries_[i];
+  const int64_t before = i == 0 ? 0 : entries_[i - 1].balance;
+  return StatementEntry{packed.seq, packed.time_us, packed.kind, packed.balance - before, packed.balance, refs_->get(packed.ref),
+                        packed.other_workspace};
+}
+
+size_t StatementAccount::first_after(uint64_t seq) const {
+  return std::upper_bound(entries_.begin(), entries_.end(), seq, [](uint64_t s, const PackedEntry& entry) { return s < entry.seq; }) -
+         entries_.begin();
+}
+
+const StatementAccount* StatementsProjection::entries(std::string_view org, uint32_t workspace) const {
   auto it = orgs_.find(org);
   if (it == orgs_.end() || workspace >= it->second.size()) return nullptr;
   return &it->second[workspace];
 }
 
-void StatementsProjection::add(std::string_view org, uint32_t workspace, const fb::Envelope& event, EntryKind kind, int64_t amount,
-                               std::string_view ref, uint32_t other) {
+StatementAccount& StatementsProjection::account(std::string_view org, uint32_t workspace, const std::string** org_key) {
   auto it = orgs_.find(org);
   if (it == orgs_.end()) it = orgs_.emplace(std::string(org), Accounts{}).first;
   Accounts& accounts = it->second;
-  if (accounts.size() <= workspace) accounts.resize(workspace + 1);
-  std::vector<StatementEntry>& entries = accounts[workspace];
+  while (accounts.size() <= workspace) accounts.emplace_back(refs_.get());
+  if (org_key != nullptr) *org_key = &it->first;
+  return accounts[workspace];
+}
+
+void StatementsProjection::add(std::string_view org, uint32_t workspace, const fb::Envelope& event, EntryKind kind, int64_t amount,
+                               std::string_view ref, uint32_t other) {
+  const std::string* org_key;
+  std::deque<PackedEntry>& entries = account(org, workspace, &org_key).entries_;
   const int64_t before = entries.empty() ? 0 : entries.back().balance;
-  entries.push_back(StatementEntry{event.seq(), event.time_us(), kind, amount, before + amount, std::string(ref), other});
-  pending_.push_back({&it->first, workspace, entries.size() - 1});
+  entries.push_back(PackedEntry{event.seq(), event.time_us(), before + amount, refs_->add(ref), other, kind});
+  pending_.push_back({org_key, workspace, entries.size() - 1});
 }
 
 void StatementsProjection::apply(const fb::Envelope& event) {
@@ -122,7 +164,7 @@ void StatementsProjection::flush(RowSink* sink) {
 void StatementsProjection::dump(RowSink* sink) const {
   for (const auto& [org, accounts] : orgs_) {
     for (uint32_t w = 0; w < accounts.size(); ++w) {
-      for (const StatementEntry& entry : accounts[w]) write_row(org, w, entry, sink);
+      for (size_t i = 0; i < accounts[w].size(); ++i) write_row(org, w, accounts[w][i], sink);
     }
   }
   sink->put(checkpoint_key(), be64(checkpoint_));
@@ -140,26 +182,28 @@ bool StatementsProjection::load_row(std::string_view key, std::string_view value
   uint32_t workspace = 0;
   for (char c : rest.substr(nul + 1, 4)) workspace = (workspace << 8) | static_cast<uint8_t>(c);
   if (workspace >= kWorkspacesPerOrgMax) return false;
-  StatementEntry entry;
-  entry.seq = read_be64(rest.substr(nul + 5));
+  const uint64_t seq = read_be64(rest.substr(nul + 5));
   RowReader in(value);
-  entry.time_us = in.i64();
+  const int64_t time_us = in.i64();
   const uint8_t kind = in.u8();
   if (kind >= std::size(kKindNames)) return false;
-  entry.kind = static_cast<EntryKind>(kind);
-  entry.amount = in.i64();
-  entry.balance = in.i64();
-  entry.ref = in.str();
-  entry.other_workspace = in.u32();
-  // Rows load in key order, so each account's entries arrive oldest first.
-  Accounts& accounts = orgs_[std::string(rest.substr(0, nul))];
-  if (accounts.size() <= workspace) accounts.resize(workspace + 1);
-  accounts[workspace].push_back(std::move(entry));
-  return in.done();
+  const int64_t amount = in.i64();
+  const int64_t balance = in.i64();
+  const std::string ref = in.str();
+  const uint32_t other = in.u32();
+  if (!in.done() || ref.size() > RefArena::kRefBytesMax) return false;
+  // Rows load in key order, so each account's entries arrive oldest first, and each
+  // balance must be the one before it plus the entry's amount.
+  std::deque<PackedEntry>& entries = account(rest.substr(0, nul), workspace, nullptr).entries_;
+  const int64_t before = entries.empty() ? 0 : entries.back().balance;
+  if ((!entries.empty() && entries.back().seq >= seq) || balance - before != amount) return false;
+  entries.push_back(PackedEntry{seq, time_us, balance, refs_->add(ref), other, static_cast<EntryKind>(kind)});
+  return true;
 }
 
 void StatementsProjection::clear() {
   orgs_.clear();
+  refs_ = std::make_unique<RefArena>();
   pending_.clear();
   checkpoint_ = 0;
 }

@@ -669,7 +669,7 @@ class Harness {
     expect_equal(ws.consumed, want.consumed, name + " consumed");
     expect_portions(ws.holdings, model_.ordered(want.holdings), name);
     // The statement's running balance ends at what the workspace holds.
-    const std::vector<StatementEntry>* entries = engine_->state().statements.entries(kOrg, w);
+    const StatementAccount* entries = engine_->state().statements.entries(kOrg, w);
     expect_equal(entries == nullptr || entries->empty() ? 0 : entries->back().balance, model_.available(w), name + " statement balance");
   }
 
