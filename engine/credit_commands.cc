@@ -3,6 +3,8 @@
 // expires lots and times out holds.
 #include <xxhash.h>
 
+#include <charconv>
+
 #include <algorithm>
 #include <limits>
 
@@ -226,11 +228,32 @@ Status check_spend(const CommandContext& context, const Org& org, uint32_t works
   return Status::Ok();
 }
 
-// Fingerprint of what a usage command asks for, for permanent idempotency.
+// Fingerprint of what a usage command asks for, for permanent idempotency: XXH3 of its
+// fields in decimal, one per line. The log keeps it, so these bytes must never change
+// (CreditsTest.UsageFingerprintIsPinned checks them).
 uint64_t usage_fingerprint(const Command& command, const std::string& user) {
-  const std::string text = fmt::format("{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}", command.org, command.workspace, user, command.tool,
-                                       command.model, *command.quantity, command.unit, command.credits_micro.value_or(-1),
-                                       *command.occurred_at_us);
+  std::string text;
+  text.reserve(command.org.size() + command.workspace.size() + user.size() + command.tool.size() + command.model.size() +
+               command.unit.size() + 3 * 21 + 8);
+  auto field = [&](std::string_view value) {
+    text += value;
+    text += '\n';
+  };
+  auto number = [&](int64_t value) {
+    char digits[24];
+    text.append(digits, std::to_chars(digits, digits + sizeof digits, value).ptr);
+  };
+  field(command.org);
+  field(command.workspace);
+  field(user);
+  field(command.tool);
+  field(command.model);
+  number(*command.quantity);
+  text += '\n';
+  field(command.unit);
+  number(command.credits_micro.value_or(-1));
+  text += '\n';
+  number(*command.occurred_at_us);
   return XXH3_64bits(text.data(), text.size());
 }
 

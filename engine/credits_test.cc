@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <xxhash.h>
 
 #include "engine/clock.h"
 #include "engine/command.h"
@@ -594,6 +595,20 @@ TEST_F(CreditsTest, UsageIdsAreIdempotentAcrossRestarts) {
   EXPECT_EQ(engine_->store().last_seq(), log_end);
   EXPECT_EQ(balances().consumed, credits(2));
   EXPECT_EQ(workspace("primary").available, credits(8));
+}
+
+// The usage fingerprint is stored in the log and compared on every retry, so its bytes
+// must never change: XXH3-64 of org, workspace, user, tool, model, quantity, unit,
+// credits in micro-credits (-1 when priced) and occurred_at in microseconds, one per
+// line, numbers in decimal.
+TEST_F(CreditsTest, UsageFingerprintIsPinned) {
+  create_org("shared");
+  grant("g1", "plan", "10");
+  ok(usage("u1", "bob@acme.io", "w1", "2.5"));
+  const std::string text = fmt::format("acme\nw1\nbob@acme.io\nchat\nm1\n1\ntokens\n2500000\n{}", clock_.now_us());
+  const std::optional<UsageRef> recorded = balances().usage_ids.find("u1");
+  ASSERT_TRUE(recorded.has_value());
+  EXPECT_EQ(recorded->content_hash, XXH3_64bits(text.data(), text.size()));
 }
 
 TEST_F(CreditsTest, IdConflictForTheSameUsageIdWithOtherContent) {
