@@ -213,9 +213,10 @@ void write_statement(const Org& org, const StatementsProjection& statements, uin
   const StatementAccount* entries = statements.entries(org.id, workspace);
   uint64_t next = 0;
   if (entries != nullptr) {
-    size_t i = entries->first_after(query.after_seq);
-    for (uint32_t written = 0; i < entries->size() && written < query.limit; ++i, ++written) {
-      const StatementEntry entry = (*entries)[i];
+    const size_t first = entries->first_after(query.after_seq);
+    size_t written = 0;
+    entries->for_each_from(first, [&](const StatementEntry& entry) {
+      if (written == query.limit) return false;
       out.begin_object().field("seq", entry.seq).field("at", format_time(entry.time_us)).field("kind", entry_kind_name(entry.kind));
       out.field("credits", format_credits(entry.amount)).field("balance", format_credits(entry.balance));
       if (!entry.ref.empty()) out.field("ref", entry.ref);
@@ -224,8 +225,10 @@ void write_statement(const Org& org, const StatementsProjection& statements, uin
       }
       out.end_object();
       next = entry.seq;
-    }
-    if (i == entries->size()) next = 0;
+      ++written;
+      return true;
+    });
+    if (first + written == entries->size()) next = 0;
   }
   out.end_array();
   if (next != 0) out.field("next_after_seq", next);

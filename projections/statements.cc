@@ -1,8 +1,8 @@
 #include "projections/statements.h"
 
 #include <algorithm>
-#include <cstring>
 
+#include "engine/assert.h"
 #include "engine/log.h"
 #include "engine/values.h"
 #include "projections/codec.h"
@@ -36,40 +36,9 @@ constexpr std::string_view kKindNames[] = {"grant",        "bank_release", "tran
 
 }  // namespace
 
+static_assert(std::size(kKindNames) == kEntryKinds);
+
 std::string_view entry_kind_name(EntryKind kind) { return kKindNames[static_cast<size_t>(kind)]; }
-
-uint64_t RefArena::add(std::string_view ref) {
-  if (ref.empty()) return 0;
-  ref = ref.substr(0, kRefBytesMax);
-  constexpr size_t kChunkBytes = size_t{1} << kChunkBits;
-  if (chunks_.empty() || tail_used_ + ref.size() > kChunkBytes) {
-    chunks_.push_back(std::unique_ptr<char[]>(new char[kChunkBytes]));  // not zeroed: untouched pages cost nothing
-    tail_used_ = 0;
-  }
-  std::memcpy(chunks_.back().get() + tail_used_, ref.data(), ref.size());
-  const uint64_t position = (static_cast<uint64_t>(chunks_.size() - 1) << kChunkBits) | tail_used_;
-  tail_used_ += ref.size();
-  return position << 8 | ref.size();
-}
-
-std::string_view RefArena::get(uint64_t handle) const {
-  const size_t size = handle & 0xff;
-  if (size == 0) return {};
-  const uint64_t position = handle >> 8;
-  return {chunks_[position >> kChunkBits].get() + (position & ((uint64_t{1} << kChunkBits) - 1)), size};
-}
-
-StatementEntry StatementAccount::operator[](size_t i) const {
-  const PackedEntry& packed = entries_[i];
-  const int64_t before = i == 0 ? 0 : entries_[i - 1].balance;
-  return StatementEntry{packed.seq, packed.time_us, packed.kind, packed.balance - before, packed.balance, refs_->get(packed.ref),
-                        packed.other_workspace};
-}
-
-size_t StatementAccount::first_after(uint64_t seq) const {
-  return std::upper_bound(entries_.begin(), entries_.end(), seq, [](uint64_t s, const PackedEntry& entry) { return s < entry.seq; }) -
-         entries_.begin();
-}
 
 const StatementAccount* StatementsProjection::entries(std::string_view org, uint32_t workspace) const {
   auto it = orgs_.find(org);
@@ -81,7 +50,7 @@ StatementAccount& StatementsProjection::account(std::string_view org, uint32_t w
   auto it = orgs_.find(org);
   if (it == orgs_.end()) it = orgs_.emplace(std::string(org), Accounts{}).first;
   Accounts& accounts = it->second;
-  while (accounts.size() <= workspace) accounts.emplace_back(refs_.get());
+  if (accounts.size() <= workspace) accounts.resize(workspace + 1);
   if (org_key != nullptr) *org_key = &it->first;
   return accounts[workspace];
 }
@@ -89,10 +58,16 @@ StatementAccount& StatementsProjection::account(std::string_view org, uint32_t w
 void StatementsProjection::add(std::string_view org, uint32_t workspace, const fb::Envelope& event, EntryKind kind, int64_t amount,
                                std::string_view ref, uint32_t other) {
   const std::string* org_key;
-  std::deque<PackedEntry>& entries = account(org, workspace, &org_key).entries_;
-  const int64_t before = entries.empty() ? 0 : entries.back().balance;
-  entries.push_back(PackedEntry{event.seq(), event.time_us(), before + amount, refs_->add(ref), other, kind});
-  pending_.push_back({org_key, workspace, entries.size() - 1});
+  StatementAccount& entries = account(org, workspace, &org_key);
+  ref = ref.substr(0, StatementAccount::kRefBytesMax);  // engine ids are at most 64 bytes
+  // Sequence numbers never fall through the log, and the ref fits: nothing to refuse.
+  const bool appended = entries.append(event.seq(), event.time_us(), kind, amount, ref, other);
+  TALLY_ASSERT(appended);
+  Pending& pending = pending_.emplace_back();
+  pending.org = org_key;
+  pending.workspace = workspace;
+  pending.entry = StatementEntry{event.seq(), event.time_us(), kind, amount, entries.balance(), {}, other};
+  pending.ref = ref;
 }
 
 void StatementsProjection::apply(const fb::Envelope& event) {
@@ -156,7 +131,10 @@ void StatementsProjection::write_row(const std::string& org, uint32_t workspace,
 }
 
 void StatementsProjection::flush(RowSink* sink) {
-  for (const Pending& p : pending_) write_row(*p.org, p.workspace, orgs_.find(*p.org)->second[p.workspace][p.index], sink);
+  for (Pending& p : pending_) {
+    p.entry.ref = p.ref;
+    write_row(*p.org, p.workspace, p.entry, sink);
+  }
   pending_.clear();
   sink->put(checkpoint_key(), be64(checkpoint_));
 }
@@ -164,7 +142,10 @@ void StatementsProjection::flush(RowSink* sink) {
 void StatementsProjection::dump(RowSink* sink) const {
   for (const auto& [org, accounts] : orgs_) {
     for (uint32_t w = 0; w < accounts.size(); ++w) {
-      for (size_t i = 0; i < accounts[w].size(); ++i) write_row(org, w, accounts[w][i], sink);
+      accounts[w].for_each_from(0, [&](const StatementEntry& entry) {
+        write_row(org, w, entry, sink);
+        return true;
+      });
     }
   }
   sink->put(checkpoint_key(), be64(checkpoint_));
@@ -186,24 +167,21 @@ bool StatementsProjection::load_row(std::string_view key, std::string_view value
   RowReader in(value);
   const int64_t time_us = in.i64();
   const uint8_t kind = in.u8();
-  if (kind >= std::size(kKindNames)) return false;
+  if (kind >= kEntryKinds) return false;
   const int64_t amount = in.i64();
   const int64_t balance = in.i64();
   const std::string ref = in.str();
   const uint32_t other = in.u32();
-  if (!in.done() || ref.size() > RefArena::kRefBytesMax) return false;
+  if (!in.done()) return false;
   // Rows load in key order, so each account's entries arrive oldest first, and each
   // balance must be the one before it plus the entry's amount.
-  std::deque<PackedEntry>& entries = account(rest.substr(0, nul), workspace, nullptr).entries_;
-  const int64_t before = entries.empty() ? 0 : entries.back().balance;
-  if ((!entries.empty() && entries.back().seq >= seq) || balance - before != amount) return false;
-  entries.push_back(PackedEntry{seq, time_us, balance, refs_->add(ref), other, static_cast<EntryKind>(kind)});
-  return true;
+  StatementAccount& entries = account(rest.substr(0, nul), workspace, nullptr);
+  if (balance - entries.balance() != amount) return false;
+  return entries.append(seq, time_us, static_cast<EntryKind>(kind), amount, ref, other);
 }
 
 void StatementsProjection::clear() {
   orgs_.clear();
-  refs_ = std::make_unique<RefArena>();
   pending_.clear();
   checkpoint_ = 0;
 }

@@ -14,6 +14,24 @@ constexpr uint64_t kTagMask = ~kHandleMask;
 
 uint64_t hash_of(std::string_view id) { return XXH3_64bits(id.data(), id.size()); }
 
+char* put_varint(char* out, uint64_t value) {
+  while (value >= 0x80) {
+    *out++ = static_cast<char>(value | 0x80);
+    value >>= 7;
+  }
+  *out++ = static_cast<char>(value);
+  return out;
+}
+
+const char* get_varint(const char* in, uint64_t* value) {
+  *value = 0;
+  for (unsigned shift = 0;; shift += 7) {
+    const auto byte = static_cast<uint8_t>(*in++);
+    *value |= static_cast<uint64_t>(byte & 0x7f) << shift;
+    if (byte < 0x80) return in;
+  }
+}
+
 }  // namespace
 
 std::string_view UsageIds::id_at(Handle handle) const {
@@ -25,10 +43,21 @@ UsageRef UsageIds::ref_at(Handle handle) const {
   const char* at = record(handle);
   at += 1 + static_cast<unsigned char>(at[0]);
   UsageRef ref;
-  std::memcpy(&ref.seq, at, 8);
-  std::memcpy(&ref.content_hash, at + 8, 8);
-  std::memcpy(&ref.amount, at + 16, 8);
+  std::memcpy(&ref.content_hash, at, 8);
+  at = get_varint(at + 8, &ref.seq);
+  uint64_t amount;
+  get_varint(at, &amount);
+  ref.amount = static_cast<int64_t>(amount >> 1) ^ -static_cast<int64_t>(amount & 1);
   return ref;
+}
+
+size_t UsageIds::record_size(Handle handle) const {
+  const char* start = record(handle);
+  const char* at = start + 1 + static_cast<unsigned char>(start[0]) + 8;
+  uint64_t ignored;
+  at = get_varint(at, &ignored);
+  at = get_varint(at, &ignored);
+  return static_cast<size_t>(at - start);
 }
 
 size_t UsageIds::probe(std::string_view id, uint64_t hash) const {
@@ -56,7 +85,13 @@ std::pair<UsageIds::Handle, bool> UsageIds::insert(std::string_view id, const Us
   const size_t i = probe(id, hash);
   if (slots_[i] != 0) return {(slots_[i] & kHandleMask) - 1, false};
 
-  const size_t bytes = record_bytes(id.size());
+  char record[kRecordBytesMax];
+  record[0] = static_cast<char>(id.size());
+  std::memcpy(record + 1, id.data(), id.size());
+  std::memcpy(record + 1 + id.size(), &ref.content_hash, 8);
+  char* end = put_varint(record + 1 + id.size() + 8, ref.seq);
+  end = put_varint(end, (static_cast<uint64_t>(ref.amount) << 1) ^ static_cast<uint64_t>(ref.amount >> 63));
+  const size_t bytes = static_cast<size_t>(end - record);
   if (chunks_.empty() || tail_used_ + bytes > chunk_capacity(chunks_.size() - 1)) {
     if (!chunks_.empty()) chunk_used_.push_back(static_cast<uint32_t>(tail_used_));
     // Not zeroed: only the bytes written count toward the process's memory.
@@ -65,13 +100,7 @@ std::pair<UsageIds::Handle, bool> UsageIds::insert(std::string_view id, const Us
   }
   const Handle handle = (static_cast<Handle>(chunks_.size() - 1) << kChunkBits) | tail_used_;
   TALLY_ASSERT(handle < kHandleMask);
-  char* at = chunks_.back().get() + tail_used_;
-  at[0] = static_cast<char>(id.size());
-  std::memcpy(at + 1, id.data(), id.size());
-  at += 1 + id.size();
-  std::memcpy(at, &ref.seq, 8);
-  std::memcpy(at + 8, &ref.content_hash, 8);
-  std::memcpy(at + 16, &ref.amount, 8);
+  std::memcpy(chunks_.back().get() + tail_used_, record, bytes);
   tail_used_ += bytes;
   slots_[i] = (hash & kTagMask) | (handle + 1);
   ++size_;

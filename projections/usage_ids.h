@@ -3,11 +3,12 @@
 //
 // It holds one entry per usage event ever recorded, so it is built for size: every
 // entry is packed into an append-only arena of chunks (one length byte, the id's bytes,
-// then the three numbers; chunks grow from 4 KiB to 4 MiB, so an organization with few
-// ids holds little), and an open-addressing table of 8-byte slots
-// points into it (16 bits of the id's hash beside a 48-bit arena position). About
-// 35 + id-length bytes per id, against about 90 for a std::unordered_map<std::string, …>
-// node and its bucket. Entries are never removed.
+// the 8-byte fingerprint, then seq and amount as LEB128 varints, the amount zigzagged;
+// chunks grow from 4 KiB to 4 MiB, so an organization with few ids holds little), and
+// an open-addressing table of 8-byte slots points into it (16 bits of the id's hash
+// beside a 48-bit arena position). About 15 + id-length bytes of record and 9 to 18 of
+// table per id, against about 90 for a std::unordered_map<std::string, …> node and its
+// bucket. Entries are never removed.
 //
 // Contract:
 //   - find() and insert() compare ids byte for byte; the hash only narrows the search.
@@ -67,7 +68,7 @@ class UsageIds {
       for (size_t at = 0; at < used;) {
         const Handle handle = (static_cast<Handle>(chunk) << kChunkBits) | at;
         visit(handle);
-        at += record_bytes(static_cast<unsigned char>(chunks_[chunk][at]));
+        at += record_size(handle);
       }
     }
   }
@@ -79,8 +80,8 @@ class UsageIds {
   static constexpr size_t chunk_capacity(size_t chunk) {
     return chunk + kFirstChunkBits >= kChunkBits ? kChunkBytes : size_t{1} << (kFirstChunkBits + chunk);
   }
-  static constexpr size_t kRefBytes = 24;
-  static constexpr size_t record_bytes(size_t id_bytes) { return 1 + id_bytes + kRefBytes; }
+  static constexpr size_t kRecordBytesMax = 1 + kIdBytesMax + 8 + 10 + 10;
+  size_t record_size(Handle handle) const;
 
   const char* record(Handle handle) const { return chunks_[handle >> kChunkBits].get() + (handle & (kChunkBytes - 1)); }
   // The slot holding id, or the empty slot where it would go.

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <map>
 #include <random>
 #include <string>
@@ -35,6 +36,16 @@ TEST(UsageIdsTest, ASecondInsertKeepsTheFirstEntry) {
   EXPECT_EQ(again, handle);
   EXPECT_EQ(ids.find("job-7"), ref_for(7));
   EXPECT_EQ(ids.size(), 1u);
+}
+
+TEST(UsageIdsTest, ExtremeNumbersReadBack) {
+  UsageIds ids;
+  const UsageRef largest{~uint64_t{0}, ~uint64_t{0}, std::numeric_limits<int64_t>::max()};
+  const UsageRef smallest{0, 0, std::numeric_limits<int64_t>::min()};
+  ids.insert("a", largest);
+  ids.insert("b", smallest);
+  EXPECT_EQ(ids.find("a"), largest);
+  EXPECT_EQ(ids.find("b"), smallest);
 }
 
 TEST(UsageIdsTest, EmptyAndLongestIdsAndEveryByteValue) {
@@ -89,8 +100,18 @@ TEST(UsageIdsTest, MatchesAMapThroughGrowthAndVisitsInInsertionOrder) {
   EXPECT_EQ(visited, order.size());
   // The memory is the packed records, the table (at least 7/16 full, so at most
   // 8 x 16/7 = 18.3 bytes per id) and the unused tail of the last 4 MiB chunk.
+  // A record: length byte, id, 8-byte fingerprint, seq and zigzagged amount as varints.
+  auto varint_size = [](uint64_t v) {
+    size_t n = 1;
+    for (; v >= 0x80; v >>= 7) ++n;
+    return n;
+  };
   size_t record_bytes = 0;
-  for (const std::string& id : order) record_bytes += 1 + id.size() + 24;
+  for (const std::string& id : order) {
+    const UsageRef ref = expected.at(id);
+    const uint64_t amount = (static_cast<uint64_t>(ref.amount) << 1) ^ static_cast<uint64_t>(ref.amount >> 63);
+    record_bytes += 1 + id.size() + 8 + varint_size(ref.seq) + varint_size(amount);
+  }
   EXPECT_LE(ids.memory_bytes(), record_bytes + 19 * ids.size() + (size_t{4} << 20));
 
   ids.clear();

@@ -1,0 +1,116 @@
+#include "projections/statement_account.h"
+
+#include <algorithm>
+
+#include "engine/assert.h"
+
+namespace tally {
+namespace {
+
+void put_varint(std::string& out, uint64_t value) {
+  while (value >= 0x80) {
+    out += static_cast<char>(value | 0x80);
+    value >>= 7;
+  }
+  out += static_cast<char>(value);
+}
+
+uint64_t get_varint(const std::string& in, size_t* pos) {
+  uint64_t value = 0;
+  for (unsigned shift = 0;; shift += 7) {
+    TALLY_ASSERT(*pos < in.size() && shift < 64);  // the account wrote these bytes itself
+    const auto byte = static_cast<uint8_t>(in[(*pos)++]);
+    value |= static_cast<uint64_t>(byte & 0x7f) << shift;
+    if (byte < 0x80) return value;
+  }
+}
+
+uint64_t zigzag(int64_t value) { return (static_cast<uint64_t>(value) << 1) ^ static_cast<uint64_t>(value >> 63); }
+int64_t unzigzag(uint64_t value) { return static_cast<int64_t>(value >> 1) ^ -static_cast<int64_t>(value & 1); }
+
+}  // namespace
+
+StatementEntry StatementAccount::start_of(const Group& group) {
+  StatementEntry start;
+  start.seq = group.seq_before;
+  start.time_us = group.time_before;
+  start.balance = group.balance_before;
+  return start;
+}
+
+StatementEntry StatementAccount::decode(const std::string& bytes, size_t* pos, const StatementEntry& previous) {
+  StatementEntry entry;
+  entry.kind = static_cast<EntryKind>(static_cast<uint8_t>(bytes[(*pos)++]));
+  entry.seq = previous.seq + get_varint(bytes, pos);
+  // Unsigned arithmetic: the differences were taken the same way, and wrap back.
+  entry.time_us = static_cast<int64_t>(static_cast<uint64_t>(previous.time_us) + static_cast<uint64_t>(unzigzag(get_varint(bytes, pos))));
+  entry.amount = unzigzag(get_varint(bytes, pos));
+  entry.balance = static_cast<int64_t>(static_cast<uint64_t>(previous.balance) + static_cast<uint64_t>(entry.amount));
+  entry.other_workspace = static_cast<uint32_t>(get_varint(bytes, pos));
+  const size_t ref_size = get_varint(bytes, pos);
+  TALLY_ASSERT(*pos + ref_size <= bytes.size());
+  entry.ref = std::string_view(bytes).substr(*pos, ref_size);
+  *pos += ref_size;
+  return entry;
+}
+
+bool StatementAccount::append(uint64_t seq, int64_t time_us, EntryKind kind, int64_t amount, std::string_view ref, uint32_t other_workspace) {
+  if (seq < last_seq_ || ref.size() > kRefBytesMax) return false;
+  if (size_ % kGroupEntries == 0) {
+    if (!groups_.empty()) groups_.back().bytes.shrink_to_fit();  // a full group takes no more than it needs
+    groups_.push_back(Group{last_seq_, last_time_, last_balance_, {}});
+  }
+  std::string& out = groups_.back().bytes;
+  out += static_cast<char>(kind);
+  put_varint(out, seq - last_seq_);
+  put_varint(out, zigzag(static_cast<int64_t>(static_cast<uint64_t>(time_us) - static_cast<uint64_t>(last_time_))));
+  put_varint(out, zigzag(amount));
+  put_varint(out, other_workspace);
+  put_varint(out, ref.size());
+  out += ref;
+  ++size_;
+  last_seq_ = seq;
+  last_time_ = time_us;
+  last_balance_ = static_cast<int64_t>(static_cast<uint64_t>(last_balance_) + static_cast<uint64_t>(amount));
+  return true;
+}
+
+StatementEntry StatementAccount::operator[](size_t i) const {
+  TALLY_ASSERT(i < size_);
+  const Group& group = groups_[i / kGroupEntries];
+  StatementEntry entry = start_of(group);
+  size_t pos = 0;
+  for (size_t k = 0; k <= i % kGroupEntries; ++k) entry = decode(group.bytes, &pos, entry);
+  return entry;
+}
+
+uint64_t StatementAccount::last_seq_of(size_t group) const { return group + 1 < groups_.size() ? groups_[group + 1].seq_before : last_seq_; }
+
+size_t StatementAccount::first_after(uint64_t seq) const {
+  // The first group whose last entry is above seq, then the first such entry in it.
+  size_t low = 0, high = groups_.size();
+  while (low < high) {
+    const size_t middle = low + (high - low) / 2;
+    if (last_seq_of(middle) > seq) {
+      high = middle;
+    } else {
+      low = middle + 1;
+    }
+  }
+  if (low == groups_.size()) return size_;
+  const Group& group = groups_[low];
+  StatementEntry entry = start_of(group);
+  size_t pos = 0;
+  for (size_t index = low * kGroupEntries;; ++index) {
+    entry = decode(group.bytes, &pos, entry);
+    if (entry.seq > seq) return index;
+  }
+}
+
+size_t StatementAccount::memory_bytes() const {
+  size_t bytes = groups_.capacity() * sizeof(Group);
+  for (const Group& group : groups_) bytes += group.bytes.capacity() > 15 ? group.bytes.capacity() + 1 : 0;
+  return bytes;
+}
+
+}  // namespace tally
