@@ -172,10 +172,10 @@ Status Store::open(const StoreOptions& options, std::unique_ptr<Store>* out) {
   // from the memtable on the hot path, so a vector memtable fits: inserts are appends,
   // and the sort happens when a background thread flushes it.
   rocksdb::ColumnFamilyOptions log_options;
-  log_options.write_buffer_size = 128 << 20;
+  log_options.write_buffer_size = 64 << 20;
   log_options.memtable_factory = std::make_shared<rocksdb::VectorRepFactory>();
   rocksdb::ColumnFamilyOptions state_options;
-  state_options.write_buffer_size = 128 << 20;
+  state_options.write_buffer_size = 64 << 20;
   state_options.memtable_factory = std::make_shared<rocksdb::VectorRepFactory>();
 
   std::vector<rocksdb::ColumnFamilyDescriptor> families = {
