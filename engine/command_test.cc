@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <set>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -442,6 +443,36 @@ TEST(EncodeCommand, CanonicalLinesComeBackUnchanged) {
     ASSERT_TRUE(decode(line, &command).ok()) << line;
     EXPECT_EQ(encode_command(command), line);
   }
+}
+
+}  // namespace
+}  // namespace tally
+
+namespace tally {
+namespace {
+
+// The escapes JSON needs, alone, in runs and at either end; other bytes pass as they are.
+TEST(JsonWriterTest, EscapesOnlyWhatJsonNeeds) {
+  auto quoted = [](std::string_view text) {
+    std::string out;
+    append_json_string(&out, text);
+    return out;
+  };
+  EXPECT_EQ(quoted(""), R"("")");
+  EXPECT_EQ(quoted("plain text"), R"("plain text")");
+  EXPECT_EQ(quoted(R"(say "hi")"), R"("say \"hi\"")");
+  EXPECT_EQ(quoted("a\\b"), R"("a\\b")");
+  EXPECT_EQ(quoted("\n\r\t"), R"("\n\r\t")");
+  EXPECT_EQ(quoted(std::string("x\x01y\x1f", 4)), R"("x\u0001y\u001f")");
+  EXPECT_EQ(quoted(std::string("\0", 1)), R"("\u0000")");
+  EXPECT_EQ(quoted("caf\xc3\xa9 \x7f"), "\"caf\xc3\xa9 \x7f\"");
+}
+
+TEST(JsonWriterTest, NumbersAndCommas) {
+  JsonWriter out(16);
+  out.begin_object().field("a", int64_t{-1}).field("b", std::numeric_limits<int64_t>::min());
+  out.field("c", std::numeric_limits<uint64_t>::max()).key("d").begin_array().number(0).number(7).end_array().end_object();
+  EXPECT_EQ(out.str(), R"({"a":-1,"b":-9223372036854775808,"c":18446744073709551615,"d":[0,7]})");
 }
 
 }  // namespace

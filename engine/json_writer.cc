@@ -1,26 +1,30 @@
 #include "engine/json_writer.h"
 
+#include <charconv>
+
 #include <fmt/format.h>
 
 namespace tally {
 
 void append_json_string(std::string* out, std::string_view value) {
   out->push_back('"');
-  for (char c : value) {
+  // Runs of characters that need no escape are appended whole.
+  size_t run = 0;
+  for (size_t i = 0; i < value.size(); ++i) {
+    const auto c = static_cast<unsigned char>(value[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out->append(value.data() + run, i - run);
+    run = i + 1;
     switch (c) {
       case '"': out->append("\\\""); break;
       case '\\': out->append("\\\\"); break;
       case '\n': out->append("\\n"); break;
       case '\r': out->append("\\r"); break;
       case '\t': out->append("\\t"); break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out->append(fmt::format("\\u{:04x}", static_cast<unsigned>(c)));
-        } else {
-          out->push_back(c);
-        }
+      default: out->append(fmt::format("\\u{:04x}", static_cast<unsigned>(c)));
     }
   }
+  out->append(value.data() + run, value.size() - run);
   out->push_back('"');
 }
 
@@ -30,15 +34,15 @@ void JsonWriter::before_value() {
     return;
   }
   if (!first_.empty()) {
-    if (!first_.back()) out_.push_back(',');
-    first_.back() = false;
+    if (first_.back() == 0) out_.push_back(',');
+    first_.back() = 0;
   }
 }
 
 JsonWriter& JsonWriter::begin_object() {
   before_value();
   out_.push_back('{');
-  first_.push_back(true);
+  first_.push_back(1);
   return *this;
 }
 
@@ -51,7 +55,7 @@ JsonWriter& JsonWriter::end_object() {
 JsonWriter& JsonWriter::begin_array() {
   before_value();
   out_.push_back('[');
-  first_.push_back(true);
+  first_.push_back(1);
   return *this;
 }
 
@@ -77,13 +81,15 @@ JsonWriter& JsonWriter::string(std::string_view value) {
 
 JsonWriter& JsonWriter::number(int64_t value) {
   before_value();
-  fmt::format_to(std::back_inserter(out_), "{}", value);
+  char digits[24];
+  out_.append(digits, std::to_chars(digits, digits + sizeof digits, value).ptr);
   return *this;
 }
 
 JsonWriter& JsonWriter::unsigned_number(uint64_t value) {
   before_value();
-  fmt::format_to(std::back_inserter(out_), "{}", value);
+  char digits[24];
+  out_.append(digits, std::to_chars(digits, digits + sizeof digits, value).ptr);
   return *this;
 }
 

@@ -11,6 +11,10 @@ namespace tally {
 
 class JsonWriter {
  public:
+  JsonWriter() = default;
+  // Reserves room for an answer of about `bytes`, so writing it does not regrow.
+  explicit JsonWriter(size_t bytes) { out_.reserve(bytes); }
+
   JsonWriter& begin_object();
   JsonWriter& end_object();
   JsonWriter& begin_array();
@@ -40,7 +44,7 @@ class JsonWriter {
   void before_value();
 
   std::string out_;
-  std::vector<bool> first_;  // per open container: no element written yet
+  std::vector<char> first_;  // per open container: 1 while no element is written yet
   bool after_key_ = false;
 };
 

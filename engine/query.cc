@@ -382,7 +382,7 @@ std::string answer_query(const ProjectionSet& state, const Query& query, uint64_
     workspace = seen.workspace_id;  // a member's view is their own workspace
   }
   const OrgBalances* balances = state.balances.find(org->id);
-  JsonWriter out;
+  JsonWriter out(512);  // room for most answers without regrowing
   out.begin_object().field("ok", true).field("as_of_seq", seq);
   switch (query.type) {
     case QueryType::kOrg: write_org(*org, out); break;

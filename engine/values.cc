@@ -1,5 +1,7 @@
 #include "engine/values.h"
 
+#include <charconv>
+
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -139,16 +141,24 @@ std::string format_credits(int64_t credits_micro) {
   const uint64_t magnitude = negative ? 0 - static_cast<uint64_t>(credits_micro) : static_cast<uint64_t>(credits_micro);
   const uint64_t units = magnitude / kMicrosPerCredit;
   uint64_t micros = magnitude % kMicrosPerCredit;
-  std::string out = fmt::format("{}{}", negative ? "-" : "", units);
+  char text[32];  // "-" + 20 digits + "." + 6 digits at most
+  char* end = text;
+  if (negative) *end++ = '-';
+  end = std::to_chars(end, text + sizeof text, units).ptr;
   if (micros != 0) {
     int digits = 6;
     while (micros % 10 == 0) {
       micros /= 10;
       --digits;
     }
-    out += fmt::format(".{:0{}}", micros, digits);
+    *end++ = '.';
+    for (int i = digits - 1; i >= 0; --i) {  // zero-padded to `digits`
+      end[i] = static_cast<char>('0' + micros % 10);
+      micros /= 10;
+    }
+    end += digits;
   }
-  return out;
+  return std::string(text, end);
 }
 
 bool parse_time(std::string_view text, int64_t* time_us) {

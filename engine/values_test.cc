@@ -63,6 +63,8 @@ TEST(FormatCredits, PrintsTheShortestExactDecimal) {
   EXPECT_EQ(format_credits(1'328'000'000), "1328");
   EXPECT_EQ(format_credits(100'000), "0.1");
   EXPECT_EQ(format_credits(1'000'001), "1.000001");
+  EXPECT_EQ(format_credits(50'000), "0.05");      // zeros after the point stay
+  EXPECT_EQ(format_credits(3'000'010), "3.00001");
   EXPECT_EQ(format_credits(10'000'000), "10");
   EXPECT_EQ(format_credits(kCreditsMicroMax), "1000000000");
 }
