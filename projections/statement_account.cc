@@ -3,30 +3,23 @@
 #include <algorithm>
 
 #include "engine/assert.h"
+#include "projections/varint.h"
 
 namespace tally {
 namespace {
 
-void put_varint(std::string& out, uint64_t value) {
-  while (value >= 0x80) {
-    out += static_cast<char>(value | 0x80);
-    value >>= 7;
-  }
-  out += static_cast<char>(value);
+void put(std::string& out, uint64_t value) {
+  char bytes[kVarintBytesMax];
+  out.append(bytes, put_varint(bytes, value));
 }
 
-uint64_t get_varint(const std::string& in, size_t* pos) {
-  uint64_t value = 0;
-  for (unsigned shift = 0;; shift += 7) {
-    TALLY_ASSERT(*pos < in.size() && shift < 64);  // the account wrote these bytes itself
-    const auto byte = static_cast<uint8_t>(in[(*pos)++]);
-    value |= static_cast<uint64_t>(byte & 0x7f) << shift;
-    if (byte < 0x80) return value;
-  }
+uint64_t get(const std::string& in, size_t* pos) {
+  uint64_t value;
+  const char* end = get_varint(in.data() + *pos, in.data() + in.size(), &value);
+  TALLY_ASSERT(end != nullptr);  // the account wrote these bytes itself
+  *pos = static_cast<size_t>(end - in.data());
+  return value;
 }
-
-uint64_t zigzag(int64_t value) { return (static_cast<uint64_t>(value) << 1) ^ static_cast<uint64_t>(value >> 63); }
-int64_t unzigzag(uint64_t value) { return static_cast<int64_t>(value >> 1) ^ -static_cast<int64_t>(value & 1); }
 
 }  // namespace
 
@@ -41,13 +34,13 @@ StatementEntry StatementAccount::start_of(const Group& group) {
 StatementEntry StatementAccount::decode(const std::string& bytes, size_t* pos, const StatementEntry& previous) {
   StatementEntry entry;
   entry.kind = static_cast<EntryKind>(static_cast<uint8_t>(bytes[(*pos)++]));
-  entry.seq = previous.seq + get_varint(bytes, pos);
+  entry.seq = previous.seq + get(bytes, pos);
   // Unsigned arithmetic: the differences were taken the same way, and wrap back.
-  entry.time_us = static_cast<int64_t>(static_cast<uint64_t>(previous.time_us) + static_cast<uint64_t>(unzigzag(get_varint(bytes, pos))));
-  entry.amount = unzigzag(get_varint(bytes, pos));
+  entry.time_us = static_cast<int64_t>(static_cast<uint64_t>(previous.time_us) + static_cast<uint64_t>(unzigzag(get(bytes, pos))));
+  entry.amount = unzigzag(get(bytes, pos));
   entry.balance = static_cast<int64_t>(static_cast<uint64_t>(previous.balance) + static_cast<uint64_t>(entry.amount));
-  entry.other_workspace = static_cast<uint32_t>(get_varint(bytes, pos));
-  const size_t ref_size = get_varint(bytes, pos);
+  entry.other_workspace = static_cast<uint32_t>(get(bytes, pos));
+  const size_t ref_size = get(bytes, pos);
   TALLY_ASSERT(*pos + ref_size <= bytes.size());
   entry.ref = std::string_view(bytes).substr(*pos, ref_size);
   *pos += ref_size;
@@ -62,11 +55,11 @@ bool StatementAccount::append(uint64_t seq, int64_t time_us, EntryKind kind, int
   }
   std::string& out = groups_.back().bytes;
   out += static_cast<char>(kind);
-  put_varint(out, seq - last_seq_);
-  put_varint(out, zigzag(static_cast<int64_t>(static_cast<uint64_t>(time_us) - static_cast<uint64_t>(last_time_))));
-  put_varint(out, zigzag(amount));
-  put_varint(out, other_workspace);
-  put_varint(out, ref.size());
+  put(out, seq - last_seq_);
+  put(out, zigzag(static_cast<int64_t>(static_cast<uint64_t>(time_us) - static_cast<uint64_t>(last_time_))));
+  put(out, zigzag(amount));
+  put(out, other_workspace);
+  put(out, ref.size());
   out += ref;
   ++size_;
   last_seq_ = seq;

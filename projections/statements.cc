@@ -140,7 +140,8 @@ void StatementsProjection::flush(RowSink* sink) {
 }
 
 void StatementsProjection::dump(RowSink* sink) const {
-  for (const auto& [org, accounts] : orgs_) {
+  for (const auto& [org_id, accounts] : orgs_) {
+    const std::string& org = org_id;  // clang 14 lambdas cannot capture structured bindings
     for (uint32_t w = 0; w < accounts.size(); ++w) {
       accounts[w].for_each_from(0, [&](const StatementEntry& entry) {
         write_row(org, w, entry, sink);

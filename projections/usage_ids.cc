@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "engine/assert.h"
+#include "projections/varint.h"
 
 namespace tally {
 namespace {
@@ -13,24 +14,6 @@ constexpr uint64_t kHandleMask = (uint64_t{1} << 48) - 1;
 constexpr uint64_t kTagMask = ~kHandleMask;
 
 uint64_t hash_of(std::string_view id) { return XXH3_64bits(id.data(), id.size()); }
-
-char* put_varint(char* out, uint64_t value) {
-  while (value >= 0x80) {
-    *out++ = static_cast<char>(value | 0x80);
-    value >>= 7;
-  }
-  *out++ = static_cast<char>(value);
-  return out;
-}
-
-const char* get_varint(const char* in, uint64_t* value) {
-  *value = 0;
-  for (unsigned shift = 0;; shift += 7) {
-    const auto byte = static_cast<uint8_t>(*in++);
-    *value |= static_cast<uint64_t>(byte & 0x7f) << shift;
-    if (byte < 0x80) return in;
-  }
-}
 
 }  // namespace
 
@@ -44,10 +27,11 @@ UsageRef UsageIds::ref_at(Handle handle) const {
   at += 1 + static_cast<unsigned char>(at[0]);
   UsageRef ref;
   std::memcpy(&ref.content_hash, at, 8);
-  at = get_varint(at + 8, &ref.seq);
+  // The index wrote these bytes itself: a varint cannot run past its record.
+  at = get_varint(at + 8, at + 8 + 2 * kVarintBytesMax, &ref.seq);
   uint64_t amount;
-  get_varint(at, &amount);
-  ref.amount = static_cast<int64_t>(amount >> 1) ^ -static_cast<int64_t>(amount & 1);
+  get_varint(at, at + kVarintBytesMax, &amount);
+  ref.amount = unzigzag(amount);
   return ref;
 }
 
@@ -55,8 +39,8 @@ size_t UsageIds::record_size(Handle handle) const {
   const char* start = record(handle);
   const char* at = start + 1 + static_cast<unsigned char>(start[0]) + 8;
   uint64_t ignored;
-  at = get_varint(at, &ignored);
-  at = get_varint(at, &ignored);
+  at = get_varint(at, at + kVarintBytesMax, &ignored);
+  at = get_varint(at, at + kVarintBytesMax, &ignored);
   return static_cast<size_t>(at - start);
 }
 
@@ -90,7 +74,7 @@ std::pair<UsageIds::Handle, bool> UsageIds::insert(std::string_view id, const Us
   std::memcpy(record + 1, id.data(), id.size());
   std::memcpy(record + 1 + id.size(), &ref.content_hash, 8);
   char* end = put_varint(record + 1 + id.size() + 8, ref.seq);
-  end = put_varint(end, (static_cast<uint64_t>(ref.amount) << 1) ^ static_cast<uint64_t>(ref.amount >> 63));
+  end = put_varint(end, zigzag(ref.amount));
   const size_t bytes = static_cast<size_t>(end - record);
   if (chunks_.empty() || tail_used_ + bytes > chunk_capacity(chunks_.size() - 1)) {
     if (!chunks_.empty()) chunk_used_.push_back(static_cast<uint32_t>(tail_used_));

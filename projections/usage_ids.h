@@ -80,7 +80,7 @@ class UsageIds {
   static constexpr size_t chunk_capacity(size_t chunk) {
     return chunk + kFirstChunkBits >= kChunkBits ? kChunkBytes : size_t{1} << (kFirstChunkBits + chunk);
   }
-  static constexpr size_t kRecordBytesMax = 1 + kIdBytesMax + 8 + 10 + 10;
+  static constexpr size_t kRecordBytesMax = 1 + kIdBytesMax + 8 + 2 * 10;  // two varints of at most 10 bytes
   size_t record_size(Handle handle) const;
 
   const char* record(Handle handle) const { return chunks_[handle >> kChunkBits].get() + (handle & (kChunkBytes - 1)); }
