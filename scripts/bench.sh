@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the benchmarks and runs them all: the micro benchmarks, the in-process load
-# generator (with the rebuild-from-log figure) and the SPEC §5 peer comparison
+# generator (with the rebuild-from-log figure), the memory after 10 million events
+# (bench/memory.sh, about 2 minutes) and the SPEC §5 peer comparison
 # (bench/peers/run.sh: PostgreSQL 15, Redis 7 and Tally, in-process and over loopback, on
 # the same workload).
 # Results: bench/RESULTS.md explains the figures; raw outputs go to bench/peers/results/.
@@ -15,5 +16,7 @@ echo "=== micro benchmarks"
 "$build/bench/tally_micro_bench" --benchmark_min_time=0.2
 echo "=== tally_load, in-process, with rebuild"
 "$build/bench/tally_load" --events 1000000 --rebuild
+echo "=== memory after 10 million events into tally serve"
+TALLY="$PWD/$build/tally" bench/memory.sh 10000000
 echo "=== peers"
 TALLY_LOAD="$PWD/$build/bench/tally_load" TALLY="$PWD/$build/tally" bench/peers/run.sh
