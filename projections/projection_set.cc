@@ -35,7 +35,7 @@ uint64_t ProjectionSet::applied_seq() const {
   return seq;
 }
 
-uint64_t ProjectionSet::anomalies() const { return orgs.anomalies() + balances.anomalies() + tokens.anomalies(); }
+uint64_t ProjectionSet::anomalies() const { return orgs.anomalies() + balances.anomalies() + tokens.anomalies() + statements.anomalies(); }
 
 std::vector<std::string> ProjectionSet::stored_prefixes() const {
   std::vector<std::string> keys;

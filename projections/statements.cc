@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "engine/assert.h"
 #include "engine/log.h"
 #include "engine/values.h"
 #include "projections/codec.h"
@@ -60,9 +59,11 @@ void StatementsProjection::add(std::string_view org, uint32_t workspace, const f
   const std::string* org_key;
   StatementAccount& entries = account(org, workspace, &org_key);
   ref = ref.substr(0, StatementAccount::kRefBytesMax);  // engine ids are at most 64 bytes
-  // Sequence numbers never fall through the log, and the ref fits: nothing to refuse.
-  const bool appended = entries.append(event.seq(), event.time_us(), kind, amount, ref, other);
-  TALLY_ASSERT(appended);
+  // Sequence numbers never fall through the log, so only a forged event can be refused.
+  if (!entries.append(event.seq(), event.time_us(), kind, amount, ref, other)) {
+    ++anomalies_;
+    return;
+  }
   Pending& pending = pending_.emplace_back();
   pending.org = org_key;
   pending.workspace = workspace;
@@ -183,6 +184,7 @@ bool StatementsProjection::load_row(std::string_view key, std::string_view value
 
 void StatementsProjection::clear() {
   orgs_.clear();
+  anomalies_ = 0;
   pending_.clear();
   checkpoint_ = 0;
 }

@@ -26,6 +26,9 @@ class StatementsProjection final : public Projection {
 
   // The entries of (org, workspace id); null if none.
   const StatementAccount* entries(std::string_view org, uint32_t workspace) const;
+  // Entries refused because their event's sequence number is below the account's last
+  // (only a forged log has such events).
+  uint64_t anomalies() const { return anomalies_; }
 
  private:
   using Accounts = std::vector<StatementAccount>;  // by workspace id
@@ -44,6 +47,7 @@ class StatementsProjection final : public Projection {
 
   std::map<std::string, Accounts, std::less<>> orgs_;
   std::vector<Pending> pending_;  // entries not yet flushed
+  uint64_t anomalies_ = 0;
 };
 
 }  // namespace tally
