@@ -178,7 +178,8 @@ bool StatementsProjection::load_row(std::string_view key, std::string_view value
   // Rows load in key order, so each account's entries arrive oldest first, and each
   // balance must be the one before it plus the entry's amount.
   StatementAccount& entries = account(rest.substr(0, nul), workspace, nullptr);
-  if (balance - entries.balance() != amount) return false;
+  int64_t change;
+  if (__builtin_sub_overflow(balance, entries.balance(), &change) || change != amount) return false;
   return entries.append(seq, time_us, static_cast<EntryKind>(kind), amount, ref, other);
 }
 
