@@ -171,6 +171,22 @@ class CreditsTest : public ::testing::Test {
   // The engine's own tick: expires lots and times out holds due now.
   void tick() { run(R"({"cmd":"tick","actor":"platform"})"); }
 
+  // A budget organization whose w1 sees a transfer in, a usage, a hold and its settle:
+  // an entry of each kind on the statements of primary and w1. The seqs of each step.
+  struct StatementHistory {
+    uint64_t granted, moved, used, held, settled;
+  };
+  StatementHistory statement_history() {
+    create_org("budget");
+    StatementHistory seqs;
+    seqs.granted = grant("g1", "plan", "10");
+    seqs.moved = ok(transfer("primary", "w1", "4"));
+    seqs.used = ok(usage("u1", "bob@acme.io", "w1", "1"));
+    seqs.held = ok(reserve("h1", "bob@acme.io", "w1", "2"));
+    seqs.settled = ok(settle("h1", "bob@acme.io", "0.5"));
+    return seqs;
+  }
+
   const OrgBalances* balances_or_null() const { return engine_->state().balances.find("acme"); }
   const OrgBalances& balances() const { return *engine_->state().balances.find("acme"); }
 
@@ -875,12 +891,7 @@ TEST_F(CreditsTest, DeletingAWorkspaceReturnsItsCreditsToThePrimary) {
 // balances); rows written from them load back to the same entries, and a row whose
 // balance does not follow from the one before it (a row missing, say) is refused.
 TEST_F(CreditsTest, StatementRowsLoadBackAndABrokenRunningBalanceIsRefused) {
-  create_org("budget");
-  grant("g1", "plan", "10");
-  ok(transfer("primary", "w1", "4"));
-  ok(usage("u1", "bob@acme.io", "w1", "1"));
-  ok(reserve("h1", "bob@acme.io", "w1", "2"));
-  ok(settle("h1", "bob@acme.io", "0.5"));
+  statement_history();
 
   struct Rows final : RowSink {
     std::vector<std::pair<std::string, std::string>> rows;
@@ -923,12 +934,7 @@ TEST_F(CreditsTest, StatementRowsLoadBackAndABrokenRunningBalanceIsRefused) {
 // ---- queries ----------------------------------------------------------------------------
 
 TEST_F(CreditsTest, StatementsCarryRunningBalances) {
-  create_org("budget");
-  const uint64_t granted = grant("g1", "plan", "10");
-  const uint64_t moved = ok(transfer("primary", "w1", "4"));
-  const uint64_t used = ok(usage("u1", "bob@acme.io", "w1", "1"));
-  const uint64_t held = ok(reserve("h1", "bob@acme.io", "w1", "2"));
-  const uint64_t settled = ok(settle("h1", "bob@acme.io", "0.5"));
+  const auto [granted, moved, used, held, settled] = statement_history();
 
   struct Expected {
     uint64_t seq;

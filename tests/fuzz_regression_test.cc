@@ -55,6 +55,18 @@ std::string lot_expired(int64_t amount) {
   });
 }
 
+// An engine on a fresh store in `dir`, on `clock`; null (and a test failure) if it
+// cannot open.
+std::unique_ptr<Engine> open_engine(const ScratchDir& dir, ManualClock* clock) {
+  EngineOptions options;
+  options.data_dir = dir.path();
+  options.clock = clock;
+  std::unique_ptr<Engine> engine;
+  const Status status = Engine::open(options, &engine);
+  EXPECT_TRUE(status.ok()) << status.message;
+  return engine;
+}
+
 // Found by fuzz_query and fuzz_record (UBSan: "load of misaligned address" in
 // flatbuffers::GetRoot, via decode_envelope): RocksDB hands out log values at any
 // address, and FlatBuffers reads scalars in place. Fixed in Store::read_log (aligns each
@@ -62,11 +74,8 @@ std::string lot_expired(int64_t amount) {
 TEST(FuzzRegression, LogEnvelopesAreAlignedForFlatBuffers) {
   ScratchDir dir("aligned");
   ManualClock clock(1'795'428'000'000'000);
-  EngineOptions options;
-  options.data_dir = dir.path();
-  options.clock = &clock;
-  std::unique_ptr<Engine> engine;
-  ASSERT_TRUE(Engine::open(options, &engine).ok());
+  const std::unique_ptr<Engine> engine = open_engine(dir, &clock);
+  ASSERT_NE(engine, nullptr);
   const std::vector<Command> batch = commands({
       R"({"cmd":"create_org","actor":"alice@acme.io","org":"acme"})",
       R"({"cmd":"grant_credits","actor":"alice@acme.io","org":"acme","grant":"g1","kind":"plan","credits":"10"})",
@@ -104,11 +113,8 @@ TEST(FuzzRegression, LogEnvelopesAreAlignedForFlatBuffers) {
 TEST(FuzzRegression, AStatementEntryOlderThanTheLastIsAnAnomaly) {
   ScratchDir dir("older-entry");
   ManualClock clock(1'795'428'000'000'000);
-  EngineOptions options;
-  options.data_dir = dir.path();
-  options.clock = &clock;
-  std::unique_ptr<Engine> engine;
-  ASSERT_TRUE(Engine::open(options, &engine).ok());
+  const std::unique_ptr<Engine> engine = open_engine(dir, &clock);
+  ASSERT_NE(engine, nullptr);
   const std::vector<Command> batch = commands({
       R"({"cmd":"create_org","actor":"alice@acme.io","org":"acme"})",
       R"({"cmd":"grant_credits","actor":"alice@acme.io","org":"acme","grant":"g1","kind":"plan","credits":"10"})",
