@@ -3,8 +3,6 @@
 // expires lots and times out holds.
 #include <xxhash.h>
 
-#include <charconv>
-
 #include <algorithm>
 #include <limits>
 
@@ -239,21 +237,17 @@ uint64_t usage_fingerprint(const Command& command, const std::string& user) {
     text += value;
     text += '\n';
   };
-  auto number = [&](int64_t value) {
-    char digits[24];
-    text.append(digits, std::to_chars(digits, digits + sizeof digits, value).ptr);
-  };
   field(command.org);
   field(command.workspace);
   field(user);
   field(command.tool);
   field(command.model);
-  number(*command.quantity);
+  append_decimal(&text, *command.quantity);
   text += '\n';
   field(command.unit);
-  number(command.credits_micro.value_or(-1));
+  append_decimal(&text, command.credits_micro.value_or(-1));
   text += '\n';
-  number(*command.occurred_at_us);
+  append_decimal(&text, *command.occurred_at_us);
   return XXH3_64bits(text.data(), text.size());
 }
 

@@ -28,6 +28,16 @@ void append_json_string(std::string* out, std::string_view value) {
   out->push_back('"');
 }
 
+void append_decimal(std::string* out, int64_t value) {
+  char digits[24];
+  out->append(digits, std::to_chars(digits, digits + sizeof digits, value).ptr);
+}
+
+void append_decimal(std::string* out, uint64_t value) {
+  char digits[24];
+  out->append(digits, std::to_chars(digits, digits + sizeof digits, value).ptr);
+}
+
 void JsonWriter::before_value() {
   if (after_key_) {
     after_key_ = false;
@@ -81,15 +91,13 @@ JsonWriter& JsonWriter::string(std::string_view value) {
 
 JsonWriter& JsonWriter::number(int64_t value) {
   before_value();
-  char digits[24];
-  out_.append(digits, std::to_chars(digits, digits + sizeof digits, value).ptr);
+  append_decimal(&out_, value);
   return *this;
 }
 
 JsonWriter& JsonWriter::unsigned_number(uint64_t value) {
   before_value();
-  char digits[24];
-  out_.append(digits, std::to_chars(digits, digits + sizeof digits, value).ptr);
+  append_decimal(&out_, value);
   return *this;
 }
 

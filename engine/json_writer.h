@@ -50,5 +50,8 @@ class JsonWriter {
 
 // Appends `value` to `out` as a quoted, escaped JSON string.
 void append_json_string(std::string* out, std::string_view value);
+// Appends `value` in decimal (a JSON number), without going through a format string.
+void append_decimal(std::string* out, int64_t value);
+void append_decimal(std::string* out, uint64_t value);
 
 }  // namespace tally

@@ -1,7 +1,5 @@
 #include "projections/statement_account.h"
 
-#include <algorithm>
-
 #include "engine/assert.h"
 #include "projections/varint.h"
 

@@ -1,7 +1,5 @@
 #include "projections/statements.h"
 
-#include <algorithm>
-
 #include "engine/log.h"
 #include "engine/values.h"
 #include "projections/codec.h"
