@@ -71,7 +71,8 @@ std::pair<UsageIds::Handle, bool> UsageIds::insert(std::string_view id, const Us
 
   char record[kRecordBytesMax];
   record[0] = static_cast<char>(id.size());
-  std::memcpy(record + 1, id.data(), id.size());
+  // An empty id may come with a null data(): memcpy must not see it, even for 0 bytes.
+  if (!id.empty()) std::memcpy(record + 1, id.data(), id.size());
   std::memcpy(record + 1 + id.size(), &ref.content_hash, 8);
   char* end = put_varint(record + 1 + id.size() + 8, ref.seq);
   end = put_varint(end, zigzag(ref.amount));

@@ -143,6 +143,44 @@ TEST(FuzzRegression, AStatementEntryOlderThanTheLastIsAnAnomaly) {
   EXPECT_EQ(projections.statements.entries("acme", 0)->balance(), 15'000'000);
 }
 
+// Found by fuzz_record in CI (UBSan: "null pointer passed as argument 2" to memcpy in
+// UsageIds::insert): a usage event without an id reads as a string_view with a null
+// data(). Fixed in UsageIds::insert, which no longer hands an empty id to memcpy; the
+// engine never records such an event, so the projection keeps it like any other id.
+TEST(FuzzRegression, AUsageEventWithoutAnIdApplies) {
+  ScratchDir dir("no-usage-id");
+  ManualClock clock(1'795'428'000'000'000);
+  const std::unique_ptr<Engine> engine = open_engine(dir, &clock);
+  ASSERT_NE(engine, nullptr);
+  const std::vector<Command> batch = commands({
+      R"({"cmd":"create_org","actor":"alice@acme.io","org":"acme"})",
+      R"({"cmd":"grant_credits","actor":"alice@acme.io","org":"acme","grant":"g1","kind":"plan","credits":"10"})",
+  });
+  for (const CommandResult& result : engine->execute(batch)) ASSERT_TRUE(result.status.ok()) << result.to_json();
+  ProjectionSet projections;
+  ASSERT_TRUE(engine->store()
+                  .read_log(1, engine->store().last_seq(),
+                            [&](uint64_t, std::string_view envelope) {
+                              projections.apply(*decode_envelope(envelope));
+                              return true;
+                            })
+                  .ok());
+  const std::string usage = forged(fb::Event::UsageRecorded, [](flatbuffers::FlatBufferBuilder& b) {
+    const std::vector<fb::LotAmount> lots = {fb::LotAmount(0, 1)};
+    // No id: the table leaves the field out.
+    return fb::CreateUsageRecordedDirect(b, "acme", nullptr, 0, "alice@acme.io", "chat", "gpt", 1, "tokens", 1, 0, 0, &lots).Union();
+  });
+  const fb::Envelope* event = decode_envelope(usage);
+  ASSERT_NE(event, nullptr);
+  ASSERT_EQ(event->event_as_UsageRecorded()->id(), nullptr);
+  // Straight to each projection, as the fuzz target does (the set skips a sequence
+  // number it has already applied).
+  for (Projection* projection : projections.all()) projection->apply(*event);
+  EXPECT_EQ(projections.balances.find("acme")->usage_ids.size(), 1u);
+  EXPECT_TRUE(projections.balances.find("acme")->usage_ids.find("").has_value());
+  EXPECT_FALSE(projection_rows(projections).empty());
+}
+
 // Found by fuzz_record (ASan: out-of-memory in StatementsProjection::add, resizing a
 // table to a forged workspace id of ~4 billion). Fixed in decode_envelope: workspace
 // ids at or beyond kWorkspacesPerOrgMax are refused.
