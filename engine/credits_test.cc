@@ -501,6 +501,8 @@ TEST_F(LimitTest, WorkspaceDayLimitAndItsResetOnANewDay) {
   ok(usage("u1", "bob@acme.io", "w1", "2"));
   ok(usage("u2", "bob@acme.io", "w1", "1"));  // exactly the limit
   EXPECT_EQ(refused(usage("u3", "bob@acme.io", "w1", "0.000001")), ErrorCode::kLimitExceeded);
+  EXPECT_CONTAINS(run(usage("u3", "bob@acme.io", "w1", "0.000001")).status.message,
+                  R"(workspace "w1" has a daily limit of 3 and has used 3)");
   EXPECT_CONTAINS(query(R"({"query":"balance","actor":"alice@acme.io","org":"acme","workspace":"w1"})"),
                   R"("limits":{"day":{"limit":"3","used":"3"}})");
   ok(usage("u4", "carol@acme.io", "w2", "5"));  // another workspace is not limited
@@ -514,6 +516,8 @@ TEST_F(LimitTest, MemberDayLimit) {
   ok(limit("bob@acme.io", "day", "2"));
   ok(usage("u1", "bob@acme.io", "w1", "2"));
   EXPECT_EQ(refused(usage("u2", "bob@acme.io", "w1", "0.000001")), ErrorCode::kLimitExceeded);
+  EXPECT_CONTAINS(run(usage("u2", "bob@acme.io", "w1", "0.000001")).status.message,
+                  "bob@acme.io has a daily limit of 2 and has used 2");
   // The member limit follows bob, not the workspace: carol still spends there.
   ok(usage("u3", "carol@acme.io", "w1", "4"));
   // Through a service key it is still bob's spend.
