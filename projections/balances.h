@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "projections/indexed_map.h"
 #include "projections/projection.h"
 #include "projections/usage_ids.h"
 #include "schemas/events_generated.h"
@@ -101,7 +102,7 @@ struct OrgBalances {
   std::vector<Lot> lots;                                  // by lot id
   std::map<std::string, uint32_t, std::less<>> lot_by_grant;
   std::vector<WorkspaceBalance> workspaces;               // by workspace id
-  std::map<std::string, MemberBalance, std::less<>> members;
+  IndexedMap<MemberBalance> members;
   std::map<std::string, Hold, std::less<>> holds;
   UsageIds usage_ids;
   int64_t granted = 0;

@@ -14,6 +14,7 @@
 #include <tuple>
 #include <vector>
 
+#include "projections/indexed_map.h"
 #include "projections/projection.h"
 #include "schemas/events_generated.h"
 
@@ -58,8 +59,8 @@ struct Org {
   bool deleted = false;
   int64_t created_us = 0;
   std::vector<Workspace> workspaces;                             // indexed by workspace id
-  std::map<std::string, uint32_t, std::less<>> live_workspaces;  // name -> id, not deleted
-  std::map<std::string, Member, std::less<>> members;            // by user id
+  IndexedMap<uint32_t> live_workspaces;                          // name -> id, not deleted
+  IndexedMap<Member> members;                                    // by user id
   std::map<std::string, ServiceKey, std::less<>> keys;           // by key id
 
   // The live workspace with this name, if any.
