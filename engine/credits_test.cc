@@ -1011,6 +1011,26 @@ TEST_F(CreditsTest, UsageAggregatesGroupByWorkspaceMemberToolModelAndDay) {
                   R"("rows":[{"workspace":"w1","events":3,"quantity":13,"credits":"1.75"}])");
 }
 
+// The projection interns (tool, model) pairs: "image" / "x" and "imag" / "ex" spell the
+// same letters and must stay two rows.
+TEST_F(CreditsTest, UsageKeepsToolModelPairsApartWhenTheirLettersRunTogether) {
+  create_org("shared");
+  grant("g1", "plan", "100");
+  ok(fmt::format(R"({{"cmd":"set_price","actor":"platform","tool":"imag","model":"ex","unit":"u","credits_per_unit":"1","effective_at":"{}"}})",
+                 format_time(clock_.now_us())));
+  auto record = [&](const char* id, const char* tool, const char* model, const char* amount) {
+    ok(fmt::format(R"({{"cmd":"record_usage","actor":"bob@acme.io","id":"{}","org":"acme","workspace":"w1","tool":"{}","model":"{}",)"
+                   R"("quantity":1,"unit":"u","credits":"{}","occurred_at":"{}"}})",
+                   id, tool, model, amount, format_time(clock_.now_us())));
+  };
+  record("u1", "image", "x", "1");
+  record("u2", "imag", "ex", "2");
+  record("u3", "image", "x", "4");
+  EXPECT_CONTAINS(query(R"({"query":"usage","actor":"alice@acme.io","org":"acme","group_by":["tool","model"]})"),
+                  R"("rows":[{"tool":"imag","model":"ex","events":1,"quantity":1,"credits":"2"},)"
+                  R"({"tool":"image","model":"x","events":2,"quantity":2,"credits":"5"}])");
+}
+
 TEST_F(CreditsTest, BalancesAsOfASequenceNumber) {
   create_org("shared");
   const uint64_t granted = grant("g1", "plan", "10");

@@ -12,17 +12,26 @@ std::string_view str(const flatbuffers::String* s) { return s == nullptr ? std::
 
 }  // namespace
 
+// Both are looked up for every usage event: a known name costs a hash and no allocation.
 uint32_t UsageProjection::product(std::string_view tool, std::string_view model) {
-  std::pair<std::string, std::string> key(tool, model);
-  auto [it, inserted] = product_index_.try_emplace(key, static_cast<uint32_t>(products_.size()));
-  if (inserted) products_.push_back(std::move(key));
-  return it->second;
+  // The tool's length first, so no two (tool, model) pairs share a key.
+  const auto tool_bytes = static_cast<uint32_t>(tool.size());
+  product_key_.assign(reinterpret_cast<const char*>(&tool_bytes), sizeof tool_bytes);
+  product_key_ += tool;
+  product_key_ += model;
+  if (auto it = product_index_.find(product_key_); it != product_index_.end()) return it->second;
+  const auto index = static_cast<uint32_t>(products_.size());
+  product_index_.emplace(product_key_, index);
+  products_.emplace_back(tool, model);
+  return index;
 }
 
 uint32_t UsageProjection::user(OrgUsage& org, std::string_view name) {
-  auto [it, inserted] = org.user_index.try_emplace(std::string(name), static_cast<uint32_t>(org.users.size()));
-  if (inserted) org.users.emplace_back(name);
-  return it->second;
+  if (auto it = org.user_index.find(name); it != org.user_index.end()) return it->second;
+  const auto index = static_cast<uint32_t>(org.users.size());
+  org.user_index.emplace(name, index);
+  org.users.emplace_back(name);
+  return index;
 }
 
 void UsageProjection::add(const std::string& org_id, OrgUsage& org, const Cell& cell, int64_t quantity, int64_t credits) {

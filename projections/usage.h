@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "projections/indexed_map.h"
 #include "projections/projection.h"
 
 namespace tally {
@@ -70,7 +71,7 @@ class UsageProjection final : public Projection {
   };
   struct OrgUsage {
     std::vector<std::string> users;
-    std::unordered_map<std::string, uint32_t> user_index;
+    std::unordered_map<std::string, uint32_t, StringHash, std::equal_to<>> user_index;
     std::unordered_map<Cell, Entry, CellHash> cells;
     std::map<std::string, OpenHold, std::less<>> open_holds;  // by hold id
   };
@@ -83,7 +84,9 @@ class UsageProjection final : public Projection {
   static std::string hold_row(const OpenHold& hold);
 
   std::vector<std::pair<std::string, std::string>> products_;  // (tool, model) by index
-  std::map<std::pair<std::string, std::string>, uint32_t> product_index_;
+  // product_key(tool, model) -> index in products_; product_key_ is the scratch key.
+  std::unordered_map<std::string, uint32_t, StringHash, std::equal_to<>> product_index_;
+  std::string product_key_;
   std::map<std::string, OrgUsage, std::less<>> orgs_;
   std::vector<std::pair<const std::string*, Cell>> changed_cells_;
   std::vector<std::pair<std::string, std::string>> changed_holds_;  // (org, hold)
