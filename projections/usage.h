@@ -84,7 +84,8 @@ class UsageProjection final : public Projection {
   static std::string hold_row(const OpenHold& hold);
 
   std::vector<std::pair<std::string, std::string>> products_;  // (tool, model) by index
-  // product_key(tool, model) -> index in products_; product_key_ is the scratch key.
+  // (tool's length, tool, model) as one string -> index in products_; product_key_ is
+  // where product() spells that key out for a lookup.
   std::unordered_map<std::string, uint32_t, StringHash, std::equal_to<>> product_index_;
   std::string product_key_;
   std::map<std::string, OrgUsage, std::less<>> orgs_;
