@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <limits>
+#include <optional>
 
 #include <fmt/format.h>
 
 #include "engine/event_format.h"
+#include "projections/split_applier.h"
 
 namespace tally {
 
@@ -67,6 +69,12 @@ Status ProjectionSet::load(const Store& store) {
 }
 
 Status ProjectionSet::replay(const Store& store, uint64_t to_seq, int64_t to_time_us) {
+  const uint64_t from = applied_seq() + 1;
+  // A long replay (a rebuild, a start far behind its rows, a query far in the past)
+  // shares the work with a helper thread; a short one is not worth starting a thread.
+  std::optional<SplitApplier> split;
+  if (to_seq >= from && to_seq - from >= kSplitReplayEventsMin) split.emplace(this);
+  int64_t last_time_us = last_time_us_;
   Status failure;
   auto visit = [&](uint64_t seq, std::string_view bytes) {
     const fb::Envelope* event = decode_envelope(bytes);
@@ -75,10 +83,18 @@ Status ProjectionSet::replay(const Store& store, uint64_t to_seq, int64_t to_tim
       return false;
     }
     if (event->time_us() > to_time_us) return false;
-    apply(*event);
+    if (split) {
+      split->apply(bytes, *event);
+    } else {
+      apply(*event);
+    }
+    last_time_us = event->time_us();
     return true;
   };
-  if (Status s = store.read_log(applied_seq() + 1, to_seq, visit); !s.ok()) return s;
+  const Status read = store.read_log(from, to_seq, visit);
+  if (split) split->finish();
+  last_time_us_ = last_time_us;
+  if (!read.ok()) return read;
   return failure;
 }
 

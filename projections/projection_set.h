@@ -48,7 +48,9 @@ class ProjectionSet {
   // checkpoint to the store's last record.
   Status load(const Store& store);
   // Applies log records (applied_seq(), to_seq] whose engine time is <= to_time_us.
+  // From kSplitReplayEventsMin records on, on two threads (SplitApplier).
   Status replay(const Store& store, uint64_t to_seq, int64_t to_time_us);
+  static constexpr uint64_t kSplitReplayEventsMin = 16384;
 
   std::vector<Projection*> all() { return {&orgs, &balances, &rates, &usage, &statements, &tokens}; }
   std::vector<const Projection*> all() const { return {&orgs, &balances, &rates, &usage, &statements, &tokens}; }

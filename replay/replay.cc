@@ -8,6 +8,7 @@
 #include <xxhash.h>
 
 #include "engine/event_format.h"
+#include "projections/split_applier.h"
 
 namespace tally {
 namespace {
@@ -86,17 +87,20 @@ Status rebuild_projections(Store& store, RebuildStats* stats, const Progress& pr
   ProjectionSet projections;
   Status failure;
   const uint64_t total = store.last_seq();
+  SplitApplier applier(&projections);
   auto visit = [&](uint64_t seq, std::string_view bytes) {
     const fb::Envelope* event = decode_envelope(bytes);
     if (event == nullptr || event->seq() != seq) {
       failure = Error(ErrorCode::kStorageError, fmt::format("log record {} is not a valid envelope", seq));
       return false;
     }
-    projections.apply(*event);
+    applier.apply(bytes, *event);
     if (progress && seq % 65536 == 0) progress(seq, total);
     return true;
   };
-  if (Status s = store.read_log(1, total, visit); !s.ok()) return s;
+  const Status read = store.read_log(1, total, visit);
+  applier.finish();
+  if (!read.ok()) return read;
   if (!failure.ok()) return failure;
   for (Projection* projection : projections.all()) projection->set_checkpoint(total);
   if (progress) progress(total, total);

@@ -1,0 +1,98 @@
+#include "projections/split_applier.h"
+
+#include <cstring>
+
+#include "engine/assert.h"
+#include "engine/event_format.h"
+
+namespace tally {
+namespace {
+
+constexpr size_t kChunksQueuedMax = 8;
+
+void apply_unseen(const std::vector<Projection*>& projections, const fb::Envelope& event) {
+  for (Projection* projection : projections) {
+    if (event.seq() > projection->checkpoint()) projection->apply(event);
+  }
+}
+
+}  // namespace
+
+// Envelopes copied end to end, each starting on an 8-byte boundary as decode_envelope
+// requires.
+struct SplitApplier::Chunk {
+  static constexpr size_t kEnvelopesMax = 4096;
+  static constexpr size_t kWordsMax = size_t{1} << 17;  // 1 MiB
+  std::vector<uint64_t> words;
+  std::vector<std::pair<size_t, size_t>> envelopes;  // (first word, bytes)
+
+  void add(std::string_view envelope) {
+    const size_t first = words.size();
+    words.resize(first + (envelope.size() + 7) / 8);
+    if (!envelope.empty()) std::memcpy(words.data() + first, envelope.data(), envelope.size());
+    envelopes.emplace_back(first, envelope.size());
+  }
+  bool full() const { return envelopes.size() >= kEnvelopesMax || words.size() >= kWordsMax; }
+  std::string_view at(size_t i) const { return {reinterpret_cast<const char*>(words.data() + envelopes[i].first), envelopes[i].second}; }
+};
+
+SplitApplier::SplitApplier(ProjectionSet* projections)
+    : own_{&projections->orgs, &projections->rates, &projections->usage, &projections->tokens},
+      helper_part_{&projections->balances, &projections->statements},
+      chunk_(std::make_unique<Chunk>()),
+      helper_([this] { run_helper(); }) {
+  // A projection added to the set must be given to one of the two threads.
+  TALLY_ASSERT(own_.size() + helper_part_.size() == projections->all().size());
+}
+
+SplitApplier::~SplitApplier() { finish(); }
+
+void SplitApplier::apply(std::string_view envelope, const fb::Envelope& event) {
+  apply_unseen(own_, event);
+  chunk_->add(envelope);
+  if (chunk_->full()) hand_over();
+}
+
+void SplitApplier::finish() {
+  if (!helper_.joinable()) return;
+  hand_over();
+  {
+    std::lock_guard lock(mutex_);
+    closed_ = true;
+  }
+  changed_.notify_all();
+  helper_.join();
+}
+
+void SplitApplier::hand_over() {
+  if (chunk_->envelopes.empty()) return;
+  {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] { return queue_.size() < kChunksQueuedMax; });
+    queue_.push_back(std::move(chunk_));
+  }
+  changed_.notify_all();
+  chunk_ = std::make_unique<Chunk>();
+}
+
+void SplitApplier::run_helper() {
+  for (;;) {
+    std::unique_ptr<Chunk> chunk;
+    {
+      std::unique_lock lock(mutex_);
+      changed_.wait(lock, [&] { return !queue_.empty() || closed_; });
+      if (queue_.empty()) return;  // closed, and everything applied
+      chunk = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    changed_.notify_all();
+    for (size_t i = 0; i < chunk->envelopes.size(); ++i) {
+      // The caller's thread decoded these same bytes already.
+      const fb::Envelope* event = decode_envelope(chunk->at(i));
+      TALLY_ASSERT(event != nullptr);
+      apply_unseen(helper_part_, *event);
+    }
+  }
+}
+
+}  // namespace tally
