@@ -4,8 +4,9 @@
 // its own as long as it sees all of them, in order. The caller's thread applies orgs,
 // rates, usage and tokens as it reads the log; a helper thread applies balances and
 // statements (about half of the work) from copies of the envelopes, handed over in
-// chunks of up to 4,096 through a queue of at most 8 (so at most ~9 MiB in flight).
-// Like ProjectionSet::apply, a projection skips an event at or below its checkpoint.
+// chunks of at most 4,096 envelopes or about 1 MiB through a queue of at most 8, so
+// about 10 MiB at most are in flight. Like ProjectionSet::apply, a projection skips an
+// event at or below its checkpoint.
 //
 // Contract: one thread calls apply() and finish(). Until finish() returns, balances and
 // statements belong to the helper and must not be read. The set's last_time_us() is not
