@@ -6,9 +6,11 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <initializer_list>
 #include <limits>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/clock.h"
@@ -55,16 +57,32 @@ std::string lot_expired(int64_t amount) {
   });
 }
 
-// An engine on a fresh store in `dir`, on `clock`; null (and a test failure) if it
-// cannot open.
-std::unique_ptr<Engine> open_engine(const ScratchDir& dir, ManualClock* clock) {
+// An engine on a fresh store in `dir`, on `clock`, that has run `lines` as one batch;
+// null (and a test failure) if it cannot open or refuses any of them.
+std::unique_ptr<Engine> engine_after(const ScratchDir& dir, ManualClock* clock, std::initializer_list<std::string_view> lines) {
   EngineOptions options;
   options.data_dir = dir.path();
   options.clock = clock;
   std::unique_ptr<Engine> engine;
   const Status status = Engine::open(options, &engine);
   EXPECT_TRUE(status.ok()) << status.message;
+  if (!status.ok()) return nullptr;
+  for (const CommandResult& result : engine->execute(commands(lines))) {
+    EXPECT_TRUE(result.status.ok()) << result.to_json();
+    if (!result.status.ok()) return nullptr;
+  }
   return engine;
+}
+
+// Every envelope of the engine's log, in order.
+std::vector<std::string> log_envelopes(const Engine& engine) {
+  std::vector<std::string> envelopes;
+  const Status status = engine.store().read_log(1, engine.store().last_seq(), [&](uint64_t, std::string_view envelope) {
+    envelopes.emplace_back(envelope);
+    return true;
+  });
+  EXPECT_TRUE(status.ok()) << status.message;
+  return envelopes;
 }
 
 // Found by fuzz_query and fuzz_record (UBSan: "load of misaligned address" in
@@ -74,14 +92,12 @@ std::unique_ptr<Engine> open_engine(const ScratchDir& dir, ManualClock* clock) {
 TEST(FuzzRegression, LogEnvelopesAreAlignedForFlatBuffers) {
   ScratchDir dir("aligned");
   ManualClock clock(1'795'428'000'000'000);
-  const std::unique_ptr<Engine> engine = open_engine(dir, &clock);
-  ASSERT_NE(engine, nullptr);
-  const std::vector<Command> batch = commands({
+  const std::unique_ptr<Engine> engine = engine_after(dir, &clock, {
       R"({"cmd":"create_org","actor":"alice@acme.io","org":"acme"})",
       R"({"cmd":"grant_credits","actor":"alice@acme.io","org":"acme","grant":"g1","kind":"plan","credits":"10"})",
       R"({"cmd":"create_workspace","actor":"alice@acme.io","org":"acme","workspace":"design"})",
   });
-  for (const CommandResult& result : engine->execute(batch)) ASSERT_TRUE(result.status.ok()) << result.to_json();
+  ASSERT_NE(engine, nullptr);
   size_t records = 0;
   ASSERT_TRUE(engine->store()
                   .read_log(1, engine->store().last_seq(),
@@ -113,25 +129,19 @@ TEST(FuzzRegression, LogEnvelopesAreAlignedForFlatBuffers) {
 TEST(FuzzRegression, AStatementEntryOlderThanTheLastIsAnAnomaly) {
   ScratchDir dir("older-entry");
   ManualClock clock(1'795'428'000'000'000);
-  const std::unique_ptr<Engine> engine = open_engine(dir, &clock);
-  ASSERT_NE(engine, nullptr);
-  const std::vector<Command> batch = commands({
+  const std::unique_ptr<Engine> engine = engine_after(dir, &clock, {
       R"({"cmd":"create_org","actor":"alice@acme.io","org":"acme"})",
       R"({"cmd":"grant_credits","actor":"alice@acme.io","org":"acme","grant":"g1","kind":"plan","credits":"10"})",
       R"({"cmd":"grant_credits","actor":"alice@acme.io","org":"acme","grant":"g2","kind":"top_up","credits":"5"})",
   });
-  for (const CommandResult& result : engine->execute(batch)) ASSERT_TRUE(result.status.ok()) << result.to_json();
+  ASSERT_NE(engine, nullptr);
   std::vector<std::string> grants;
   ProjectionSet projections;
-  ASSERT_TRUE(engine->store()
-                  .read_log(1, engine->store().last_seq(),
-                            [&](uint64_t, std::string_view envelope) {
-                              const fb::Envelope* event = decode_envelope(envelope);
-                              if (event->event_type() == fb::Event::CreditsGranted) grants.emplace_back(envelope);
-                              projections.apply(*event);
-                              return true;
-                            })
-                  .ok());
+  for (const std::string& envelope : log_envelopes(*engine)) {
+    const fb::Envelope* event = decode_envelope(envelope);
+    if (event->event_type() == fb::Event::CreditsGranted) grants.push_back(envelope);
+    projections.apply(*event);
+  }
   ASSERT_EQ(grants.size(), 2u);
   ASSERT_EQ(projections.statements.entries("acme", 0)->size(), 2u);
   EXPECT_EQ(projections.anomalies(), 0u);
@@ -150,21 +160,13 @@ TEST(FuzzRegression, AStatementEntryOlderThanTheLastIsAnAnomaly) {
 TEST(FuzzRegression, AUsageEventWithoutAnIdApplies) {
   ScratchDir dir("no-usage-id");
   ManualClock clock(1'795'428'000'000'000);
-  const std::unique_ptr<Engine> engine = open_engine(dir, &clock);
-  ASSERT_NE(engine, nullptr);
-  const std::vector<Command> batch = commands({
+  const std::unique_ptr<Engine> engine = engine_after(dir, &clock, {
       R"({"cmd":"create_org","actor":"alice@acme.io","org":"acme"})",
       R"({"cmd":"grant_credits","actor":"alice@acme.io","org":"acme","grant":"g1","kind":"plan","credits":"10"})",
   });
-  for (const CommandResult& result : engine->execute(batch)) ASSERT_TRUE(result.status.ok()) << result.to_json();
+  ASSERT_NE(engine, nullptr);
   ProjectionSet projections;
-  ASSERT_TRUE(engine->store()
-                  .read_log(1, engine->store().last_seq(),
-                            [&](uint64_t, std::string_view envelope) {
-                              projections.apply(*decode_envelope(envelope));
-                              return true;
-                            })
-                  .ok());
+  for (const std::string& envelope : log_envelopes(*engine)) projections.apply(*decode_envelope(envelope));
   const std::string usage = forged(fb::Event::UsageRecorded, [](flatbuffers::FlatBufferBuilder& b) {
     const std::vector<fb::LotAmount> lots = {fb::LotAmount(0, 1)};
     // No id: the table leaves the field out.
