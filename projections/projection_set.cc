@@ -68,7 +68,8 @@ Status ProjectionSet::load(const Store& store) {
   return replay(store, store.last_seq(), std::numeric_limits<int64_t>::max());
 }
 
-Status ProjectionSet::replay(const Store& store, uint64_t to_seq, int64_t to_time_us) {
+Status ProjectionSet::replay(const Store& store, uint64_t to_seq, int64_t to_time_us,
+                             const std::function<void(uint64_t done, uint64_t total)>& progress) {
   const uint64_t from = applied_seq() + 1;
   // A long replay (a rebuild, a start far behind its rows, a query far in the past)
   // shares the work with a helper thread; a short one is not worth starting a thread.
@@ -89,6 +90,7 @@ Status ProjectionSet::replay(const Store& store, uint64_t to_seq, int64_t to_tim
       apply(*event);
     }
     last_time_us = event->time_us();
+    if (progress && seq % 65536 == 0) progress(seq, to_seq);
     return true;
   };
   const Status read = store.read_log(from, to_seq, visit);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string_view>
 #include <vector>
 
@@ -48,8 +49,10 @@ class ProjectionSet {
   // checkpoint to the store's last record.
   Status load(const Store& store);
   // Applies log records (applied_seq(), to_seq] whose engine time is <= to_time_us.
-  // From kSplitReplayEventsMin records on, on two threads (SplitApplier).
-  Status replay(const Store& store, uint64_t to_seq, int64_t to_time_us);
+  // From kSplitReplayEventsMin records on, on two threads (SplitApplier). `progress`,
+  // if given, is called now and then with (sequence number reached, to_seq).
+  Status replay(const Store& store, uint64_t to_seq, int64_t to_time_us,
+                const std::function<void(uint64_t done, uint64_t total)>& progress = {});
   static constexpr uint64_t kSplitReplayEventsMin = 16384;
 
   std::vector<Projection*> all() { return {&orgs, &balances, &rates, &usage, &statements, &tokens}; }

@@ -8,7 +8,6 @@
 #include <xxhash.h>
 
 #include "engine/event_format.h"
-#include "projections/split_applier.h"
 
 namespace tally {
 namespace {
@@ -85,23 +84,8 @@ std::vector<std::pair<std::string, std::string>> projection_rows(const Projectio
 Status rebuild_projections(Store& store, RebuildStats* stats, const Progress& progress) {
   const auto start = std::chrono::steady_clock::now();
   ProjectionSet projections;
-  Status failure;
   const uint64_t total = store.last_seq();
-  SplitApplier applier(&projections);
-  auto visit = [&](uint64_t seq, std::string_view bytes) {
-    const fb::Envelope* event = decode_envelope(bytes);
-    if (event == nullptr || event->seq() != seq) {
-      failure = Error(ErrorCode::kStorageError, fmt::format("log record {} is not a valid envelope", seq));
-      return false;
-    }
-    applier.apply(bytes, *event);
-    if (progress && seq % 65536 == 0) progress(seq, total);
-    return true;
-  };
-  const Status read = store.read_log(1, total, visit);
-  applier.finish();
-  if (!read.ok()) return read;
-  if (!failure.ok()) return failure;
+  if (Status s = projections.replay(store, total, std::numeric_limits<int64_t>::max(), progress); !s.ok()) return s;
   for (Projection* projection : projections.all()) projection->set_checkpoint(total);
   if (progress) progress(total, total);
   if (Status s = store.replace_rows([&](RowSink* sink) { projections.dump(sink); }); !s.ok()) return s;
