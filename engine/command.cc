@@ -270,7 +270,7 @@ Status decode_command(std::string_view json, Command* command, ActorField actor)
     if (candidate.name == cmd) spec = &candidate;
   }
   if (spec == nullptr) {
-    return Error(ErrorCode::kUnknownCommand, fmt::format("unknown command \"{}\"", std::string_view(cmd).substr(0, 64)));
+    return Error(ErrorCode::kUnknownCommand, fmt::format("unknown command \"{}\"", excerpt(cmd)));
   }
 
   *command = Command();
@@ -287,7 +287,7 @@ Status decode_command(std::string_view json, Command* command, ActorField actor)
     const int index = find_field(key);
     if (index < 0 || (allowed & (uint64_t{1} << index)) == 0) {
       return Error(ErrorCode::kUnknownField,
-                   fmt::format("{} takes no field \"{}\"", spec->name, std::string_view(key).substr(0, 64)));
+                   fmt::format("{} takes no field \"{}\"", spec->name, excerpt(key)));
     }
     const uint64_t mask = uint64_t{1} << index;
     if (seen & mask) return Error(ErrorCode::kInvalidArgument, fmt::format("field \"{}\" appears twice", key));

@@ -65,4 +65,13 @@ bool error_from_name(std::string_view name, ErrorCode* code) {
   return false;
 }
 
+std::string_view excerpt(std::string_view text, size_t max) {
+  if (text.size() <= max) return text;
+  // text[cut] is the first byte left out: while it continues a character, leave out
+  // that character's earlier bytes too.
+  size_t cut = max;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return text.substr(0, cut);
+}
+
 }  // namespace tally

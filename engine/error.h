@@ -2,6 +2,7 @@
 // clients match on it, so a code is never renamed or reused for another meaning.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -78,5 +79,10 @@ struct Status {
 };
 
 inline Status Error(ErrorCode code, std::string message) { return Status{code, std::move(message)}; }
+
+// At most `max` bytes of `text`, for quoting untrusted input in an error message. The cut
+// never falls inside a UTF-8 character, so a message quoting valid UTF-8 stays valid
+// UTF-8 (and its JSON answer valid JSON).
+std::string_view excerpt(std::string_view text, size_t max = 64);
 
 }  // namespace tally

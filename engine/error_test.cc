@@ -62,5 +62,21 @@ TEST(Status, DefaultIsOkAndErrorCarriesCodeAndMessage) {
   EXPECT_EQ(status.message, "no organization \"x\"");
 }
 
+// Found by fuzz_query in CI: an error quoting the first 64 bytes of a field name cut a
+// UTF-8 character in two, and the answer was not valid JSON.
+TEST(Excerpt, CutsOnlyBetweenUtf8Characters) {
+  EXPECT_EQ(excerpt("short"), "short");
+  EXPECT_EQ(excerpt(std::string(64, 'a')), std::string(64, 'a'));
+  EXPECT_EQ(excerpt(std::string(70, 'a')), std::string(64, 'a'));
+  const std::string three = "\xe1\x98\x95";  // U+1615, three bytes
+  EXPECT_EQ(excerpt(std::string(62, 'a') + three), std::string(62, 'a'));   // would keep 2 of 3
+  EXPECT_EQ(excerpt(std::string(63, 'a') + three), std::string(63, 'a'));   // would keep 1 of 3
+  EXPECT_EQ(excerpt(std::string(61, 'a') + three + "b"), std::string(61, 'a') + three);
+  const std::string four = "\xf0\x9f\x98\x80";  // U+1F600, four bytes
+  EXPECT_EQ(excerpt(std::string(61, 'a') + four, 64), std::string(61, 'a'));
+  EXPECT_EQ(excerpt(four + four, 5), four);
+  EXPECT_EQ(excerpt(four, 3), "");
+}
+
 }  // namespace
 }  // namespace tally

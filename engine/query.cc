@@ -249,7 +249,7 @@ Status decode_string_field(std::string_view key, simdjson::dom::element value, Q
         return Status::Ok();
       }
     }
-    return Error(ErrorCode::kUnknownCommand, fmt::format("unknown query \"{}\"", text.substr(0, 64)));
+    return Error(ErrorCode::kUnknownCommand, fmt::format("unknown query \"{}\"", excerpt(text)));
   }
   if (key == "actor") {
     if (text != "platform" && !(text.starts_with("key:") && valid_id(text.substr(4))) && !valid_user(text)) {
@@ -272,7 +272,7 @@ Status decode_string_field(std::string_view key, simdjson::dom::element value, Q
     return Status::Ok();
   }
   std::optional<int64_t>* time = key == "from" ? &query->from_us : key == "to" ? &query->to_us : key == "as_of" ? &query->as_of_us : nullptr;
-  if (time == nullptr) return Error(ErrorCode::kUnknownField, fmt::format("queries take no field \"{}\"", key.substr(0, 64)));
+  if (time == nullptr) return Error(ErrorCode::kUnknownField, fmt::format("queries take no field \"{}\"", excerpt(key)));
   int64_t time_us;
   if (!parse_time(text, &time_us)) return bad_field(key, "an RFC 3339 UTC time");
   *time = time_us;
@@ -343,14 +343,14 @@ Status decode_query(std::string_view json, Query* query, ActorField actor) {
   *query = Query();
   std::set<std::string_view> seen;
   for (auto [key, value] : object) {
-    if (!seen.insert(key).second) return Error(ErrorCode::kInvalidArgument, fmt::format("field \"{}\" appears twice", key.substr(0, 64)));
+    if (!seen.insert(key).second) return Error(ErrorCode::kInvalidArgument, fmt::format("field \"{}\" appears twice", excerpt(key)));
     if (Status s = decode_field(key, value, query); !s.ok()) return s;
   }
   if (!seen.contains("query")) return Error(ErrorCode::kMissingField, "missing field \"query\"");
   // Each query takes only the fields that mean something to it.
   for (std::string_view key : seen) {
     if (!takes_field(query->type, key)) {
-      return Error(ErrorCode::kUnknownField, fmt::format("the {} query takes no field \"{}\"", query_name(query->type), key.substr(0, 64)));
+      return Error(ErrorCode::kUnknownField, fmt::format("the {} query takes no field \"{}\"", query_name(query->type), excerpt(key)));
     }
   }
   if (query->workspace_id && !query->workspace.empty()) {

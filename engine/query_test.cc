@@ -90,6 +90,18 @@ TEST(DecodeQueryRegression, DuplicateFieldsWereAcceptedWithTheLastOneWinning) {
   }
 }
 
+// Regression, found by fuzz_query in CI: the message quoting an unknown field kept its
+// first 64 bytes, which could end inside a UTF-8 character; the answer was then not
+// valid JSON. The quote now stops before that character.
+TEST(DecodeQueryRegression, AQuotedFieldNameIsNotCutInsideACharacter) {
+  const std::string name = std::string(63, 'a') + "\xe1\x98\x95" + "b";  // U+1615 straddles byte 64
+  for (const std::string& json : {R"({")" + name + R"(":"x","query":"balance"})", R"({"query":"balance",")" + name + R"(":"x"})"}) {
+    const Status status = decode(json);
+    EXPECT_EQ(status.code, ErrorCode::kUnknownField) << json;
+    EXPECT_NE(status.message.find("\"" + std::string(63, 'a') + "\""), std::string::npos) << status.message;
+  }
+}
+
 TEST(ErrorJson, RendersCodeAndEscapedMessage) {
   EXPECT_EQ(error_json(Error(ErrorCode::kUnknownOrg, "no organization \"x\"")),
             R"({"ok":false,"error":"unknown_org","message":"no organization \"x\""})");

@@ -30,7 +30,7 @@ bool extension_name(std::string_view name) {
 // Sets `target` from `value`, or checks that it agrees with what the subject said.
 Status merge(std::string* target, std::string_view value, std::string_view name) {
   if (!target->empty() && *target != value) {
-    return Error(ErrorCode::kInvalidArgument, fmt::format("data.{} \"{}\" disagrees with the subject", name, value.substr(0, 64)));
+    return Error(ErrorCode::kInvalidArgument, fmt::format("data.{} \"{}\" disagrees with the subject", name, excerpt(value)));
   }
   *target = value;
   return Status::Ok();
@@ -47,7 +47,7 @@ Status read_data(simdjson::dom::element value, Command* command) {
       continue;
     }
     std::string_view text;
-    if (field.get(text)) return Error(ErrorCode::kInvalidArgument, fmt::format("data.{} must be a string", key.substr(0, 64)));
+    if (field.get(text)) return Error(ErrorCode::kInvalidArgument, fmt::format("data.{} must be a string", excerpt(key)));
     if (key == "tool") {
       command->tool = text;
     } else if (key == "model") {
@@ -67,7 +67,7 @@ Status read_data(simdjson::dom::element value, Command* command) {
     } else if (key == "user") {
       if (Status s = merge(&command->user, text, key); !s.ok()) return s;
     } else {
-      return Error(ErrorCode::kUnknownField, fmt::format("usage data takes no field \"{}\"", key.substr(0, 64)));
+      return Error(ErrorCode::kUnknownField, fmt::format("usage data takes no field \"{}\"", excerpt(key)));
     }
   }
   return Status::Ok();
@@ -107,7 +107,7 @@ Status event_to_command(simdjson::dom::element element, Command* command, std::s
     } else if (extension_name(key)) {
       continue;  // extension attributes are allowed and mean nothing to Tally
     } else {
-      return Error(ErrorCode::kUnknownField, fmt::format("\"{}\" is not a CloudEvents attribute name", key.substr(0, 64)));
+      return Error(ErrorCode::kUnknownField, fmt::format("\"{}\" is not a CloudEvents attribute name", excerpt(key)));
     }
     if (key == "specversion") {
       if (text != "1.0") return bad("specversion", "\"1.0\"");

@@ -146,7 +146,7 @@ class HttpSession final : public Session, public std::enable_shared_from_this<Ht
       return path == "/healthz" ? get_healthz() : get_metrics();
     }
     if (path != "/v1/commands" && path != "/v1/query" && path != "/v1/events") {
-      return respond_error(404, Error(ErrorCode::kInvalidArgument, fmt::format("no endpoint {}", path.substr(0, 128))));
+      return respond_error(404, Error(ErrorCode::kInvalidArgument, fmt::format("no endpoint {}", excerpt(path, 128))));
     }
     if (method != http::verb::post) return respond_not_allowed("POST");
     if (draining_) return respond_error(503, Error(ErrorCode::kUnavailable, "the server is shutting down"), false);
