@@ -202,6 +202,11 @@ int main(int argc, char** argv) {
   serve->add_option("--max-connections", serve_options.limits.connections_max, "Connections at most; more are refused")
       ->check(CLI::Range(size_t{1}, size_t{100000}))
       ->capture_default_str();
+  serve->add_option("--express-batch", serve_options.express_batch_commands,
+                    "Bulk commands per group commit, at most, while small interactive requests (reserve, settle, balance) keep "
+                    "coming: smaller answers them sooner, at a cost to bulk ingest (docs/server.md)")
+      ->check(CLI::Range(size_t{1}, size_t{16384}))
+      ->capture_default_str();
 
   auto* replay = app.add_subcommand("replay", "Rebuild every projection from the log and store the result");
   replay->add_option("--data", data_dir, "Data directory")->required();

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "engine/assert.h"
 
 namespace tally::server {
@@ -93,41 +95,88 @@ void Writer::take_run(std::deque<Item>& queue, size_t& queued, size_t max, std::
   }
 }
 
+void Writer::take_bulk(size_t max) {
+  while (started_commands_ < max && !queue_.empty() && queue_.front().commands_done != nullptr) {
+    Item& front = queue_.front();
+    started_commands_ += front.commands.size();
+    queued_commands_ -= front.commands.size();
+    started_.push_back(std::move(front));
+    queue_.pop_front();
+  }
+}
+
 void Writer::run() {
   using Clock = std::chrono::steady_clock;
   auto next_tick = Clock::now() + options_.tick_interval;
   std::vector<Item> taken;
   for (;;) {
     taken.clear();
+    size_t bulk_max = 0;  // > 0: run that many commands of started_
     {
       std::unique_lock lock(mutex_);
-      ready_.wait_until(lock, next_tick, [&] { return !queue_.empty() || !express_.empty() || stopping_; });
-      if (queue_.empty() && express_.empty() && stopping_) return;
+      ready_.wait_until(lock, next_tick, [&] { return !queue_.empty() || !express_.empty() || !started_.empty() || stopping_; });
+      if (queue_.empty() && express_.empty() && started_.empty() && stopping_) return;
       // Take a run of command requests that fits one batch, or else one query or task:
       // from the express lane while it has any (batches of their own, so that express
       // work does not wait for a bulk batch's thousands of events), else from the bulk
-      // lane, in smaller batches while express work is recent.
+      // lane, in smaller batches while express work is recent. A query or task in the
+      // bulk lane waits for the command requests before it to be answered.
       const auto now = Clock::now();
       if (!express_.empty()) {
         last_express_ = now;
         take_run(express_, express_commands_, options_.batch_commands_max, taken);
       } else {
         const bool interactive = now - last_express_ < options_.express_recent;
-        take_run(queue_, queued_commands_, interactive ? options_.express_batch_commands_max : options_.batch_commands_max, taken);
+        bulk_max = interactive ? options_.express_batch_commands_max : options_.batch_commands_max;
+        take_bulk(bulk_max);
+        if (started_.empty()) {
+          bulk_max = 0;
+          take_run(queue_, queued_commands_, options_.batch_commands_max, taken);
+        }
       }
     }
     if (Clock::now() >= next_tick) {
       run_tick();
       next_tick = Clock::now() + options_.tick_interval;
     }
-    if (taken.empty()) continue;
-    if (taken.front().commands_done != nullptr) {
+    if (bulk_max > 0) {
+      run_started(bulk_max);
+    } else if (taken.empty()) {
+      continue;
+    } else if (taken.front().commands_done != nullptr) {
       run_commands(taken);
     } else if (taken.front().query) {
       taken.front().query_done(engine_->query(*taken.front().query));
     } else {
       taken.front().task(*engine_);
     }
+  }
+}
+
+void Writer::run_started(size_t max) {
+  TALLY_ASSERT(!started_.empty() && max >= 1);
+  batch_.clear();
+  for (Item& item : started_) {
+    const size_t take = std::min(item.commands.size() - item.ran, max - batch_.size());
+    for (size_t i = item.ran; i < item.ran + take; ++i) batch_.push_back(std::move(item.commands[i]));
+    if (batch_.size() == max) break;
+  }
+  std::vector<CommandResult> results = engine_->execute(batch_);
+  TALLY_ASSERT(results.size() == batch_.size());
+  observer_(*engine_, batch_, results);
+  started_commands_ -= batch_.size();
+  size_t next = 0;
+  while (next < results.size()) {
+    Item& item = started_.front();
+    const size_t take = std::min(item.commands.size() - item.ran, results.size() - next);
+    if (item.results.empty()) item.results.reserve(item.commands.size());
+    item.results.insert(item.results.end(), std::make_move_iterator(results.begin() + static_cast<ptrdiff_t>(next)),
+                        std::make_move_iterator(results.begin() + static_cast<ptrdiff_t>(next + take)));
+    item.ran += take;
+    next += take;
+    if (item.ran < item.commands.size()) break;  // the rest runs in the next batch
+    item.commands_done(std::move(item.results));
+    started_.pop_front();
   }
 }
 

@@ -10,10 +10,12 @@
 // ingested events: while the express queue holds anything, the writer takes its work
 // next, as batches of their own, so an express command waits for at most the one bulk
 // batch in progress, not for the whole bulk queue; and while express work keeps coming,
-// bulk batches are kept smaller (WriterOptions::express_batch_commands_max). Within
-// each lane order is kept; across lanes it is not, so a caller puts
-// a request in the express lane only when nothing else of its own is still queued
-// (the sessions ask lane_for).
+// bulk batches are kept smaller (WriterOptions::express_batch_commands_max). To keep
+// them so whatever the size of the requests, a bulk request may be split across
+// consecutive group commits: its completion runs once, after the commit holding its
+// last command. Within each lane order is kept; across lanes it is not, so a caller
+// puts a request in the express lane only when nothing else of its own is still queued
+// or running (the sessions ask lane_for).
 #pragma once
 
 #include <chrono>
@@ -42,7 +44,7 @@ struct WriterOptions {
   size_t queue_commands_max = 4 * kBatchCommandsMax;
   // The same for the express lane.
   size_t express_commands_max = kBatchCommandsMax;
-  // Commands per group commit, at most (a larger request still runs whole, alone).
+  // Commands per group commit, at most.
   size_t batch_commands_max = kBatchCommandsMax;
   // While express work keeps coming (some taken within `express_recent`), bulk batches
   // are capped at this instead: an express request waits for the bulk batch in
@@ -89,7 +91,7 @@ class Writer {
   // After stop(): the engine, so its owner decides when the store closes.
   std::unique_ptr<Engine> release_engine();
 
-  // Commands waiting in both lanes.
+  // Commands waiting in both lanes (not counting those the writer has taken).
   size_t queued_commands() const;
 
  private:
@@ -99,6 +101,10 @@ class Writer {
     std::optional<Query> query;
     QueryDone query_done;
     Task task;
+    // For a bulk command request being run in parts (writer thread only): how many of
+    // its commands have run, and their results so far.
+    size_t ran = 0;
+    std::vector<CommandResult> results;
   };
 
   template <typename Fill>
@@ -107,8 +113,15 @@ class Writer {
   // command requests of at most `max` commands in all (the first one whole, whatever
   // its size), or one query or task.
   static void take_run(std::deque<Item>& queue, size_t& queued, size_t max, std::vector<Item>& taken);
+  // Moves consecutive bulk command requests from the front of the bulk queue into
+  // started_ until started_ holds at least `max` commands yet to run. Call with the
+  // mutex held.
+  void take_bulk(size_t max);
   void run();
   void run_commands(std::vector<Item>& items);
+  // Runs up to `max` commands of started_, from the first one not yet run, as one
+  // batch; completes each request whose last command was in it.
+  void run_started(size_t max);
   void run_tick();
 
   std::unique_ptr<Engine> engine_;
@@ -124,6 +137,8 @@ class Writer {
   bool stopping_ = false;
   std::thread thread_;
   std::vector<Command> batch_;  // writer thread only
+  std::deque<Item> started_;    // writer thread only: bulk command requests taken, not yet answered
+  size_t started_commands_ = 0;  // writer thread only: commands of started_ not yet run
   std::chrono::steady_clock::time_point last_express_;  // writer thread only: when express work was last taken
 };
 

@@ -150,10 +150,74 @@ TEST_F(WriterTest, ExpressRequestsOvertakeTheBulkQueue) {
   EXPECT_EQ(order, (std::vector<std::string>{"express 1", "express 2", "query", "bulk a", "bulk b"}));
   // The express commands made one group commit and the query (behind them in its lane)
   // saw their work. Express work being recent, the bulk requests then went in batches
-  // of at most 150 commands: one each (without express work they make one batch, as
-  // GroupsQueuedRequestsIntoOneCommit shows).
-  EXPECT_EQ(batch_sizes, (std::vector<size_t>{3, 100, 100}));
+  // of at most 150 commands, bulk b split across two (without express work they make
+  // one batch, as GroupsQueuedRequestsIntoOneCommit shows).
+  EXPECT_EQ(batch_sizes, (std::vector<size_t>{3, 150, 50}));
   EXPECT_NE(answer.find("\"ok\":true"), std::string::npos) << answer;
+}
+
+// A bulk request larger than the batch runs in parts, one group commit each, and is
+// answered once, after its last part, with every result in order; express work that
+// arrives meanwhile runs between the parts; a bulk query behind the request waits for
+// its answer.
+TEST_F(WriterTest, ALargeBulkRequestIsSplitAcrossCommitsAndLetsExpressWorkIn) {
+  std::vector<std::string> batches;  // writer thread only, read after stop()
+  WriterOptions options;
+  options.express_batch_commands_max = 40;
+  options.express_recent = std::chrono::hours(1);
+  std::vector<std::string> order;  // writer thread only, read after stop()
+  auto answer = [&order](std::string name) {
+    return Writer::CommandsDone([&order, name](std::vector<CommandResult> results) {
+      order.push_back(fmt::format("{} ({} results)", name, results.size()));
+    });
+  };
+  writer_ = std::make_unique<Writer>(std::move(engine_), options,
+                                     [&](const Engine&, std::span<const Command> commands, std::span<const CommandResult>) {
+                                       if (commands.front().type == CommandType::kTick) return;
+                                       batches.push_back(fmt::format("{}..{}", commands.front().org, commands.back().org));
+                                       // While big's first part runs, an express request arrives.
+                                       if (commands.front().org == "org0") {
+                                         std::vector<Command> express = {create_org(900)};
+                                         Writer::CommandsDone done = answer("express");
+                                         EXPECT_EQ(writer_->submit(express, done, Writer::Lane::kExpress), Writer::Admission::kQueued);
+                                       }
+                                     });
+  // Express work is recent from the start, so bulk batches are capped at 40.
+  std::vector<Command> warm = {create_org(800)};
+  Writer::CommandsDone warm_done = answer("warm");
+  ASSERT_EQ(writer_->submit(warm, warm_done, Writer::Lane::kExpress), Writer::Admission::kQueued);
+  std::vector<Command> big, small;
+  for (int i = 0; i < 100; ++i) big.push_back(create_org(i));
+  for (int i = 100; i < 110; ++i) small.push_back(create_org(i));
+  std::promise<std::vector<CommandResult>> big_results;
+  Writer::CommandsDone big_done = [&](std::vector<CommandResult> results) {
+    order.push_back(fmt::format("big ({} results)", results.size()));
+    big_results.set_value(std::move(results));
+  };
+  ASSERT_EQ(writer_->submit(big, big_done), Writer::Admission::kQueued);
+  Writer::CommandsDone small_done = answer("small");
+  ASSERT_EQ(writer_->submit(small, small_done), Writer::Admission::kQueued);
+  Query query;
+  ASSERT_TRUE(decode_query(R"({"query":"org","actor":"platform","org":"org109"})", &query).ok());
+  std::string query_answer;
+  Writer::QueryDone query_done = [&](std::string text) {
+    query_answer = std::move(text);
+    order.push_back("query");
+  };
+  ASSERT_EQ(writer_->submit(query, query_done), Writer::Admission::kQueued);
+  writer_->start();
+  const std::vector<CommandResult> results = big_results.get_future().get();
+  writer_->stop();
+  // warm; big's first 40; the express request; big's next 40; big's last 20 with small.
+  EXPECT_EQ(batches, (std::vector<std::string>{"org800..org800", "org0..org39", "org900..org900", "org40..org79", "org80..org109"}));
+  EXPECT_EQ(order, (std::vector<std::string>{"warm (1 results)", "express (1 results)", "big (100 results)", "small (10 results)", "query"}));
+  ASSERT_EQ(results.size(), 100u);
+  for (size_t i = 0; i < results.size(); ++i) {
+    EXPECT_TRUE(results[i].status.ok()) << i;
+    // Sequence numbers: warm is 1, big's first part 2..41, express 42, then 43 on.
+    EXPECT_EQ(results[i].seq, i < 40 ? i + 2 : i + 3) << i;
+  }
+  EXPECT_NE(query_answer.find("\"ok\":true"), std::string::npos) << query_answer;
 }
 
 // The auth index follows key and token commands.
