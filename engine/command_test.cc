@@ -468,6 +468,33 @@ TEST(JsonWriterTest, EscapesOnlyWhatJsonNeeds) {
   EXPECT_EQ(quoted("caf\xc3\xa9 \x7f"), "\"caf\xc3\xa9 \x7f\"");
 }
 
+// Well-formed UTF-8 passes as it is; each byte outside a well-formed character becomes
+// U+FFFD, so the output is valid UTF-8 (and valid JSON) whatever the input.
+TEST(JsonWriterTest, BytesOutsideWellFormedUtf8BecomeReplacementCharacters) {
+  auto quoted = [](std::string_view text) {
+    std::string out;
+    append_json_string(&out, text);
+    return out;
+  };
+  const std::string fffd = "\xEF\xBF\xBD";
+  // Two-, three- and four-byte characters, the highest code point, U+FFFD itself.
+  for (std::string_view good : {"\xc2\xa2", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xf4\x8f\xbf\xbf", "\xef\xbf\xbd", "\xed\x9f\xbf"}) {
+    EXPECT_EQ(quoted(good), "\"" + std::string(good) + "\"") << good;
+    EXPECT_EQ(utf8_character_length(good), good.size()) << good;
+  }
+  EXPECT_EQ(quoted("a\xff" "b"), "\"a" + fffd + "b\"");             // never in UTF-8
+  EXPECT_EQ(quoted("\x80"), "\"" + fffd + "\"");                   // a stray continuation byte
+  EXPECT_EQ(quoted("x\xe2\x82"), "\"x" + fffd + fffd + "\"");      // cut short at the end
+  EXPECT_EQ(quoted("\xe2\x82x"), "\"" + fffd + fffd + "x\"");      // cut short before ASCII
+  EXPECT_EQ(quoted("\xc0\xaf"), "\"" + fffd + fffd + "\"");        // overlong '/'
+  EXPECT_EQ(quoted("\xe0\x80\xaf"), "\"" + fffd + fffd + fffd + "\"");  // overlong, three bytes
+  EXPECT_EQ(quoted("\xed\xa0\x80"), "\"" + fffd + fffd + fffd + "\"");  // a UTF-16 surrogate
+  EXPECT_EQ(quoted("\xf4\x90\x80\x80"), "\"" + fffd + fffd + fffd + fffd + "\"");  // past U+10FFFF
+  EXPECT_EQ(quoted("\"\xff\""), "\"\\\"" + fffd + "\\\"\"");      // escapes still apply around it
+  EXPECT_EQ(utf8_character_length(""), 0u);
+  EXPECT_EQ(utf8_character_length("a"), 0u);
+}
+
 TEST(JsonWriterTest, NumbersAndCommas) {
   JsonWriter out(16);
   out.begin_object().field("a", int64_t{-1}).field("b", std::numeric_limits<int64_t>::min());

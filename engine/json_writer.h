@@ -48,8 +48,15 @@ class JsonWriter {
   bool after_key_ = false;
 };
 
-// Appends `value` to `out` as a quoted, escaped JSON string.
+// Appends `value` to `out` as a quoted, escaped JSON string. Bytes that are not part of
+// a well-formed UTF-8 character (a stray continuation byte, a cut or overlong sequence,
+// a surrogate, a code point past U+10FFFF) are written as U+FFFD each, so the answer
+// stays valid JSON whatever a binary frame, a log record or a request line held.
 void append_json_string(std::string* out, std::string_view value);
+
+// The length of the well-formed UTF-8 character at the start of `text` (2 to 4 bytes,
+// for a first byte of 0x80 or more), or 0 if it is not one.
+size_t utf8_character_length(std::string_view text);
 // Appends `value` in decimal (a JSON number), without going through a format string.
 void append_decimal(std::string* out, int64_t value);
 void append_decimal(std::string* out, uint64_t value);

@@ -257,6 +257,11 @@ TEST_F(ServerTest, HealthAndMetricsNeedNoToken) {
   EXPECT_TRUE(has(metrics.body, "tally_commands_total{type=\"record_usage\"}"));
   EXPECT_TRUE(has(metrics.body, "tally_commit_duration_seconds_bucket"));
   EXPECT_EQ(http_call(http_port_, http::verb::get, "/nope").status, 404u);
+  // A path that is not UTF-8 is quoted with U+FFFD in its place, so the answer stays
+  // valid JSON.
+  const HttpAnswer not_utf8 = http_call(http_port_, http::verb::get, "/n\xffpe");
+  EXPECT_EQ(not_utf8.status, 404u);
+  EXPECT_TRUE(has(not_utf8.body, "no endpoint /n\xEF\xBF\xBDpe")) << not_utf8.body;
   EXPECT_EQ(http_call(http_port_, http::verb::get, "/v1/commands").status, 405u);
   EXPECT_EQ(http_call(http_port_, http::verb::post, "/healthz", "{}").status, 405u);
 }
