@@ -57,6 +57,7 @@ void append_json_string(std::string* out, std::string_view value);
 // The length of the well-formed UTF-8 character at the start of `text` (2 to 4 bytes,
 // for a first byte of 0x80 or more), or 0 if it is not one.
 size_t utf8_character_length(std::string_view text);
+
 // Appends `value` in decimal (a JSON number), without going through a format string.
 void append_decimal(std::string* out, int64_t value);
 void append_decimal(std::string* out, uint64_t value);
