@@ -34,6 +34,18 @@ class WriterTest : public ::testing::Test {
     return command;
   }
 
+  // Queues an "org" query for `org`; its answer goes to *answer, and "query" to *order
+  // (both written on the writer thread: read them after stop()).
+  void submit_org_query(std::string_view org, Writer::Lane lane, std::string* answer, std::vector<std::string>* order) {
+    Query query;
+    ASSERT_TRUE(decode_query(fmt::format(R"({{"query":"org","actor":"platform","org":"{}"}})", org), &query).ok());
+    Writer::QueryDone done = [answer, order](std::string text) {
+      *answer = std::move(text);
+      order->push_back("query");
+    };
+    ASSERT_EQ(writer_->submit(query, done, lane), Writer::Admission::kQueued);
+  }
+
   static inline int counter_ = 0;
   std::filesystem::path dir_;
   std::unique_ptr<Engine> engine_;
@@ -136,14 +148,8 @@ TEST_F(WriterTest, ExpressRequestsOvertakeTheBulkQueue) {
   submit({create_org(500)}, "express 1", Writer::Lane::kExpress);
   submit({create_org(501), create_org(502)}, "express 2", Writer::Lane::kExpress);
   // A query in the express lane runs before the bulk commands queued ahead of it.
-  Query query;
-  ASSERT_TRUE(decode_query(R"({"query":"org","actor":"platform","org":"org500"})", &query).ok());
   std::string answer;
-  Writer::QueryDone query_done = [&](std::string text) {
-    answer = std::move(text);
-    order.push_back("query");
-  };
-  ASSERT_EQ(writer_->submit(query, query_done, Writer::Lane::kExpress), Writer::Admission::kQueued);
+  submit_org_query("org500", Writer::Lane::kExpress, &answer, &order);
   EXPECT_EQ(writer_->queued_commands(), 204u);
   writer_->start();
   writer_->stop();
@@ -197,14 +203,8 @@ TEST_F(WriterTest, ALargeBulkRequestIsSplitAcrossCommitsAndLetsExpressWorkIn) {
   ASSERT_EQ(writer_->submit(big, big_done), Writer::Admission::kQueued);
   Writer::CommandsDone small_done = answer("small");
   ASSERT_EQ(writer_->submit(small, small_done), Writer::Admission::kQueued);
-  Query query;
-  ASSERT_TRUE(decode_query(R"({"query":"org","actor":"platform","org":"org109"})", &query).ok());
   std::string query_answer;
-  Writer::QueryDone query_done = [&](std::string text) {
-    query_answer = std::move(text);
-    order.push_back("query");
-  };
-  ASSERT_EQ(writer_->submit(query, query_done), Writer::Admission::kQueued);
+  submit_org_query("org109", Writer::Lane::kBulk, &query_answer, &order);
   writer_->start();
   const std::vector<CommandResult> results = big_results.get_future().get();
   writer_->stop();
