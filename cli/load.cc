@@ -141,6 +141,10 @@ void count_results(std::string_view answer, uint64_t* ok, uint64_t* not_ok) {
 }  // namespace
 
 int run_load(const LoadOptions& options) {
+  if (options.rate > 0 && options.events / options.rate > kLoadSecondsMax) {
+    return fail(Error(ErrorCode::kInvalidArgument, fmt::format("{} events at {} events/s would take more than {} s; record fewer or faster",
+                                                               options.events, options.rate, kLoadSecondsMax)));
+  }
   std::string admin;
   if (Status s = server::read_token_file(options.token_file, &admin); !s.ok()) return fail(s);
   std::unique_ptr<server::Client> setup;
@@ -187,6 +191,12 @@ int run_load(const LoadOptions& options) {
   std::mutex latencies_mutex;
   std::vector<double> latencies_us;
   std::atomic<bool> failed{false};
+  Clock::time_point ingest_start;  // set before the workers start
+  // With a rate: waits until the request starting at event `first` is due.
+  auto pace = [&](uint64_t first) {
+    if (options.rate == 0) return;
+    std::this_thread::sleep_until(ingest_start + std::chrono::microseconds(first * 1'000'000 / options.rate));
+  };
   auto worker = [&](uint32_t connection) {
     std::unique_ptr<server::Client> client;
     if (Status s = connect(options, key, &client); !s.ok()) {
@@ -228,6 +238,7 @@ int run_load(const LoadOptions& options) {
         record.unit = "token";
         record.occurred_at_us = occurred_at;
       }
+      pace(first);
       uint64_t request_id = 0;
       if (Status s = client->send_usage(records, &request_id); !s.ok()) {
         fail(s);
@@ -273,6 +284,7 @@ int run_load(const LoadOptions& options) {
                             first + i, occurred_text, org, workspace_of(member), member_name(member));
       }
       body += ']';
+      pace(first);
       unsigned status = 0;
       const auto begin = Clock::now();
       if (Status s = http.post_events(key, body, &status, &answer); !s.ok()) {
@@ -330,6 +342,7 @@ int run_load(const LoadOptions& options) {
     }
   };
   const auto start = Clock::now();
+  ingest_start = start;
   std::vector<std::thread> threads;
   for (uint32_t c = 0; c < options.connections; ++c) {
     if (options.http.empty()) {
@@ -347,10 +360,11 @@ int run_load(const LoadOptions& options) {
   if (failed) return 1;
   std::sort(latencies_us.begin(), latencies_us.end());
   auto percentile = [&](double p) { return latencies_us.empty() ? 0.0 : latencies_us[static_cast<size_t>(p * static_cast<double>(latencies_us.size() - 1))]; };
-  std::cout << fmt::format("ingest: {} events acknowledged ({} refused) in {:.2f} s = {:.0f} events/s over {} {} connections, {} per request, {} in flight\n",
+  std::cout << fmt::format("ingest: {} events acknowledged ({} refused) in {:.2f} s = {:.0f} events/s over {} {} connections, {} per request, {} in flight{}\n",
                            acknowledged.load(), refused.load(), seconds, static_cast<double>(acknowledged) / seconds, options.connections,
                            options.http.empty() ? "binary-protocol" : "HTTP (CloudEvents batches)", options.batch,
-                           options.http.empty() ? options.window : 1);
+                           options.http.empty() ? options.window : 1,
+                           options.rate > 0 ? fmt::format(", paced at {} events/s", options.rate) : std::string());
   std::cout << fmt::format("request latency: p50 {:.0f} us, p99 {:.0f} us, max {:.0f} us\n", percentile(0.5), percentile(0.99), percentile(1.0));
   if (!round_trips_us.empty()) {
     std::sort(round_trips_us.begin(), round_trips_us.end());

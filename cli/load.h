@@ -3,8 +3,9 @@
 // the admin token over the binary protocol, then records usage events from several
 // connections — over the binary protocol, each pipelining requests of typed usage
 // records, or with `http` set as CloudEvents batches to POST /v1/events, one request at
-// a time per keep-alive connection — and reports throughput and request latency. Every
-// acknowledged event is durable (the daemon's contract).
+// a time per keep-alive connection — as fast as the daemon answers or paced at a given
+// rate, and reports throughput and request latency. Every acknowledged event is durable
+// (the daemon's contract).
 #pragma once
 
 #include <cstdint>
@@ -25,7 +26,13 @@ struct LoadOptions {
   // Sequential reserve -> settle round trips on one more connection while the ingest
   // runs (0: none); their latency is reported separately.
   uint32_t round_trips = 0;
+  // Events per second offered in all (0: as fast as the daemon answers): a request
+  // whose first event is the n-th is not sent before n / rate seconds into the ingest.
+  // Refused when the ingest would then take more than kLoadSecondsMax.
+  uint64_t rate = 0;
 };
+
+inline constexpr uint64_t kLoadSecondsMax = 3600;
 
 int run_load(const LoadOptions& options);
 

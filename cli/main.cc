@@ -247,6 +247,9 @@ int main(int argc, char** argv) {
   load->add_option("--round-trips", load_options.round_trips, "Reserve -> settle round trips on one more connection during the ingest")
       ->check(CLI::Range(0u, 1000000u))
       ->capture_default_str();
+  load->add_option("--rate", load_options.rate, "Events per second to offer in all, spread over the connections (0: as fast as the daemon answers)")
+      ->check(CLI::Range(uint64_t{0}, uint64_t{100'000'000}))
+      ->capture_default_str();
 
   try {
     app.parse(argc, argv);

@@ -95,6 +95,13 @@ load=(--server "127.0.0.1:$binary_port" --token-file "$dir/admin" --events 3000 
 "$tally" load "${load[@]}" --round-trips 20 > "$dir/load-binary.out" 2>&1 || fail "tally load: $(cat "$dir/load-binary.out")"
 grep -q '^ingest: 3000 events acknowledged (0 refused) .* binary-protocol connections' "$dir/load-binary.out" || fail "tally load: $(cat "$dir/load-binary.out")"
 grep -q '^reserve -> settle round trips under load: [1-9]' "$dir/load-binary.out" || fail "tally load --round-trips: $(cat "$dir/load-binary.out")"
+# Paced: the last request (events 2750..2999 at 6,000 events/s) is not due before 0.458 s.
+"$tally" load "${load[@]}" --rate 6000 > "$dir/load-paced.out" 2>&1 || fail "tally load --rate: $(cat "$dir/load-paced.out")"
+grep -q '^ingest: 3000 events acknowledged (0 refused) in .* paced at 6000 events/s$' "$dir/load-paced.out" || fail "tally load --rate: $(cat "$dir/load-paced.out")"
+paced_seconds=$(sed -n 's/^ingest: .* in \([0-9.]*\) s = .*/\1/p' "$dir/load-paced.out")
+awk -v s="$paced_seconds" 'BEGIN {exit !(s >= 0.45)}' || fail "tally load --rate 6000: done in $paced_seconds s, before its last request was due"
+if "$tally" load --server "127.0.0.1:$binary_port" --token-file "$dir/admin" --events 100000 --rate 10 > "$dir/load-slow.out" 2>&1; then fail "tally load took a rate that needs hours"; fi
+grep -q 'would take more than 3600 s' "$dir/load-slow.out" || fail "tally load --rate 10: $(cat "$dir/load-slow.out")"
 "$tally" load "${load[@]}" --http "127.0.0.1:$http_port" > "$dir/load-http.out" 2>&1 || fail "tally load --http: $(cat "$dir/load-http.out")"
 grep -q '^ingest: 3000 events acknowledged (0 refused) .* HTTP (CloudEvents batches) connections' "$dir/load-http.out" || fail "tally load --http: $(cat "$dir/load-http.out")"
 grep -q '^tally_cloudevents_total 3004' <<< "$(c "$base/metrics")" || fail "metrics: the HTTP load's events not counted as CloudEvents"
