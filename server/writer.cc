@@ -80,7 +80,7 @@ size_t Writer::queued_commands() const {
   return queued_commands_ + express_commands_;
 }
 
-void Writer::take_run(std::deque<Item>& queue, size_t& queued, size_t max, std::vector<Item>& taken) {
+void Writer::take_run(std::deque<Item>& queue, size_t& queued, size_t max, std::deque<Item>& taken) {
   size_t commands = 0;
   while (!queue.empty()) {
     Item& front = queue.front();
@@ -108,7 +108,7 @@ void Writer::take_bulk(size_t max) {
 void Writer::run() {
   using Clock = std::chrono::steady_clock;
   auto next_tick = Clock::now() + options_.tick_interval;
-  std::vector<Item> taken;
+  std::deque<Item> taken;
   for (;;) {
     taken.clear();
     size_t bulk_max = 0;  // > 0: run that many commands of started_
@@ -140,11 +140,13 @@ void Writer::run() {
       next_tick = Clock::now() + options_.tick_interval;
     }
     if (bulk_max > 0) {
-      run_started(bulk_max);
+      started_commands_ -= run_part(started_, bulk_max);
     } else if (taken.empty()) {
       continue;
     } else if (taken.front().commands_done != nullptr) {
-      run_commands(taken);
+      // An express run fits one batch, except a first request larger than the batch,
+      // which goes on in further parts.
+      while (!taken.empty()) run_part(taken, options_.batch_commands_max);
     } else if (taken.front().query) {
       taken.front().query_done(engine_->query(*taken.front().query));
     } else {
@@ -153,10 +155,10 @@ void Writer::run() {
   }
 }
 
-void Writer::run_started(size_t max) {
-  TALLY_ASSERT(!started_.empty() && max >= 1);
+size_t Writer::run_part(std::deque<Item>& items, size_t max) {
+  TALLY_ASSERT(!items.empty() && max >= 1);
   batch_.clear();
-  for (Item& item : started_) {
+  for (Item& item : items) {
     const size_t take = std::min(item.commands.size() - item.ran, max - batch_.size());
     for (size_t i = item.ran; i < item.ran + take; ++i) batch_.push_back(std::move(item.commands[i]));
     if (batch_.size() == max) break;
@@ -164,44 +166,20 @@ void Writer::run_started(size_t max) {
   std::vector<CommandResult> results = engine_->execute(batch_);
   TALLY_ASSERT(results.size() == batch_.size());
   observer_(*engine_, batch_, results);
-  started_commands_ -= batch_.size();
   size_t next = 0;
   while (next < results.size()) {
-    Item& item = started_.front();
+    Item& item = items.front();
     const size_t take = std::min(item.commands.size() - item.ran, results.size() - next);
     if (item.results.empty()) item.results.reserve(item.commands.size());
     item.results.insert(item.results.end(), std::make_move_iterator(results.begin() + static_cast<ptrdiff_t>(next)),
                         std::make_move_iterator(results.begin() + static_cast<ptrdiff_t>(next + take)));
     item.ran += take;
     next += take;
-    if (item.ran < item.commands.size()) break;  // the rest runs in the next batch
+    if (item.ran < item.commands.size()) break;  // the rest runs in the next part
     item.commands_done(std::move(item.results));
-    started_.pop_front();
+    items.pop_front();
   }
-}
-
-void Writer::run_commands(std::vector<Item>& items) {
-  if (items.size() == 1) {
-    std::vector<CommandResult> results = engine_->execute(items.front().commands);
-    observer_(*engine_, items.front().commands, results);
-    items.front().commands_done(std::move(results));
-    return;
-  }
-  batch_.clear();
-  for (Item& item : items) {
-    for (Command& command : item.commands) batch_.push_back(std::move(command));
-  }
-  std::vector<CommandResult> results = engine_->execute(batch_);
-  TALLY_ASSERT(results.size() == batch_.size());
-  observer_(*engine_, batch_, results);
-  size_t next = 0;
-  for (Item& item : items) {
-    const size_t count = item.commands.size();
-    std::vector<CommandResult> mine(std::make_move_iterator(results.begin() + static_cast<ptrdiff_t>(next)),
-                                    std::make_move_iterator(results.begin() + static_cast<ptrdiff_t>(next + count)));
-    next += count;
-    item.commands_done(std::move(mine));
-  }
+  return batch_.size();
 }
 
 void Writer::run_tick() {

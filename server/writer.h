@@ -101,8 +101,8 @@ class Writer {
     std::optional<Query> query;
     QueryDone query_done;
     Task task;
-    // For a bulk command request being run in parts (writer thread only): how many of
-    // its commands have run, and their results so far.
+    // For a command request being run (writer thread only): how many of its commands
+    // have run, and their results so far.
     size_t ran = 0;
     std::vector<CommandResult> results;
   };
@@ -112,16 +112,16 @@ class Writer {
   // Moves a run of requests from the front of `queue` into `taken`: consecutive
   // command requests of at most `max` commands in all (the first one whole, whatever
   // its size), or one query or task.
-  static void take_run(std::deque<Item>& queue, size_t& queued, size_t max, std::vector<Item>& taken);
+  static void take_run(std::deque<Item>& queue, size_t& queued, size_t max, std::deque<Item>& taken);
   // Moves consecutive bulk command requests from the front of the bulk queue into
   // started_ until started_ holds at least `max` commands yet to run. Call with the
   // mutex held.
   void take_bulk(size_t max);
   void run();
-  void run_commands(std::vector<Item>& items);
-  // Runs up to `max` commands of started_, from the first one not yet run, as one
-  // batch; completes each request whose last command was in it.
-  void run_started(size_t max);
+  // Runs up to `max` commands of the command requests in `items`, from the first one
+  // not yet run, as one batch; completes and removes each request whose last command
+  // was in it. Returns how many commands ran.
+  size_t run_part(std::deque<Item>& items, size_t max);
   void run_tick();
 
   std::unique_ptr<Engine> engine_;
