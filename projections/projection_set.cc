@@ -13,7 +13,11 @@ namespace tally {
 
 void ProjectionSet::apply(const fb::Envelope& event) {
   last_time_us_ = event.time_us();
-  for (Projection* projection : all()) {
+  apply_unseen(all(), event);
+}
+
+void ProjectionSet::apply_unseen(std::span<Projection* const> projections, const fb::Envelope& event) {
+  for (Projection* projection : projections) {
     if (event.seq() > projection->checkpoint()) projection->apply(event);
   }
 }

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -33,6 +34,8 @@ class ProjectionSet {
 
   // Applies the event to every projection that has not yet seen it.
   void apply(const fb::Envelope& event);
+  // The same for some of the projections (SplitApplier gives each thread its part).
+  static void apply_unseen(std::span<Projection* const> projections, const fb::Envelope& event);
   // Writes changed rows and checkpoints of every projection into the batch.
   void flush(RowSink* sink);
   // Writes every row of every projection.

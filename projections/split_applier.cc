@@ -10,12 +10,6 @@ namespace {
 
 constexpr size_t kChunksQueuedMax = 8;
 
-void apply_unseen(const std::vector<Projection*>& projections, const fb::Envelope& event) {
-  for (Projection* projection : projections) {
-    if (event.seq() > projection->checkpoint()) projection->apply(event);
-  }
-}
-
 }  // namespace
 
 // Envelopes copied end to end, each starting on an 8-byte boundary as decode_envelope
@@ -48,7 +42,7 @@ SplitApplier::SplitApplier(ProjectionSet* projections)
 SplitApplier::~SplitApplier() { finish(); }
 
 void SplitApplier::apply(std::string_view envelope, const fb::Envelope& event) {
-  apply_unseen(own_, event);
+  ProjectionSet::apply_unseen(own_, event);
   chunk_->add(envelope);
   if (chunk_->full()) hand_over();
 }
@@ -90,7 +84,7 @@ void SplitApplier::run_helper() {
       // The caller's thread decoded these same bytes already.
       const fb::Envelope* event = decode_envelope(chunk->at(i));
       TALLY_ASSERT(event != nullptr);
-      apply_unseen(helper_part_, *event);
+      ProjectionSet::apply_unseen(helper_part_, *event);
     }
   }
 }
