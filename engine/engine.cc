@@ -121,7 +121,23 @@ std::string CommandResult::to_json() const {
   return json;
 }
 
-Engine::~Engine() = default;
+Engine::~Engine() {
+  const Status flushed = flush_rows();
+  if (!flushed.ok()) spdlog::error("the projection rows were not written at close; the next open replays the log past them: {}", flushed.message);
+}
+
+Status Engine::flush_rows() {
+  if (!opened_ || read_only_ || state_.stored_seq() == store_->last_seq()) return Status::Ok();
+  std::unique_ptr<LogBatch> batch = store_->begin_batch();
+  state_.flush(batch.get());
+  const Status written = store_->commit(batch.get());
+  if (!written.ok()) {
+    // The log is whole; only the rows are behind it, and open() replays past them.
+    read_only_ = true;
+    spdlog::critical("storage failure, the engine is now read-only: {}", written.message);
+  }
+  return written;
+}
 
 Status Engine::open(const EngineOptions& options, std::unique_ptr<Engine>* out) {
   std::unique_ptr<Engine> engine(new Engine());
@@ -138,6 +154,8 @@ Status Engine::open(const EngineOptions& options, std::unique_ptr<Engine>* out) 
   if (Status s = Store::open(store_options, &engine->store_); !s.ok()) return s;
   if (Status s = engine->state_.load(*engine->store_); !s.ok()) return s;
   if (Status s = last_event_time(*engine->store_, &engine->last_time_us_); !s.ok()) return s;
+  engine->row_lag_events_ = options.row_lag_events;
+  engine->opened_ = true;
   *out = std::move(engine);
   return Status::Ok();
 }
@@ -195,7 +213,7 @@ std::vector<CommandResult> Engine::execute(std::span<const Command> commands, Ti
   for (const Command& command : commands) results.push_back(execute_one(command, time, batch.get()));
   if (batch->records() == 0) return results;  // nothing accepted: nothing to write
 
-  state_.flush(batch.get());
+  state_.flush_due(batch.get(), row_lag_events_);
   const auto commit_start = std::chrono::steady_clock::now();
   const Status written = store_->commit(batch.get());
   stats_.last_commit_duration_us =

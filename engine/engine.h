@@ -23,6 +23,8 @@
 
 namespace tally {
 
+inline constexpr uint64_t kRowLagEventsDefault = 65536;
+
 struct EngineOptions {
   std::string data_dir;
   bool create_if_missing = true;
@@ -30,6 +32,10 @@ struct EngineOptions {
   Clock* clock = nullptr;
   // For fault-injection tests; null means the default RocksDB environment.
   rocksdb::Env* env = nullptr;
+  // How many events a projection's rows in the store may fall behind the log (see
+  // ProjectionSet::flush_due). Fewer row writes make ingest faster; a start after a
+  // crash replays up to this many events more. 0 or 1 writes them with every batch.
+  uint64_t row_lag_events = kRowLagEventsDefault;
 };
 
 // Where event times come from.
@@ -66,7 +72,12 @@ class Engine {
  public:
   // Opens the store in options.data_dir and restores the projections.
   static Status open(const EngineOptions& options, std::unique_ptr<Engine>* engine);
+  // Writes the rows still behind the log (flush_rows), unless the engine is read-only.
   ~Engine();
+
+  // Writes every projection's changed rows and checkpoint in one synced write, so the
+  // next open replays nothing. Nothing to write, or a read-only engine: Ok, no write.
+  Status flush_rows();
 
   // Executes up to kBatchCommandsMax commands as one group commit. Results come back
   // in order. A refused command changes nothing. If the write fails, every command of
@@ -97,6 +108,8 @@ class Engine {
   std::unique_ptr<Clock> owned_clock_;
   int64_t last_time_us_ = 0;
   bool read_only_ = false;
+  bool opened_ = false;  // open() finished: the projections are whole
+  uint64_t row_lag_events_ = kRowLagEventsDefault;
   EngineStats stats_;
 };
 

@@ -80,10 +80,16 @@ class TestEngine {
     options.data_dir = path_;
     options.clock = &clock_;
     options.env = env_;
+    options.row_lag_events = row_lag_events_;
     const Status status = Engine::open(options, &engine_);
     if (!status.ok()) ADD_FAILURE() << "cannot open the engine at " << path_ << ": " << status.message;
   }
   void close() { engine_.reset(); }
+  // Reopens the engine with EngineOptions::row_lag_events = events.
+  void reopen_with_row_lag(uint64_t events) {
+    row_lag_events_ = events;
+    reopen();
+  }
 
   // Executes one command (given as JSON) in a batch of its own.
   CommandResult run(std::string_view json) { return run(command_from_json(json)); }
@@ -105,6 +111,7 @@ class TestEngine {
   TempDir dir_;
   std::string path_;
   rocksdb::Env* env_;
+  uint64_t row_lag_events_ = kRowLagEventsDefault;
   ManualClock clock_{kTestStartUs};
   std::unique_ptr<Engine> engine_;
 };

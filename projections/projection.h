@@ -5,8 +5,9 @@
 // Persistence: a projection keeps its rows in the store's state family under
 // "<name>/", and its checkpoint (the last sequence number applied) at
 // "checkpoint/<name>". flush() writes the rows changed since the last flush and the
-// checkpoint into the same batch as the events that changed them, so rows and
-// checkpoint are always consistent with each other and with the log.
+// checkpoint into one batch, so the stored rows are always those of the checkpoint
+// they are stored with. The engine flushes a projection only every so many events
+// (ProjectionSet::flush_due): rows may lag the log, never disagree with it.
 #pragma once
 
 #include <cstdint>

@@ -22,9 +22,22 @@ void ProjectionSet::apply_unseen(std::span<Projection* const> projections, const
   }
 }
 
-void ProjectionSet::flush(RowSink* sink) {
-  for (Projection* projection : all()) projection->flush(sink);
+void ProjectionSet::flush(RowSink* sink) { flush_due(sink, 0); }
+
+void ProjectionSet::flush_due(RowSink* sink, uint64_t lag_events) {
+  const std::array<Projection*, kCount> projections = all();
+  for (size_t i = 0; i < kCount; ++i) {
+    const uint64_t checkpoint = projections[i]->checkpoint();
+    if (lag_events > 1) {
+      const uint64_t shift = i * lag_events / kCount;
+      if ((checkpoint + shift) / lag_events == (stored_[i] + shift) / lag_events) continue;
+    }
+    projections[i]->flush(sink);
+    stored_[i] = checkpoint;
+  }
 }
+
+uint64_t ProjectionSet::stored_seq() const { return *std::min_element(stored_.begin(), stored_.end()); }
 
 void ProjectionSet::dump(RowSink* sink) const {
   for (const Projection* projection : all()) projection->dump(sink);
@@ -32,6 +45,7 @@ void ProjectionSet::dump(RowSink* sink) const {
 
 void ProjectionSet::clear() {
   last_time_us_ = 0;
+  stored_.fill(0);
   for (Projection* projection : all()) projection->clear();
 }
 
@@ -54,7 +68,7 @@ std::vector<std::string> ProjectionSet::stored_prefixes() const {
 
 Status ProjectionSet::load(const Store& store) {
   clear();
-  const std::vector<Projection*> projections = all();
+  const std::array<Projection*, kCount> projections = all();
   const std::vector<std::string> keys = stored_prefixes();
   const std::vector<std::string_view> prefixes(keys.begin(), keys.end());
   std::vector<bool> malformed(projections.size(), false);
@@ -68,6 +82,7 @@ Status ProjectionSet::load(const Store& store) {
       // Rows we cannot trust are rebuilt from the log, the source of truth.
       projections[p]->clear();
     }
+    stored_[p] = projections[p]->checkpoint();
   }
   return replay(store, store.last_seq(), std::numeric_limits<int64_t>::max());
 }

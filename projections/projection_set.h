@@ -2,6 +2,7 @@
 // them to validate commands; queries read them to answer.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <span>
@@ -36,8 +37,21 @@ class ProjectionSet {
   void apply(const fb::Envelope& event);
   // The same for some of the projections (SplitApplier gives each thread its part).
   static void apply_unseen(std::span<Projection* const> projections, const fb::Envelope& event);
-  // Writes changed rows and checkpoints of every projection into the batch.
+  // Writes the changed rows and the checkpoint of every projection into the batch.
   void flush(RowSink* sink);
+  // The same for the projections that are due, so that a projection's rows are
+  // written about once every `lag_events` events instead of with every batch: a row
+  // changed many times in between (a member's balance, a usage cell) is written once.
+  // The projections take turns (projection i is due when its checkpoint passes a
+  // multiple of lag_events, shifted by i * lag_events / kCount), so no one batch
+  // carries all of them. A projection's stored rows are never more than lag_events
+  // plus one batch behind its checkpoint; load() replays the log past them.
+  // lag_events 0 or 1 flushes every projection, as flush() does.
+  void flush_due(RowSink* sink, uint64_t lag_events);
+  // The lowest checkpoint among the rows in the store, as of the last load() and of
+  // the flushes since (assuming the batches they went into were committed; after a
+  // failed commit, load() again).
+  uint64_t stored_seq() const;
   // Writes every row of every projection.
   void dump(RowSink* sink) const;
   void clear();
@@ -58,8 +72,9 @@ class ProjectionSet {
                 const std::function<void(uint64_t done, uint64_t total)>& progress = {});
   static constexpr uint64_t kSplitReplayEventsMin = 16384;
 
-  std::vector<Projection*> all() { return {&orgs, &balances, &rates, &usage, &statements, &tokens}; }
-  std::vector<const Projection*> all() const { return {&orgs, &balances, &rates, &usage, &statements, &tokens}; }
+  static constexpr size_t kCount = 6;
+  std::array<Projection*, kCount> all() { return {&orgs, &balances, &rates, &usage, &statements, &tokens}; }
+  std::array<const Projection*, kCount> all() const { return {&orgs, &balances, &rates, &usage, &statements, &tokens}; }
   // Where each projection of all() keeps its rows in the store: 2i is the prefix of
   // projection i's rows, 2i + 1 its checkpoint key. Read them with one
   // Store::read_rows call.
@@ -67,6 +82,8 @@ class ProjectionSet {
 
  private:
   int64_t last_time_us_ = 0;
+  // The checkpoint of each projection's rows in the store, in the order of all().
+  std::array<uint64_t, kCount> stored_{};
 };
 
 }  // namespace tally

@@ -1,6 +1,8 @@
 #include "replay/replay.h"
 
+#include <array>
 #include <chrono>
+#include <functional>
 #include <limits>
 #include <map>
 
@@ -73,6 +75,41 @@ void compare_rows(const std::map<std::string, std::string>& expected, const std:
   if (reported > 5) problems->push_back(fmt::format("{}: {} more differences", what, reported - 5));
 }
 
+// Streams the rows of every projection in the store, each projection's rows and then
+// its checkpoint row in the order dump() writes them, to the sink `sink_for(i)` gives
+// for projection i (nullptr skips it). `keys` are ProjectionSet::stored_prefixes(). A
+// store that never committed an event has no checkpoint rows: they are at 0, as
+// ProjectionSet::load reads them.
+Status read_stored_rows(const Store& store, const std::vector<std::string>& keys, const std::function<RowSink*(size_t)>& sink_for) {
+  const std::vector<std::string_view> prefixes(keys.begin(), keys.end());
+  std::vector<bool> has_checkpoint(keys.size() / 2, false);
+  size_t done = 0;  // prefixes finished
+  auto finish_up_to = [&](size_t prefix) {
+    for (; done < prefix; ++done) {
+      RowSink* sink = sink_for(done / 2);
+      if (done % 2 == 1 && !has_checkpoint[done / 2] && sink != nullptr) sink->put(keys[done], be64(0));
+    }
+  };
+  const Status status = store.read_rows(prefixes, [&](size_t prefix, std::string_view key, std::string_view value) {
+    finish_up_to(prefix);
+    if (prefix % 2 == 1) has_checkpoint[prefix / 2] = has_checkpoint[prefix / 2] || key == keys[prefix];
+    if (RowSink* sink = sink_for(prefix / 2)) sink->put(key, value);
+  });
+  finish_up_to(prefixes.size());
+  return status;
+}
+
+// The checkpoint each projection's stored rows are at (0 when there is no row). A
+// malformed checkpoint row counts as 0: the rows then differ from the rebuild at 0.
+Status read_stored_checkpoints(const Store& store, const std::vector<std::string>& keys,
+                               std::array<uint64_t, ProjectionSet::kCount>* checkpoints) {
+  std::vector<std::string_view> checkpoint_keys;
+  for (size_t i = 1; i < keys.size(); i += 2) checkpoint_keys.push_back(keys[i]);
+  return store.read_rows(checkpoint_keys, [&](size_t p, std::string_view key, std::string_view value) {
+    if (key == checkpoint_keys[p] && value.size() == 8) (*checkpoints)[p] = read_be64(value);
+  });
+}
+
 }  // namespace
 
 std::vector<std::pair<std::string, std::string>> projection_rows(const ProjectionSet& projections) {
@@ -113,8 +150,30 @@ VerifyReport verify(const Store& store, const ProjectionSet* live, const Progres
   }
   report.batches = chain.size();
 
-  // One pass over the log: hash chain, checksums, envelopes, and the rebuild.
+  // The stored rows of each projection, as digests, and the checkpoint they are at.
+  // The engine writes a projection's rows only every so many events (ProjectionSet::
+  // flush_due), so each projection is compared with the rebuild as it stood at its own
+  // stored checkpoint, taken during the one pass over the log below.
   ProjectionSet rebuilt;
+  const std::vector<std::string> keys = rebuilt.stored_prefixes();
+  constexpr size_t kCount = ProjectionSet::kCount;
+  std::array<DigestSink, kCount> stored_digest;
+  std::array<uint64_t, kCount> stored_checkpoint{};
+  status = read_stored_rows(store, keys, [&](size_t p) -> RowSink* { return &stored_digest[p]; });
+  if (status.ok()) status = read_stored_checkpoints(store, keys, &stored_checkpoint);
+  if (!status.ok()) {
+    problem(status.message);
+    return report;
+  }
+  std::array<DigestSink, kCount> expected_digest;
+  auto take_expected = [&](uint64_t seq) {
+    for (size_t p = 0; p < kCount; ++p) {
+      if (stored_checkpoint[p] == seq) rebuilt.all()[p]->dump(&expected_digest[p]);
+    }
+  };
+  take_expected(0);
+
+  // One pass over the log: hash chain, checksums, envelopes, and the rebuild.
   Sha256 previous{};
   size_t batch_index = 0;
   std::unique_ptr<ChainHasher> hasher;
@@ -147,6 +206,7 @@ VerifyReport verify(const Store& store, const ProjectionSet* live, const Progres
     if (event->command_seq() == 0 || event->command_seq() > seq) problem(fmt::format("record {}: bad command_seq", seq));
     last_time = event->time_us();
     rebuilt.apply(*event);
+    take_expected(seq);
     ++report.events;
     if (progress && seq % 65536 == 0) progress(seq, total);
     return report.problems.size() < 20;
@@ -164,49 +224,35 @@ VerifyReport verify(const Store& store, const ProjectionSet* live, const Progres
   for (std::string& broken : rebuilt.balances.check_invariants()) problem("invariant: " + broken);
 
   // Compare by digest first; only on a mismatch collect the rows to name them.
-  auto stored_rows = [&](RowSink* sink) {
-    // Each projection's rows, then its checkpoint row, in the order dump() writes them,
-    // all through one iterator.
-    const std::vector<std::string> keys = rebuilt.stored_prefixes();
-    const std::vector<std::string_view> prefixes(keys.begin(), keys.end());
-    std::vector<bool> has_checkpoint(keys.size() / 2, false);
-    size_t done = 0;  // prefixes finished
-    // A store that never committed an event has no checkpoint row: it is at 0, as
-    // ProjectionSet::load reads it.
-    auto finish_up_to = [&](size_t prefix) {
-      for (; done < prefix; ++done) {
-        if (done % 2 == 1 && !has_checkpoint[done / 2]) sink->put(keys[done], be64(0));
+  for (size_t p = 0; p < kCount; ++p) {
+    const std::string_view name = rebuilt.all()[p]->name();
+    if (stored_checkpoint[p] > total) {
+      problem(fmt::format("stored projections: the rows of {} are at sequence {}, past the log's last record {}", name,
+                          stored_checkpoint[p], total));
+    } else if (!(stored_digest[p] == expected_digest[p])) {
+      // Rebuild again up to that checkpoint, this time keeping the rows.
+      ProjectionSet then;
+      const Status replayed = then.replay(store, stored_checkpoint[p], std::numeric_limits<int64_t>::max());
+      if (!replayed.ok()) {
+        problem(replayed.message);
+        continue;
       }
-    };
-    Status s = store.read_rows(prefixes, [&](size_t prefix, std::string_view key, std::string_view value) {
-      finish_up_to(prefix);
-      if (prefix % 2 == 1) has_checkpoint[prefix / 2] = has_checkpoint[prefix / 2] || key == keys[prefix];
-      sink->put(key, value);
-    });
-    if (!s.ok()) problem(s.message);
-    finish_up_to(prefixes.size());
-  };
-  DigestSink expected_digest, stored_digest;
-  rebuilt.dump(&expected_digest);
-  stored_rows(&stored_digest);
-  bool live_differs = false;
-  if (live != nullptr) {
-    DigestSink live_digest;
-    live->dump(&live_digest);
-    live_differs = !(live_digest == expected_digest);
-  }
-  if (!(stored_digest == expected_digest) || live_differs) {
-    MapSink expected;
-    rebuilt.dump(&expected);
-    if (!(stored_digest == expected_digest)) {
-      MapSink stored;
-      stored_rows(&stored);
+      MapSink expected, stored;
+      then.all()[p]->dump(&expected);
+      const Status read = read_stored_rows(store, keys, [&](size_t q) -> RowSink* { return q == p ? &stored : nullptr; });
+      if (!read.ok()) problem(read.message);
       compare_rows(expected.rows, stored.rows, "stored projections", &report.problems);
     }
-    if (live_differs) {
-      MapSink current;
-      live->dump(&current);
-      compare_rows(expected.rows, current.rows, "live projections", &report.problems);
+  }
+  if (live != nullptr) {
+    DigestSink expected, current;
+    rebuilt.dump(&expected);
+    live->dump(&current);
+    if (!(current == expected)) {
+      MapSink expected_rows, current_rows;
+      rebuilt.dump(&expected_rows);
+      live->dump(&current_rows);
+      compare_rows(expected_rows.rows, current_rows.rows, "live projections", &report.problems);
     }
   }
   if (progress) progress(total, total);

@@ -35,8 +35,9 @@ struct VerifyReport {
 // Checks, reading everything:
 //   - the hash chain: every batch's hash recomputed from its records;
 //   - every record's checksum, envelope, sequence number and strictly rising time;
-//   - rebuilding every projection from the log gives exactly the stored rows, and
-//     exactly `live`'s rows when given;
+//   - rebuilding every projection from the log gives exactly its stored rows as of
+//     their checkpoint (rows are written only every so many events), and exactly
+//     `live`'s rows at the log's end when given;
 //   - no event refers to something that does not exist;
 //   - the accounting invariants of SPEC §2 hold (BalancesProjection::check_invariants).
 VerifyReport verify(const Store& store, const ProjectionSet* live, const Progress& progress = {});
