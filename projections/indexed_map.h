@@ -16,8 +16,9 @@
 #include <map>
 #include <string>
 #include <string_view>
-#include <unordered_map>
+#include <stdexcept>
 #include <utility>
+#include <vector>
 
 namespace tally {
 
@@ -37,7 +38,7 @@ class IndexedMap {
 
   IndexedMap() = default;
   IndexedMap(const IndexedMap& other) : tree_(other.tree_) { reindex(); }
-  IndexedMap(IndexedMap&& other) noexcept : tree_(std::move(other.tree_)), index_(std::move(other.index_)) { other.clear(); }
+  IndexedMap(IndexedMap&& other) noexcept : tree_(std::move(other.tree_)), slots_(std::move(other.slots_)) { other.clear(); }
   IndexedMap& operator=(const IndexedMap& other) {
     if (this != &other) {
       tree_ = other.tree_;
@@ -48,7 +49,7 @@ class IndexedMap {
   IndexedMap& operator=(IndexedMap&& other) noexcept {
     if (this != &other) {
       tree_ = std::move(other.tree_);
-      index_ = std::move(other.index_);
+      slots_ = std::move(other.slots_);
       other.clear();
     }
     return *this;
@@ -62,27 +63,27 @@ class IndexedMap {
   bool empty() const { return tree_.empty(); }
 
   iterator find(std::string_view key) {
-    auto it = index_.find(key);
-    return it == index_.end() ? tree_.end() : it->second;
+    const Slot* slot = lookup(key);
+    return slot == nullptr ? tree_.end() : slot->node;
   }
   const_iterator find(std::string_view key) const {
-    auto it = index_.find(key);
-    return it == index_.end() ? tree_.end() : const_iterator(it->second);
+    const Slot* slot = lookup(key);
+    return slot == nullptr ? tree_.end() : const_iterator(slot->node);
   }
-  bool contains(std::string_view key) const { return index_.contains(key); }
-  size_t count(std::string_view key) const { return index_.count(key); }
+  bool contains(std::string_view key) const { return lookup(key) != nullptr; }
+  size_t count(std::string_view key) const { return contains(key) ? 1 : 0; }
 
   // The value for `key`; the key must be present (std::out_of_range otherwise).
-  V& at(std::string_view key) { return index_.at(key)->second; }
-  const V& at(std::string_view key) const { return index_.at(key)->second; }
+  V& at(std::string_view key) { return checked(key)->second; }
+  const V& at(std::string_view key) const { return checked(key)->second; }
 
   // Adds `key` with a value made from `args` unless the key is present; either way,
   // the entry for `key` and whether it was added.
   template <typename... Args>
   std::pair<iterator, bool> emplace(std::string_view key, Args&&... args) {
-    if (auto it = index_.find(key); it != index_.end()) return {it->second, false};
+    if (const Slot* slot = lookup(key)) return {slot->node, false};
     const iterator added = tree_.try_emplace(std::string(key), std::forward<Args>(args)...).first;
-    index_.emplace(std::string_view(added->first), added);
+    insert_slot(added);
     return {added, true};
   }
 
@@ -91,28 +92,93 @@ class IndexedMap {
 
   // Removes `key` if present; how many entries were removed (0 or 1).
   size_t erase(std::string_view key) {
-    auto it = index_.find(key);
-    if (it == index_.end()) return 0;
-    const iterator node = it->second;
-    index_.erase(it);  // before the node: the index's key points into it
+    const Slot* slot = lookup(key);
+    if (slot == nullptr) return 0;
+    const iterator node = slot->node;
+    erase_slot(static_cast<size_t>(slot - slots_.data()));
     tree_.erase(node);
     return 1;
   }
 
   void clear() {
-    index_.clear();
+    slots_.clear();
     tree_.clear();
   }
 
  private:
+  // The index is an open-addressing table with linear probing: a lookup reads one slot
+  // (the key's hash and its tree node) where a std::unordered_map reads a bucket and
+  // then a list node, one more cache miss on a table that does not fit in cache.
+  struct Slot {
+    size_t hash = 0;  // 0: the slot is empty (a key hashing to 0 is stored as 1)
+    iterator node{};
+  };
+
+  static size_t hash_of(std::string_view key) {
+    const size_t hash = std::hash<std::string_view>{}(key);
+    return hash == 0 ? 1 : hash;
+  }
+
+  const Slot* lookup(std::string_view key) const {
+    if (slots_.empty()) return nullptr;
+    const size_t hash = hash_of(key);
+    const size_t mask = slots_.size() - 1;
+    for (size_t i = hash & mask;; i = (i + 1) & mask) {
+      const Slot& slot = slots_[i];
+      if (slot.hash == 0) return nullptr;
+      if (slot.hash == hash && slot.node->first == key) return &slot;
+    }
+  }
+
+  iterator checked(std::string_view key) const {
+    const Slot* slot = lookup(key);
+    if (slot == nullptr) throw std::out_of_range("IndexedMap::at: no such key");
+    return slot->node;
+  }
+
+  // Adds a node whose key is not in the index yet. Keeps the table at most half full.
+  void insert_slot(iterator node) {
+    if ((tree_.size()) * 2 > slots_.size()) {
+      size_t capacity = slots_.empty() ? 16 : slots_.size() * 2;
+      while (capacity < tree_.size() * 2) capacity *= 2;
+      std::vector<Slot> old = std::exchange(slots_, std::vector<Slot>(capacity));
+      for (const Slot& slot : old) {
+        if (slot.hash != 0) place(slot);
+      }
+    }
+    place(Slot{hash_of(node->first), node});
+  }
+
+  void place(const Slot& slot) {
+    const size_t mask = slots_.size() - 1;
+    size_t i = slot.hash & mask;
+    while (slots_[i].hash != 0) i = (i + 1) & mask;
+    slots_[i] = slot;
+  }
+
+  // Empties slot i and shifts later slots of the same run back, so that every key
+  // stays reachable from its home slot without tombstones.
+  void erase_slot(size_t i) {
+    const size_t mask = slots_.size() - 1;
+    for (size_t j = (i + 1) & mask; slots_[j].hash != 0; j = (j + 1) & mask) {
+      const size_t home = slots_[j].hash & mask;
+      // Slot j may move back to i unless its home lies cyclically in (i, j].
+      const bool stays = i < j ? (i < home && home <= j) : (i < home || home <= j);
+      if (!stays) {
+        slots_[i] = slots_[j];
+        i = j;
+      }
+    }
+    slots_[i] = Slot{};
+  }
+
   void reindex() {
-    index_.clear();
-    index_.reserve(tree_.size());
-    for (auto it = tree_.begin(); it != tree_.end(); ++it) index_.emplace(std::string_view(it->first), it);
+    slots_.clear();
+    for (auto it = tree_.begin(); it != tree_.end(); ++it) insert_slot(it);
   }
 
   Tree tree_;
-  std::unordered_map<std::string_view, iterator> index_;  // keys point into tree_'s nodes
+  std::vector<Slot> slots_;  // size 0 or a power of two; nodes of tree_ (they never move)
 };
 
 }  // namespace tally
