@@ -3,6 +3,7 @@
 #include <charconv>
 
 #include <algorithm>
+#include <limits>
 
 #include <fmt/format.h>
 
@@ -199,6 +200,17 @@ constexpr int64_t kMicrosPerDay = 86'400'000'000LL;
 constexpr int64_t kMicrosPerHour = 3'600'000'000LL;
 
 int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+
+// a * b + c, held to the int64 range. Only times far outside what parse_time accepts
+// come near its ends: a damaged or forged log record's, which a projection must still
+// apply without undefined behaviour.
+int64_t saturating(int64_t a, int64_t b, int64_t c = 0) {
+  int64_t product, sum;
+  constexpr int64_t kMin = std::numeric_limits<int64_t>::min(), kMax = std::numeric_limits<int64_t>::max();
+  if (__builtin_mul_overflow(a, b, &product)) return (a < 0) != (b < 0) ? kMin : kMax;
+  if (__builtin_add_overflow(product, c, &sum)) return c < 0 ? kMin : kMax;
+  return sum;
+}
 }  // namespace
 
 int64_t day_of(int64_t time_us) { return floor_div(time_us, kMicrosPerDay); }
@@ -210,19 +222,19 @@ int64_t month_of(int64_t time_us) {
   return (y - 1970) * 12 + (m - 1);
 }
 
-int64_t hour_start(int64_t time_us) { return floor_div(time_us, kMicrosPerHour) * kMicrosPerHour; }
-int64_t day_start(int64_t time_us) { return day_of(time_us) * kMicrosPerDay; }
+int64_t hour_start(int64_t time_us) { return saturating(floor_div(time_us, kMicrosPerHour), kMicrosPerHour); }
+int64_t day_start(int64_t time_us) { return saturating(day_of(time_us), kMicrosPerDay); }
 
 int64_t month_start(int64_t time_us) {
   int64_t y;
   unsigned m, d;
   civil_from_days(day_of(time_us), &y, &m, &d);
-  return days_from_civil(y, m, 1) * kMicrosPerDay;
+  return saturating(days_from_civil(y, m, 1), kMicrosPerDay);
 }
 
 int64_t add_months(int64_t time_us, int months) {
   const int64_t day = day_of(time_us);
-  const int64_t within_day = time_us - day * kMicrosPerDay;
+  const int64_t within_day = (time_us % kMicrosPerDay + kMicrosPerDay) % kMicrosPerDay;
   int64_t y;
   unsigned m, d;
   civil_from_days(day, &y, &m, &d);
@@ -230,7 +242,7 @@ int64_t add_months(int64_t time_us, int months) {
   const int64_t new_year = floor_div(index, 12);
   const auto new_month = static_cast<unsigned>(index - new_year * 12 + 1);
   const unsigned new_day = std::min(d, days_in_month(new_year, new_month));
-  return days_from_civil(new_year, new_month, new_day) * kMicrosPerDay + within_day;
+  return saturating(days_from_civil(new_year, new_month, new_day), kMicrosPerDay, within_day);
 }
 
 std::string format_time(int64_t time_us) {

@@ -178,6 +178,31 @@ TEST(FormatTime, PrintsInstantsBeforeTheEpoch) {
   EXPECT_EQ(format_time(-86'400'000'000), "1969-12-31T00:00:00Z");
 }
 
+TEST(TimeBuckets, StartAtTheHourDayAndMonth) {
+  const int64_t t = time_of("2026-11-23T10:17:42.5Z");
+  EXPECT_EQ(hour_start(t), time_of("2026-11-23T10:00:00Z"));
+  EXPECT_EQ(day_start(t), time_of("2026-11-23T00:00:00Z"));
+  EXPECT_EQ(month_start(t), time_of("2026-11-01T00:00:00Z"));
+  EXPECT_EQ(add_months(time_of("2026-01-31T10:00:00Z"), 1), time_of("2026-02-28T10:00:00Z"));
+  EXPECT_EQ(hour_start(-1), -3'600'000'000);  // before the epoch, still down to the hour
+  EXPECT_EQ(add_months(-1, 1), time_of("1970-01-31T23:59:59.999999Z"));
+}
+
+// Found by fuzz_record (UBSan: signed overflow in hour_start for a forged usage event
+// at a time near the start of the int64 range): the bucket below such a time is not
+// representable, so the starts and add_months hold at the ends of the range instead.
+TEST(TimeBuckets, HoldAtTheEndsOfTheRange) {
+  constexpr int64_t kMin = std::numeric_limits<int64_t>::min(), kMax = std::numeric_limits<int64_t>::max();
+  EXPECT_EQ(hour_start(kMin), kMin);
+  EXPECT_EQ(day_start(kMin), kMin);
+  EXPECT_EQ(month_start(kMin), kMin);
+  EXPECT_EQ(add_months(kMin, -1), kMin);
+  EXPECT_EQ(add_months(kMax, 1), kMax);
+  EXPECT_LE(hour_start(kMax), kMax);
+  EXPECT_GT(hour_start(kMax), kMax - 3'600'000'000);
+  EXPECT_LE(month_start(kMax), kMax);
+}
+
 // The C library's timegm is an independent oracle for the calendar arithmetic.
 TEST(ParseTime, AgreesWithTimegmAndRoundTripsThroughFormat) {
   std::mt19937_64 random(7);

@@ -183,6 +183,31 @@ TEST(FuzzRegression, AUsageEventWithoutAnIdApplies) {
   EXPECT_FALSE(projection_rows(projections).empty());
 }
 
+// Found by fuzz_record (UBSan: signed integer overflow in hour_start): a usage event
+// whose occurred_at is near the start of the int64 range put its usage cell in an hour
+// that int64 cannot hold. Fixed in engine/values.cc: the bucket starts saturate.
+TEST(FuzzRegression, AUsageEventAtTheStartOfTimeApplies) {
+  ScratchDir dir("usage-at-int64-min");
+  ManualClock clock(1'795'428'000'000'000);
+  const std::unique_ptr<Engine> engine = engine_after(dir, &clock, {
+      R"({"cmd":"create_org","actor":"alice@acme.io","org":"acme"})",
+      R"({"cmd":"grant_credits","actor":"alice@acme.io","org":"acme","grant":"g1","kind":"plan","credits":"10"})",
+  });
+  ASSERT_NE(engine, nullptr);
+  ProjectionSet projections;
+  for (const std::string& envelope : log_envelopes(*engine)) projections.apply(*decode_envelope(envelope));
+  const std::string usage = forged(fb::Event::UsageRecorded, [](flatbuffers::FlatBufferBuilder& b) {
+    const std::vector<fb::LotAmount> lots = {fb::LotAmount(0, 1)};
+    return fb::CreateUsageRecordedDirect(b, "acme", "u1", 0, "alice@acme.io", "chat", "gpt", 1, "tokens", 1,
+                                         std::numeric_limits<int64_t>::min(), 0, &lots)
+        .Union();
+  });
+  const fb::Envelope* event = decode_envelope(usage);
+  ASSERT_NE(event, nullptr);
+  for (Projection* projection : projections.all()) projection->apply(*event);
+  EXPECT_FALSE(projection_rows(projections).empty());
+}
+
 // Found by fuzz_record (ASan: out-of-memory in StatementsProjection::add, resizing a
 // table to a forged workspace id of ~4 billion). Fixed in decode_envelope: workspace
 // ids at or beyond kWorkspacesPerOrgMax are refused.
