@@ -85,6 +85,27 @@ std::vector<std::string> log_envelopes(const Engine& engine) {
   return envelopes;
 }
 
+// Applies to `projections` the log of a store (in `dir`) where alice created "acme" and
+// granted it 10 credits as lot 0.
+void apply_acme_history(const ScratchDir& dir, ProjectionSet* projections) {
+  ManualClock clock(1'795'428'000'000'000);
+  const std::unique_ptr<Engine> engine = engine_after(dir, &clock, {
+      R"({"cmd":"create_org","actor":"alice@acme.io","org":"acme"})",
+      R"({"cmd":"grant_credits","actor":"alice@acme.io","org":"acme","grant":"g1","kind":"plan","credits":"10"})",
+  });
+  ASSERT_NE(engine, nullptr);
+  for (const std::string& envelope : log_envelopes(*engine)) projections->apply(*decode_envelope(envelope));
+}
+
+// A forged usage event: alice spends 1 micro-credit of lot 0 in acme's workspace 0,
+// with the usage id `id` (a null id leaves the field out) at `occurred_at`.
+std::string usage_recorded(const char* id, int64_t occurred_at) {
+  return forged(fb::Event::UsageRecorded, [&](flatbuffers::FlatBufferBuilder& b) {
+    const std::vector<fb::LotAmount> lots = {fb::LotAmount(0, 1)};
+    return fb::CreateUsageRecordedDirect(b, "acme", id, 0, "alice@acme.io", "chat", "gpt", 1, "tokens", 1, occurred_at, 0, &lots).Union();
+  });
+}
+
 // Found by fuzz_query and fuzz_record (UBSan: "load of misaligned address" in
 // flatbuffers::GetRoot, via decode_envelope): RocksDB hands out log values at any
 // address, and FlatBuffers reads scalars in place. Fixed in Store::read_log (aligns each
@@ -159,19 +180,9 @@ TEST(FuzzRegression, AStatementEntryOlderThanTheLastIsAnAnomaly) {
 // engine never records such an event, so the projection keeps it like any other id.
 TEST(FuzzRegression, AUsageEventWithoutAnIdApplies) {
   ScratchDir dir("no-usage-id");
-  ManualClock clock(1'795'428'000'000'000);
-  const std::unique_ptr<Engine> engine = engine_after(dir, &clock, {
-      R"({"cmd":"create_org","actor":"alice@acme.io","org":"acme"})",
-      R"({"cmd":"grant_credits","actor":"alice@acme.io","org":"acme","grant":"g1","kind":"plan","credits":"10"})",
-  });
-  ASSERT_NE(engine, nullptr);
   ProjectionSet projections;
-  for (const std::string& envelope : log_envelopes(*engine)) projections.apply(*decode_envelope(envelope));
-  const std::string usage = forged(fb::Event::UsageRecorded, [](flatbuffers::FlatBufferBuilder& b) {
-    const std::vector<fb::LotAmount> lots = {fb::LotAmount(0, 1)};
-    // No id: the table leaves the field out.
-    return fb::CreateUsageRecordedDirect(b, "acme", nullptr, 0, "alice@acme.io", "chat", "gpt", 1, "tokens", 1, 0, 0, &lots).Union();
-  });
+  ASSERT_NO_FATAL_FAILURE(apply_acme_history(dir, &projections));
+  const std::string usage = usage_recorded(nullptr, 0);
   const fb::Envelope* event = decode_envelope(usage);
   ASSERT_NE(event, nullptr);
   ASSERT_EQ(event->event_as_UsageRecorded()->id(), nullptr);
@@ -188,20 +199,9 @@ TEST(FuzzRegression, AUsageEventWithoutAnIdApplies) {
 // that int64 cannot hold. Fixed in engine/values.cc: the bucket starts saturate.
 TEST(FuzzRegression, AUsageEventAtTheStartOfTimeApplies) {
   ScratchDir dir("usage-at-int64-min");
-  ManualClock clock(1'795'428'000'000'000);
-  const std::unique_ptr<Engine> engine = engine_after(dir, &clock, {
-      R"({"cmd":"create_org","actor":"alice@acme.io","org":"acme"})",
-      R"({"cmd":"grant_credits","actor":"alice@acme.io","org":"acme","grant":"g1","kind":"plan","credits":"10"})",
-  });
-  ASSERT_NE(engine, nullptr);
   ProjectionSet projections;
-  for (const std::string& envelope : log_envelopes(*engine)) projections.apply(*decode_envelope(envelope));
-  const std::string usage = forged(fb::Event::UsageRecorded, [](flatbuffers::FlatBufferBuilder& b) {
-    const std::vector<fb::LotAmount> lots = {fb::LotAmount(0, 1)};
-    return fb::CreateUsageRecordedDirect(b, "acme", "u1", 0, "alice@acme.io", "chat", "gpt", 1, "tokens", 1,
-                                         std::numeric_limits<int64_t>::min(), 0, &lots)
-        .Union();
-  });
+  ASSERT_NO_FATAL_FAILURE(apply_acme_history(dir, &projections));
+  const std::string usage = usage_recorded("u1", std::numeric_limits<int64_t>::min());
   const fb::Envelope* event = decode_envelope(usage);
   ASSERT_NE(event, nullptr);
   for (Projection* projection : projections.all()) projection->apply(*event);
