@@ -48,11 +48,13 @@ std::string format_credits(int64_t credits_micro);
 // digits and "Z" or "+00:00". Years 1970..9999.
 bool parse_time(std::string_view text, int64_t* time_us);
 // The same instant `months` calendar months later, the day clamped to the month's end.
+// Like the bucket starts below, held to the int64 range near its ends (times no command
+// can give; a forged log record's).
 int64_t add_months(int64_t time_us, int months);
 // UTC day and month numbers since the epoch, for spend limits and usage buckets.
 int64_t day_of(int64_t time_us);
 int64_t month_of(int64_t time_us);
-// The start of an hour/day/month bucket.
+// The start of an hour/day/month bucket; the lowest int64 when that start lies below it.
 int64_t hour_start(int64_t time_us);
 int64_t day_start(int64_t time_us);
 int64_t month_start(int64_t time_us);
