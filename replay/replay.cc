@@ -79,8 +79,11 @@ void compare_rows(const std::map<std::string, std::string>& expected, const std:
 // its checkpoint row in the order dump() writes them, to the sink `sink_for(i)` gives
 // for projection i (nullptr skips it). `keys` are ProjectionSet::stored_prefixes(). A
 // store that never committed an event has no checkpoint rows: they are at 0, as
-// ProjectionSet::load reads them.
-Status read_stored_rows(const Store& store, const std::vector<std::string>& keys, const std::function<RowSink*(size_t)>& sink_for) {
+// ProjectionSet::load reads them. With `checkpoints`, also gives the checkpoint each
+// projection's rows are at (0 when there is no row; a malformed checkpoint row counts
+// as 0, and the rows then differ from the rebuild at 0).
+Status read_stored_rows(const Store& store, const std::vector<std::string>& keys, const std::function<RowSink*(size_t)>& sink_for,
+                        std::array<uint64_t, ProjectionSet::kCount>* checkpoints = nullptr) {
   const std::vector<std::string_view> prefixes(keys.begin(), keys.end());
   std::vector<bool> has_checkpoint(keys.size() / 2, false);
   size_t done = 0;  // prefixes finished
@@ -92,22 +95,14 @@ Status read_stored_rows(const Store& store, const std::vector<std::string>& keys
   };
   const Status status = store.read_rows(prefixes, [&](size_t prefix, std::string_view key, std::string_view value) {
     finish_up_to(prefix);
-    if (prefix % 2 == 1) has_checkpoint[prefix / 2] = has_checkpoint[prefix / 2] || key == keys[prefix];
+    if (prefix % 2 == 1 && key == keys[prefix]) {
+      has_checkpoint[prefix / 2] = true;
+      if (checkpoints != nullptr && value.size() == 8) (*checkpoints)[prefix / 2] = read_be64(value);
+    }
     if (RowSink* sink = sink_for(prefix / 2)) sink->put(key, value);
   });
   finish_up_to(prefixes.size());
   return status;
-}
-
-// The checkpoint each projection's stored rows are at (0 when there is no row). A
-// malformed checkpoint row counts as 0: the rows then differ from the rebuild at 0.
-Status read_stored_checkpoints(const Store& store, const std::vector<std::string>& keys,
-                               std::array<uint64_t, ProjectionSet::kCount>* checkpoints) {
-  std::vector<std::string_view> checkpoint_keys;
-  for (size_t i = 1; i < keys.size(); i += 2) checkpoint_keys.push_back(keys[i]);
-  return store.read_rows(checkpoint_keys, [&](size_t p, std::string_view key, std::string_view value) {
-    if (key == checkpoint_keys[p] && value.size() == 8) (*checkpoints)[p] = read_be64(value);
-  });
 }
 
 }  // namespace
@@ -159,8 +154,7 @@ VerifyReport verify(const Store& store, const ProjectionSet* live, const Progres
   constexpr size_t kCount = ProjectionSet::kCount;
   std::array<DigestSink, kCount> stored_digest;
   std::array<uint64_t, kCount> stored_checkpoint{};
-  status = read_stored_rows(store, keys, [&](size_t p) -> RowSink* { return &stored_digest[p]; });
-  if (status.ok()) status = read_stored_checkpoints(store, keys, &stored_checkpoint);
+  status = read_stored_rows(store, keys, [&](size_t p) -> RowSink* { return &stored_digest[p]; }, &stored_checkpoint);
   if (!status.ok()) {
     problem(status.message);
     return report;
