@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
   bool rebuild = false;
   bool json = false;
   uint64_t row_lag = kRowLagEventsDefault;
+  size_t split_apply = kSplitApplyCommandsDefault;
   app.add_option("--mode", mode, "inprocess")->check(CLI::IsMember({"inprocess"}))->capture_default_str();
   app.add_option("--events", events, "Usage events to record")->check(CLI::Range(uint64_t{1}, uint64_t{50'000'000}))->capture_default_str();
   app.add_option("--batch", batch, "Commands per group commit")->check(CLI::Range(size_t{1}, kBatchCommandsMax))->capture_default_str();
@@ -65,6 +66,10 @@ int main(int argc, char** argv) {
   app.add_option("--data", data_dir, "Data directory (default: a fresh temporary one, removed)");
   app.add_option("--row-lag", row_lag, "Events a projection's stored rows may fall behind the log (EngineOptions::row_lag_events; 0: write them every batch)")
       ->check(CLI::Range(uint64_t{0}, uint64_t{1} << 24))
+      ->capture_default_str();
+  app.add_option("--split-apply", split_apply,
+                 "Batches of at least this many commands apply usage and statements on a helper thread (EngineOptions::split_apply_commands; 0: never)")
+      ->check(CLI::Range(size_t{0}, kBatchCommandsMax))
       ->capture_default_str();
   app.add_flag("--rebuild", rebuild, "Also time rebuilding every projection from the log");
   app.add_flag("--json", json, "Print the summary as one JSON line");
@@ -85,6 +90,7 @@ int main(int argc, char** argv) {
     EngineOptions options;
     options.data_dir = data_dir;
     options.row_lag_events = row_lag;
+    options.split_apply_commands = split_apply;
     if (Status s = Engine::open(options, &engine); !s.ok()) {
       std::cerr << "tally_load: " << s.message << '\n';
       return 1;

@@ -6,11 +6,13 @@
 #include <algorithm>
 #include <chrono>
 #include <limits>
+#include <optional>
 
 #include "engine/assert.h"
 #include "engine/event_format.h"
 #include "engine/handlers.h"
 #include "engine/json_writer.h"
+#include "projections/split_applier.h"
 
 namespace tally {
 namespace {
@@ -18,9 +20,17 @@ namespace {
 // Carries one command through its handler, turning emitted payloads into envelopes.
 class LiveContext final : public CommandContext {
  public:
-  LiveContext(ProjectionSet& state, const Command& command, LogBatch* batch, uint64_t next_seq, int64_t now_us,
-              int64_t last_time_us, EngineStats* stats)
-      : state_(state), command_(command), batch_(batch), stats_(stats), next_seq_(next_seq), now_us_(now_us), last_time_us_(last_time_us) {}
+  // `split`, if not null, applies the events in place of state.apply (a large batch).
+  LiveContext(ProjectionSet& state, SplitApplier* split, const Command& command, LogBatch* batch, uint64_t next_seq,
+              int64_t now_us, int64_t last_time_us, EngineStats* stats)
+      : state_(state),
+        split_(split),
+        command_(command),
+        batch_(batch),
+        stats_(stats),
+        next_seq_(next_seq),
+        now_us_(now_us),
+        last_time_us_(last_time_us) {}
 
   const ProjectionSet& state() const override { return state_; }
   const Command& command() const override { return command_; }
@@ -46,7 +56,12 @@ class LiveContext final : public CommandContext {
     builder_.Finish(envelope.Finish());
     const std::string_view bytes(reinterpret_cast<const char*>(builder_.GetBufferPointer()), builder_.GetSize());
     TALLY_ASSERT(bytes.size() <= kEnvelopeBytesMax);
-    state_.apply(*fb::GetEnvelope(builder_.GetBufferPointer()));
+    const fb::Envelope& event = *fb::GetEnvelope(builder_.GetBufferPointer());
+    if (split_ != nullptr) {
+      split_->apply(bytes, event);
+    } else {
+      state_.apply(event);
+    }
     batch_->append(seq, bytes);
     builder_.Clear();
     ++events_;
@@ -72,6 +87,7 @@ class LiveContext final : public CommandContext {
 
  private:
   ProjectionSet& state_;
+  SplitApplier* split_;
   const Command& command_;
   LogBatch* batch_;
   EngineStats* stats_;
@@ -155,16 +171,17 @@ Status Engine::open(const EngineOptions& options, std::unique_ptr<Engine>* out) 
   if (Status s = engine->state_.load(*engine->store_); !s.ok()) return s;
   if (Status s = last_event_time(*engine->store_, &engine->last_time_us_); !s.ok()) return s;
   engine->row_lag_events_ = options.row_lag_events;
+  engine->split_apply_commands_ = options.split_apply_commands;
   engine->opened_ = true;
   *out = std::move(engine);
   return Status::Ok();
 }
 
-CommandResult Engine::execute_one(const Command& command, TimeSource time, LogBatch* batch) {
+CommandResult Engine::execute_one(const Command& command, TimeSource time, LogBatch* batch, SplitApplier* split) {
   int64_t now_us = clock_->now_us();
   if (time == TimeSource::kCommand && command.at_us) now_us = *command.at_us;
-  if (time == TimeSource::kClock && command.type != CommandType::kTick) run_due_timers(now_us, batch);
-  LiveContext context(state_, command, batch, store_->last_seq() + batch->records() + 1, now_us, last_time_us_, &stats_);
+  if (time == TimeSource::kClock && command.type != CommandType::kTick) run_due_timers(now_us, batch, split);
+  LiveContext context(state_, split, command, batch, store_->last_seq() + batch->records() + 1, now_us, last_time_us_, &stats_);
   CommandResult result;
   result.id = command.id;
   result.status = handle_command(context);
@@ -181,7 +198,7 @@ CommandResult Engine::execute_one(const Command& command, TimeSource time, LogBa
   return result;
 }
 
-void Engine::run_due_timers(int64_t now_us, LogBatch* batch) {
+void Engine::run_due_timers(int64_t now_us, LogBatch* batch, SplitApplier* split) {
   // Timers fire at the time the next command would get, so an import that replays
   // the exported ticks at their times fires exactly the same ones.
   const int64_t time_us = std::max(now_us, last_time_us_ + 1);
@@ -190,7 +207,7 @@ void Engine::run_due_timers(int64_t now_us, LogBatch* batch) {
   Command tick;
   tick.type = CommandType::kTick;
   tick.actor = "platform";
-  LiveContext context(state_, tick, batch, store_->last_seq() + batch->records() + 1, time_us, last_time_us_, &stats_);
+  LiveContext context(state_, split, tick, batch, store_->last_seq() + batch->records() + 1, time_us, last_time_us_, &stats_);
   const Status status = handle_command(context);
   TALLY_ASSERT(status.ok() && context.events() > 0);
   last_time_us_ = context.last_time_us();
@@ -210,7 +227,15 @@ std::vector<CommandResult> Engine::execute(std::span<const Command> commands, Ti
   }
   TALLY_ASSERT(commands.size() <= kBatchCommandsMax);
   std::unique_ptr<LogBatch> batch = store_->begin_batch();
-  for (const Command& command : commands) results.push_back(execute_one(command, time, batch.get()));
+  {
+    // A large batch applies usage and statements on a helper thread while this one
+    // goes on with the commands (SplitApplier::Split::kLive); both are whole again
+    // before the rows are flushed.
+    std::optional<SplitApplier> split;
+    if (split_apply_commands_ > 0 && commands.size() >= split_apply_commands_) split.emplace(&state_, SplitApplier::Split::kLive);
+    SplitApplier* const splitter = split ? &*split : nullptr;
+    for (const Command& command : commands) results.push_back(execute_one(command, time, batch.get(), splitter));
+  }
   if (batch->records() == 0) return results;  // nothing accepted: nothing to write
 
   state_.flush_due(batch.get(), row_lag_events_);

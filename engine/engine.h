@@ -24,6 +24,7 @@
 namespace tally {
 
 inline constexpr uint64_t kRowLagEventsDefault = 65536;
+inline constexpr size_t kSplitApplyCommandsDefault = 1024;
 
 struct EngineOptions {
   std::string data_dir;
@@ -36,6 +37,10 @@ struct EngineOptions {
   // ProjectionSet::flush_due). Fewer row writes make ingest faster; a start after a
   // crash replays up to this many events more. 0 or 1 writes them with every batch.
   uint64_t row_lag_events = kRowLagEventsDefault;
+  // A batch of at least this many commands applies the usage and statements
+  // projections on a helper thread while the writer goes on (SplitApplier, kLive):
+  // starting a thread is worth it only for a long batch. 0: never.
+  size_t split_apply_commands = kSplitApplyCommandsDefault;
 };
 
 // Where event times come from.
@@ -67,6 +72,7 @@ struct EngineStats {
 };
 
 struct Query;
+class SplitApplier;
 
 class Engine {
  public:
@@ -98,9 +104,9 @@ class Engine {
 
  private:
   Engine() = default;
-  CommandResult execute_one(const Command& command, TimeSource time, LogBatch* batch);
+  CommandResult execute_one(const Command& command, TimeSource time, LogBatch* batch, SplitApplier* split);
   // Expires lots and times out holds that are due by the time the next command runs.
-  void run_due_timers(int64_t now_us, LogBatch* batch);
+  void run_due_timers(int64_t now_us, LogBatch* batch, SplitApplier* split);
 
   std::unique_ptr<Store> store_;
   ProjectionSet state_;
@@ -110,6 +116,7 @@ class Engine {
   bool read_only_ = false;
   bool opened_ = false;  // open() finished: the projections are whole
   uint64_t row_lag_events_ = kRowLagEventsDefault;
+  size_t split_apply_commands_ = kSplitApplyCommandsDefault;
   EngineStats stats_;
 };
 

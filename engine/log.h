@@ -88,9 +88,11 @@ class Store {
   bool failed() const { return failed_; }
 
   // A batch chained to the current head.
-  std::unique_ptr<LogBatch> begin_batch() const;
+  std::unique_ptr<LogBatch> begin_batch();
   // Writes the batch with sync = true. On success the head moves to the batch; on
-  // failure nothing is acknowledged, the store is marked failed and stays so.
+  // failure nothing is acknowledged, the store is marked failed and stays so. Either
+  // way the batch is spent: it must not be appended to or committed again (its buffer
+  // goes to the next batch).
   Status commit(LogBatch* batch);
 
   // Calls `visit(seq, envelope)` for each record with from_seq <= seq <= to_seq in
@@ -138,6 +140,8 @@ class ChainHasher {
   ChainHasher(const ChainHasher&) = delete;
   ChainHasher& operator=(const ChainHasher&) = delete;
   void add(uint64_t seq, std::string_view record);
+  // The same for a record given in two pieces, head then tail.
+  void add(uint64_t seq, std::string_view head, std::string_view tail);
   Sha256 finish();
 
  private:

@@ -81,6 +81,7 @@ class TestEngine {
     options.clock = &clock_;
     options.env = env_;
     options.row_lag_events = row_lag_events_;
+    options.split_apply_commands = split_apply_commands_;
     const Status status = Engine::open(options, &engine_);
     if (!status.ok()) ADD_FAILURE() << "cannot open the engine at " << path_ << ": " << status.message;
   }
@@ -88,6 +89,11 @@ class TestEngine {
   // Reopens the engine with EngineOptions::row_lag_events = events.
   void reopen_with_row_lag(uint64_t events) {
     row_lag_events_ = events;
+    reopen();
+  }
+  // Reopens the engine with EngineOptions::split_apply_commands = commands.
+  void reopen_with_split_apply(size_t commands) {
+    split_apply_commands_ = commands;
     reopen();
   }
 
@@ -112,6 +118,9 @@ class TestEngine {
   std::string path_;
   rocksdb::Env* env_;
   uint64_t row_lag_events_ = kRowLagEventsDefault;
+  // Tests split every batch of two or more commands across two threads, so the suites
+  // run both ways of applying events (one command alone is applied in turn).
+  size_t split_apply_commands_ = 2;
   ManualClock clock_{kTestStartUs};
   std::unique_ptr<Engine> engine_;
 };

@@ -93,7 +93,7 @@ Status ProjectionSet::replay(const Store& store, uint64_t to_seq, int64_t to_tim
   // A long replay (a rebuild, a start far behind its rows, a query far in the past)
   // shares the work with a helper thread; a short one is not worth starting a thread.
   std::optional<SplitApplier> split;
-  if (to_seq >= from && to_seq - from >= kSplitReplayEventsMin) split.emplace(this);
+  if (to_seq >= from && to_seq - from >= kSplitReplayEventsMin) split.emplace(this, SplitApplier::Split::kReplay);
   int64_t last_time_us = last_time_us_;
   Status failure;
   auto visit = [&](uint64_t seq, std::string_view bytes) {

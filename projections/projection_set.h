@@ -81,6 +81,7 @@ class ProjectionSet {
   std::vector<std::string> stored_prefixes() const;
 
  private:
+  friend class SplitApplier;  // keeps last_time_us_ as it applies
   int64_t last_time_us_ = 0;
   // The checkpoint of each projection's rows in the store, in the order of all().
   std::array<uint64_t, kCount> stored_{};

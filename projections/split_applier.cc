@@ -9,14 +9,27 @@ namespace tally {
 namespace {
 
 constexpr size_t kChunksQueuedMax = 8;
+constexpr size_t kReplayChunkEnvelopesMax = 4096;
+constexpr size_t kLiveChunkEnvelopesMax = 256;
+
+std::vector<Projection*> own_part(ProjectionSet* p, SplitApplier::Split split) {
+  if (split == SplitApplier::Split::kReplay) return {&p->orgs, &p->rates, &p->usage, &p->tokens};
+  return {&p->orgs, &p->balances, &p->rates, &p->tokens};
+}
+
+std::vector<Projection*> helper_part(ProjectionSet* p, SplitApplier::Split split) {
+  if (split == SplitApplier::Split::kReplay) return {&p->balances, &p->statements};
+  return {&p->usage, &p->statements};
+}
 
 }  // namespace
 
 // Envelopes copied end to end, each starting on an 8-byte boundary as decode_envelope
 // requires.
 struct SplitApplier::Chunk {
-  static constexpr size_t kEnvelopesMax = 4096;
   static constexpr size_t kWordsMax = size_t{1} << 17;  // 1 MiB
+  explicit Chunk(size_t envelopes_max) : envelopes_max(envelopes_max) {}
+  const size_t envelopes_max;
   std::vector<uint64_t> words;
   std::vector<std::pair<size_t, size_t>> envelopes;  // (first word, bytes)
 
@@ -26,14 +39,16 @@ struct SplitApplier::Chunk {
     if (!envelope.empty()) std::memcpy(words.data() + first, envelope.data(), envelope.size());
     envelopes.emplace_back(first, envelope.size());
   }
-  bool full() const { return envelopes.size() >= kEnvelopesMax || words.size() >= kWordsMax; }
+  bool full() const { return envelopes.size() >= envelopes_max || words.size() >= kWordsMax; }
   std::string_view at(size_t i) const { return {reinterpret_cast<const char*>(words.data() + envelopes[i].first), envelopes[i].second}; }
 };
 
-SplitApplier::SplitApplier(ProjectionSet* projections)
-    : own_{&projections->orgs, &projections->rates, &projections->usage, &projections->tokens},
-      helper_part_{&projections->balances, &projections->statements},
-      chunk_(std::make_unique<Chunk>()),
+SplitApplier::SplitApplier(ProjectionSet* projections, Split split)
+    : projections_(projections),
+      own_(own_part(projections, split)),
+      helper_part_(helper_part(projections, split)),
+      chunk_envelopes_max_(split == Split::kReplay ? kReplayChunkEnvelopesMax : kLiveChunkEnvelopesMax),
+      chunk_(std::make_unique<Chunk>(chunk_envelopes_max_)),
       helper_([this] { run_helper(); }) {
   // A projection added to the set must be given to one of the two threads.
   TALLY_ASSERT(own_.size() + helper_part_.size() == projections->all().size());
@@ -42,6 +57,7 @@ SplitApplier::SplitApplier(ProjectionSet* projections)
 SplitApplier::~SplitApplier() { finish(); }
 
 void SplitApplier::apply(std::string_view envelope, const fb::Envelope& event) {
+  projections_->last_time_us_ = event.time_us();
   ProjectionSet::apply_unseen(own_, event);
   chunk_->add(envelope);
   if (chunk_->full()) hand_over();
@@ -66,7 +82,7 @@ void SplitApplier::hand_over() {
     queue_.push_back(std::move(chunk_));
   }
   changed_.notify_all();
-  chunk_ = std::make_unique<Chunk>();
+  chunk_ = std::make_unique<Chunk>(chunk_envelopes_max_);
 }
 
 void SplitApplier::run_helper() {

@@ -1,16 +1,25 @@
-// SplitApplier: applies a long run of log events to a ProjectionSet on two threads.
+// SplitApplier: applies a run of events to a ProjectionSet on two threads.
 //
 // The projections do not read one another, so each may take the events on a thread of
-// its own as long as it sees all of them, in order. The caller's thread applies orgs,
-// rates, usage and tokens as it reads the log; a helper thread applies balances and
-// statements (about half of the work) from copies of the envelopes, handed over in
-// chunks of at most 4,096 envelopes or about 1 MiB through a queue of at most 8, so
-// about 10 MiB at most are in flight. Like ProjectionSet::apply, a projection skips an
-// event at or below its checkpoint.
+// its own as long as it sees all of them, in order. The caller's thread applies its
+// part as the events come; a helper thread applies the rest from copies of the
+// envelopes, handed over in chunks through a queue of at most 8 chunks. Two splits:
 //
-// Contract: one thread calls apply() and finish(). Until finish() returns, balances and
-// statements belong to the helper and must not be read. The set's last_time_us() is not
-// updated; ProjectionSet::replay sets it. The destructor calls finish().
+//   kReplay  reading the log back (ProjectionSet::replay): the helper takes balances
+//            and statements, about half of the work, in chunks of at most 4,096
+//            envelopes or about 1 MiB, so about 10 MiB at most are in flight.
+//   kLive    a large batch of commands (Engine::execute): the helper takes usage and
+//            statements, the two projections that no command handler reads, in chunks
+//            of at most 256 envelopes, so the caller waits little in finish(). The
+//            caller's thread keeps orgs, balances, rates and tokens current for the
+//            next command's checks.
+//
+// Like ProjectionSet::apply, a projection skips an event at or below its checkpoint,
+// and the set's last_time_us() follows the events given.
+//
+// Contract: one thread calls apply() and finish(). Until finish() returns, the helper's
+// projections belong to it and must not be read or written by anyone else. The
+// destructor calls finish().
 #pragma once
 
 #include <condition_variable>
@@ -30,7 +39,9 @@ namespace tally {
 
 class SplitApplier {
  public:
-  explicit SplitApplier(ProjectionSet* projections);
+  enum class Split : uint8_t { kReplay, kLive };
+
+  SplitApplier(ProjectionSet* projections, Split split);
   SplitApplier(const SplitApplier&) = delete;
   SplitApplier& operator=(const SplitApplier&) = delete;
   ~SplitApplier();
@@ -47,8 +58,10 @@ class SplitApplier {
   void hand_over();
   void run_helper();
 
+  ProjectionSet* const projections_;
   const std::vector<Projection*> own_;
   const std::vector<Projection*> helper_part_;
+  const size_t chunk_envelopes_max_;
   std::unique_ptr<Chunk> chunk_;  // being filled by the caller's thread
   std::mutex mutex_;
   std::condition_variable changed_;

@@ -421,6 +421,83 @@ TEST(RowLag, VerifyNamesAnAlteredRowOfAProjectionBehindTheLog) {
   EXPECT_TRUE(mentions(report, "usage/forged should not exist")) << problems(report);
 }
 
+// Every record of the log, in order.
+std::vector<std::string> log_records(const Store& store) {
+  std::vector<std::string> records;
+  EXPECT_TRUE(store.read_log(1, store.last_seq(), [&](uint64_t, std::string_view envelope) {
+                     records.emplace_back(envelope);
+                     return true;
+                   }).ok());
+  return records;
+}
+
+// A batch applied on two threads (usage and statements on a helper, SplitApplier
+// kLive) must answer, log and leave behind exactly what applying each event in turn
+// does: refusals, duplicates, holds reserved and settled within the batch, and ticks
+// that fire in the middle of it included. A failed write with a helper at work leaves
+// the engine as it was before the batch.
+TEST(SplitApply, ABatchSplitAcrossTwoThreadsEqualsOneEventAfterAnother) {
+  testing::FaultEnv fault;
+  TestEngine split("split", fault.env.get());
+  TestEngine in_turn("in_turn");
+  split.reopen_with_split_apply(1);
+  in_turn.reopen_with_split_apply(0);
+  auto both = [&](const std::vector<std::string>& batch) {
+    const std::vector<CommandResult> a = split.run_batch(batch);
+    const std::vector<CommandResult> b = in_turn.run_batch(batch);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].to_json(), b[i].to_json()) << batch[i];
+  };
+  auto advance = [&](int64_t us) {
+    split.clock().advance(us);
+    in_turn.clock().advance(us);
+  };
+  // fill() without its service key, whose secret is random.
+  both({R"({"cmd":"create_org","actor":"alice@acme.io","org":"acme"})",
+        R"({"cmd":"create_workspace","actor":"alice@acme.io","org":"acme","workspace":"studio"})",
+        R"({"cmd":"invite_member","actor":"alice@acme.io","org":"acme","user":"bob@acme.io","role":"member","workspace":"studio"})",
+        R"({"cmd":"accept_invite","actor":"bob@acme.io","org":"acme"})"});
+  const std::string soon = format_time(split.clock().now_us() + 30'000'000);
+  both({R"({"cmd":"grant_credits","actor":"platform","org":"acme","grant":"g1","kind":"plan","credits":"1000"})",
+        R"({"cmd":"grant_credits","actor":"platform","org":"acme","grant":"g2","kind":"promo","credits":"5","expires_at":")" + soon + R"("})"});
+  for (int round = 0; round < 4; ++round) {
+    std::vector<std::string> batch = usage_batch(split, round * 300, 300);
+    const std::string now = format_time(split.clock().now_us());
+    batch.insert(batch.begin() + 10, usage_batch(split, round * 300, 1)[0]);  // a duplicate
+    batch.insert(batch.begin() + 20,
+                 fmt::format(R"({{"cmd":"record_usage","actor":"carol@acme.io","id":"c{}","org":"acme","workspace":"primary","tool":"chat",)"
+                             R"("model":"m","quantity":1,"unit":"u","credits":"1","occurred_at":"{}"}})",
+                             round, now));  // refused: not a member
+    batch.push_back(fmt::format(R"({{"cmd":"reserve","actor":"alice@acme.io","org":"acme","workspace":"primary","hold":"h{}","credits":"3","timeout_s":20,"tool":"video","model":"v"}})", round));
+    batch.push_back(fmt::format(R"({{"cmd":"settle","actor":"alice@acme.io","org":"acme","hold":"h{}","credits":"{}"}})", round, round % 2 ? "1" : "0"));
+    batch.push_back(fmt::format(R"({{"cmd":"reserve","actor":"bob@acme.io","org":"acme","workspace":"studio","hold":"t{}","credits":"2","timeout_s":20,"tool":"chat","model":"m"}})", round));
+    both(batch);
+    // The promo lot expires and the hold t<round> times out: the next batch starts
+    // with a tick.
+    advance(25'000'000);
+  }
+  EXPECT_GT(split.engine().stats().events_by_type[static_cast<size_t>(fb::Event::HoldClosed)], 4u) << "no hold timed out";
+  EXPECT_GT(split.engine().stats().events_by_type[static_cast<size_t>(fb::Event::LotExpired)], 0u) << "no lot expired";
+  EXPECT_EQ(split.engine().store().head_hash(), in_turn.engine().store().head_hash());
+  EXPECT_EQ(log_records(split.engine().store()), log_records(in_turn.engine().store()));
+  EXPECT_EQ(split.engine().state().last_time_us(), in_turn.engine().state().last_time_us());
+  const auto live = projection_rows(split.engine().state());
+  EXPECT_EQ(live, projection_rows(in_turn.engine().state()));
+  const VerifyReport report = verify(split.engine().store(), &split.engine().state());
+  EXPECT_TRUE(report.ok()) << problems(report);
+
+  // A write that fails while the helper has part of the batch: nothing of it stays.
+  fault.file_system->fail_writes(true);
+  for (const CommandResult& result : split.run_batch(usage_batch(split, 5000, 500))) {
+    EXPECT_EQ(result.status.code, ErrorCode::kStorageError);
+  }
+  EXPECT_EQ(projection_rows(split.engine().state()), live);
+  split.close();
+  fault.file_system->fail_writes(false);
+  split.reopen();
+  EXPECT_EQ(projection_rows(split.engine().state()), live);
+}
+
 TEST(Verify, RowsWhoseCheckpointIsPastTheLogAreReported) {
   TestEngine t;
   fill(t);

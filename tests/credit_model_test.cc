@@ -198,6 +198,7 @@ class Harness {
     EngineOptions options;
     options.data_dir = dir_.path();
     options.clock = &clock_;
+    options.split_apply_commands = 2;  // batches of two or more apply on two threads
     if (Status s = Engine::open(options, &engine_); !s.ok()) fail("open: " + s.message);
   }
 

@@ -41,6 +41,7 @@ std::unique_ptr<Engine> open_engine(const std::string& dir, Clock* clock, rocksd
   options.data_dir = dir;
   options.clock = clock;
   options.env = env;
+  options.split_apply_commands = 2;  // batches of two or more apply on two threads
   std::unique_ptr<Engine> engine;
   const Status status = Engine::open(options, &engine);
   EXPECT_TRUE(status.ok()) << status.message;
@@ -285,6 +286,7 @@ TEST_P(FaultWhileOpening, IsACleanErrorAndLosesNothing) {
       options.data_dir = dir.path();
       options.clock = &clock;
       options.env = &env;
+      options.split_apply_commands = 2;  // batches of two or more apply on two threads
       std::unique_ptr<Engine> engine;
       const Status status = Engine::open(options, &engine);
       if (status.ok()) {

@@ -102,6 +102,7 @@ class Simulation {
     options.data_dir = dir_.path();
     options.clock = &clock_;
     options.env = &env_;
+    options.split_apply_commands = 2;  // batches of two or more apply on two threads
     const Status status = Engine::open(options, &engine_);
     ASSERT_TRUE(status.ok()) << where("open") << ": " << status.message;
   }
