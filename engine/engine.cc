@@ -20,7 +20,8 @@ namespace {
 // Carries one command through its handler, turning emitted payloads into envelopes.
 class LiveContext final : public CommandContext {
  public:
-  // `split`, if not null, applies the events in place of state.apply (a large batch).
+  // `split`, if not null, applies the events and appends them to the batch in place of
+  // state.apply and batch->append (a large batch).
   LiveContext(ProjectionSet& state, SplitApplier* split, const Command& command, LogBatch* batch, uint64_t next_seq,
               int64_t now_us, int64_t last_time_us, EngineStats* stats)
       : state_(state),
@@ -61,8 +62,8 @@ class LiveContext final : public CommandContext {
       split_->apply(bytes, event);
     } else {
       state_.apply(event);
+      batch_->append(seq, bytes);
     }
-    batch_->append(seq, bytes);
     builder_.Clear();
     ++events_;
     ++stats_->events_by_type[static_cast<size_t>(type)];
@@ -181,10 +182,11 @@ CommandResult Engine::execute_one(const Command& command, TimeSource time, LogBa
   int64_t now_us = clock_->now_us();
   if (time == TimeSource::kCommand && command.at_us) now_us = *command.at_us;
   if (time == TimeSource::kClock && command.type != CommandType::kTick) run_due_timers(now_us, batch, split);
-  LiveContext context(state_, split, command, batch, store_->last_seq() + batch->records() + 1, now_us, last_time_us_, &stats_);
+  LiveContext context(state_, split, command, batch, store_->last_seq() + batch_events_ + 1, now_us, last_time_us_, &stats_);
   CommandResult result;
   result.id = command.id;
   result.status = handle_command(context);
+  batch_events_ += context.events();
   // A handler refuses before it emits: a refused command must change nothing.
   TALLY_ASSERT(result.status.ok() || context.events() == 0);
   if (!result.status.ok()) return result;
@@ -207,8 +209,9 @@ void Engine::run_due_timers(int64_t now_us, LogBatch* batch, SplitApplier* split
   Command tick;
   tick.type = CommandType::kTick;
   tick.actor = "platform";
-  LiveContext context(state_, split, tick, batch, store_->last_seq() + batch->records() + 1, time_us, last_time_us_, &stats_);
+  LiveContext context(state_, split, tick, batch, store_->last_seq() + batch_events_ + 1, time_us, last_time_us_, &stats_);
   const Status status = handle_command(context);
+  batch_events_ += context.events();
   TALLY_ASSERT(status.ok() && context.events() > 0);
   last_time_us_ = context.last_time_us();
 }
@@ -227,15 +230,19 @@ std::vector<CommandResult> Engine::execute(std::span<const Command> commands, Ti
   }
   TALLY_ASSERT(commands.size() <= kBatchCommandsMax);
   std::unique_ptr<LogBatch> batch = store_->begin_batch();
+  batch_events_ = 0;
   {
-    // A large batch applies usage and statements on a helper thread while this one
-    // goes on with the commands (SplitApplier::Split::kLive); both are whole again
-    // before the rows are flushed.
+    // A large batch applies usage and statements, and appends the log records, on a
+    // helper thread while this one goes on with the commands (SplitApplier kLive);
+    // all is whole again before the rows are flushed.
     std::optional<SplitApplier> split;
-    if (split_apply_commands_ > 0 && commands.size() >= split_apply_commands_) split.emplace(&state_, SplitApplier::Split::kLive);
+    if (split_apply_commands_ > 0 && commands.size() >= split_apply_commands_) {
+      split.emplace(&state_, SplitApplier::Split::kLive, batch.get());
+    }
     SplitApplier* const splitter = split ? &*split : nullptr;
     for (const Command& command : commands) results.push_back(execute_one(command, time, batch.get(), splitter));
   }
+  TALLY_ASSERT(batch->records() == batch_events_);
   if (batch->records() == 0) return results;  // nothing accepted: nothing to write
 
   state_.flush_due(batch.get(), row_lag_events_);

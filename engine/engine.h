@@ -38,8 +38,9 @@ struct EngineOptions {
   // crash replays up to this many events more. 0 or 1 writes them with every batch.
   uint64_t row_lag_events = kRowLagEventsDefault;
   // A batch of at least this many commands applies the usage and statements
-  // projections on a helper thread while the writer goes on (SplitApplier, kLive):
-  // starting a thread is worth it only for a long batch. 0: never.
+  // projections, and appends its log records, on a helper thread while the writer goes
+  // on (SplitApplier, kLive): starting a thread is worth it only for a long batch.
+  // 0: never.
   size_t split_apply_commands = kSplitApplyCommandsDefault;
 };
 
@@ -117,6 +118,7 @@ class Engine {
   bool opened_ = false;  // open() finished: the projections are whole
   uint64_t row_lag_events_ = kRowLagEventsDefault;
   size_t split_apply_commands_ = kSplitApplyCommandsDefault;
+  uint64_t batch_events_ = 0;  // events emitted so far in the batch execute() runs
   EngineStats stats_;
 };
 

@@ -43,15 +43,17 @@ struct SplitApplier::Chunk {
   std::string_view at(size_t i) const { return {reinterpret_cast<const char*>(words.data() + envelopes[i].first), envelopes[i].second}; }
 };
 
-SplitApplier::SplitApplier(ProjectionSet* projections, Split split)
+SplitApplier::SplitApplier(ProjectionSet* projections, Split split, LogBatch* log)
     : projections_(projections),
       own_(own_part(projections, split)),
       helper_part_(helper_part(projections, split)),
       chunk_envelopes_max_(split == Split::kReplay ? kReplayChunkEnvelopesMax : kLiveChunkEnvelopesMax),
+      log_(log),
       chunk_(std::make_unique<Chunk>(chunk_envelopes_max_)),
       helper_([this] { run_helper(); }) {
   // A projection added to the set must be given to one of the two threads.
   TALLY_ASSERT(own_.size() + helper_part_.size() == projections->all().size());
+  TALLY_ASSERT((split == Split::kLive) == (log != nullptr));
 }
 
 SplitApplier::~SplitApplier() { finish(); }
@@ -101,6 +103,7 @@ void SplitApplier::run_helper() {
       const fb::Envelope* event = decode_envelope(chunk->at(i));
       TALLY_ASSERT(event != nullptr);
       ProjectionSet::apply_unseen(helper_part_, *event);
+      if (log_ != nullptr) log_->append(event->seq(), chunk->at(i));
     }
   }
 }

@@ -9,17 +9,18 @@
 //            and statements, about half of the work, in chunks of at most 4,096
 //            envelopes or about 1 MiB, so about 10 MiB at most are in flight.
 //   kLive    a large batch of commands (Engine::execute): the helper takes usage and
-//            statements, the two projections that no command handler reads, in chunks
-//            of at most 256 envelopes, so the caller waits little in finish(). The
-//            caller's thread keeps orgs, balances, rates and tokens current for the
-//            next command's checks.
+//            statements, the two projections that no command handler reads, and
+//            appends each envelope to the batch's log records (checksum, chain hash,
+//            write buffer), in chunks of at most 256 envelopes, so the caller waits
+//            little in finish(). The caller's thread keeps orgs, balances, rates and
+//            tokens current for the next command's checks.
 //
 // Like ProjectionSet::apply, a projection skips an event at or below its checkpoint,
 // and the set's last_time_us() follows the events given.
 //
 // Contract: one thread calls apply() and finish(). Until finish() returns, the helper's
-// projections belong to it and must not be read or written by anyone else. The
-// destructor calls finish().
+// projections (and, for kLive, the LogBatch) belong to it and must not be read or
+// written by anyone else. The destructor calls finish().
 #pragma once
 
 #include <condition_variable>
@@ -41,7 +42,8 @@ class SplitApplier {
  public:
   enum class Split : uint8_t { kReplay, kLive };
 
-  SplitApplier(ProjectionSet* projections, Split split);
+  // `log`: the batch that kLive appends the envelopes to (null for kReplay).
+  SplitApplier(ProjectionSet* projections, Split split, LogBatch* log = nullptr);
   SplitApplier(const SplitApplier&) = delete;
   SplitApplier& operator=(const SplitApplier&) = delete;
   ~SplitApplier();
@@ -62,6 +64,7 @@ class SplitApplier {
   const std::vector<Projection*> own_;
   const std::vector<Projection*> helper_part_;
   const size_t chunk_envelopes_max_;
+  LogBatch* const log_;
   std::unique_ptr<Chunk> chunk_;  // being filled by the caller's thread
   std::mutex mutex_;
   std::condition_variable changed_;
