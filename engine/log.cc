@@ -273,8 +273,8 @@ Status Store::commit(LogBatch* batch) {
   write.disableWAL = false;  // the WAL is what makes the batch durable
   const rocksdb::Status status = impl_->db->Write(write, batch->impl_->batch.get());
   // Keep the buffer for the next batch. A group commit of 8,192 usage events is a few
-  // MiB; growing a fresh buffer for each one (copies, then new pages to fault in) cost
-  // about 5 % of the ingest. A larger buffer (a big row flush) is let go.
+  // MiB; a fresh buffer for each one is copied as it grows and its new pages faulted
+  // in, which showed in profiles. A larger buffer (a big row flush) is let go.
   std::unique_ptr<rocksdb::WriteBatch> used = std::move(batch->impl_->batch);
   if (used->Data().capacity() <= kSpareBatchBytesMax) {
     used->Clear();
