@@ -42,12 +42,6 @@ std::vector<fb::LotAmount> to_fb(const std::vector<LotPortion>& portions) {
   return out;
 }
 
-void add_json(CommandContext& context, std::string_view key, std::string_view value) {
-  JsonWriter member;
-  member.begin_object().field(key, value);
-  context.add_result(member.str().substr(1));
-}
-
 Status positive(const std::optional<int64_t>& credits, std::string_view field) {
   if (!credits || *credits <= 0) return Error(ErrorCode::kInvalidAmount, fmt::format("\"{}\" must be more than zero", field));
   return Status::Ok();
@@ -267,7 +261,7 @@ Status record_usage(CommandContext& context) {
       return Error(ErrorCode::kIdConflict, fmt::format("usage \"{}\" was recorded with different content", command.id));
     }
     context.answer_duplicate(seen->seq);
-    add_json(context, "credits", format_credits(seen->amount));
+    context.add_result("credits", format_credits(seen->amount));
     return Status::Ok();
   }
   uint32_t workspace;
@@ -305,7 +299,7 @@ Status record_usage(CommandContext& context) {
                                                command.tool.c_str(), command.model.c_str(), *command.quantity, command.unit.c_str(),
                                                amount, occurred_at, funding, &lots, priced, fingerprint);
   context.emit(fb::Event::UsageRecorded, payload.Union());
-  add_json(context, "credits", format_credits(amount));
+  context.add_result("credits", format_credits(amount));
   return Status::Ok();
 }
 
@@ -327,7 +321,7 @@ Status reserve(CommandContext& context) {
   auto payload = fb::CreateHoldReservedDirect(context.builder(), org->id.c_str(), command.hold.c_str(), workspace, user.c_str(),
                                               command.tool.c_str(), command.model.c_str(), *command.credits_micro, expires_at, funding, &lots);
   context.emit(fb::Event::HoldReserved, payload.Union());
-  add_json(context, "expires_at", format_time(expires_at));
+  context.add_result("expires_at", format_time(expires_at));
   return Status::Ok();
 }
 
@@ -385,7 +379,7 @@ Status settle(CommandContext& context) {
   // What comes back may be less than held minus settled: held credits of a lot that
   // expired meanwhile expire now instead of returning.
   const int64_t returned = emit_hold_closed(context, *org, context.command().hold, fb::HoldEnd::Settled, credits);
-  add_json(context, "returned", format_credits(returned));
+  context.add_result("returned", format_credits(returned));
   return Status::Ok();
 }
 

@@ -69,9 +69,12 @@ class LiveContext final : public CommandContext {
     ++stats_->events_by_type[static_cast<size_t>(type)];
   }
 
-  void add_result(std::string json_members) override {
+  // Written straight into the answer's members: this runs for every usage event.
+  void add_result(std::string_view key, std::string_view value) override {
     if (!extra_.empty()) extra_ += ',';
-    extra_ += json_members;
+    append_json_string(&extra_, key);
+    extra_ += ':';
+    append_json_string(&extra_, value);
   }
 
   uint64_t first_seq() const { return first_seq_; }

@@ -28,8 +28,8 @@ class CommandContext {
   // Wraps the payload in an envelope, applies it to the state and appends it to the
   // batch. The state seen through state() changes at once.
   virtual void emit(fb::Event type, flatbuffers::Offset<void> payload) = 0;
-  // Adds encoded JSON members to the command's answer.
-  virtual void add_result(std::string json_members) = 0;
+  // Adds the member "key":"value" (value as a JSON string) to the command's answer.
+  virtual void add_result(std::string_view key, std::string_view value) = 0;
   // Accepts the command without events: it repeats the command whose first event is
   // `seq` (a retried usage event), or, with seq 0, it had nothing to do (a tick).
   virtual void answer_duplicate(uint64_t seq) = 0;

@@ -5,7 +5,6 @@
 #include <fmt/format.h>
 
 #include "engine/handlers.h"
-#include "engine/json_writer.h"
 #include "engine/permissions.h"
 #include "engine/values.h"
 
@@ -242,9 +241,7 @@ Status new_secret_hash(CommandContext& context, std::string_view prefix, std::ve
   const std::string secret = std::string(prefix) + hex_of(random, sizeof random);
   const Sha256 digest = sha256(secret);
   hash->assign(digest.begin(), digest.end());
-  JsonWriter member;
-  member.begin_object().field("secret", secret);
-  context.add_result(member.str().substr(1));
+  context.add_result("secret", secret);
   return Status::Ok();
 }
 
