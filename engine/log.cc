@@ -65,10 +65,15 @@ uint64_t read_be64(std::string_view bytes) {
   return value;
 }
 
-std::string encode_record(std::string_view envelope) {
+RecordChecksum record_checksum(std::string_view envelope) {
   const uint64_t checksum = XXH3_64bits(envelope.data(), envelope.size());
-  std::string record(kRecordChecksumBytes, '\0');
-  std::memcpy(record.data(), &checksum, sizeof checksum);  // little-endian hosts only (x86-64, arm64)
+  RecordChecksum bytes;
+  std::memcpy(bytes.data(), &checksum, sizeof checksum);  // little-endian hosts only (x86-64, arm64)
+  return bytes;
+}
+
+std::string encode_record(std::string_view envelope) {
+  std::string record(view(record_checksum(envelope)));
   record.append(envelope);
   return record;
 }
@@ -132,10 +137,8 @@ void LogBatch::append(uint64_t seq, std::string_view envelope) {
   ++records_;
   // The record (checksum, then envelope) goes into the batch in two parts, without a
   // copy of its own: this runs for every event.
-  const uint64_t checksum = XXH3_64bits(envelope.data(), envelope.size());
-  char checksum_bytes[kRecordChecksumBytes];
-  std::memcpy(checksum_bytes, &checksum, sizeof checksum);  // as in encode_record
-  const std::string_view head(checksum_bytes, sizeof checksum_bytes);
+  const RecordChecksum checksum = record_checksum(envelope);
+  const std::string_view head = view(checksum);
   impl_->hasher.add(seq, head, envelope);
   const std::string key = be64(seq);
   const rocksdb::Slice key_part = slice(key);

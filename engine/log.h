@@ -43,6 +43,11 @@ class RowSink {
 
 // Log record layout: 8-byte little-endian XXH3-64 of the envelope, then the envelope.
 inline constexpr size_t kRecordChecksumBytes = 8;
+using RecordChecksum = std::array<char, kRecordChecksumBytes>;
+// The bytes that open the record of `envelope`; the writer and verify hash a record as
+// these bytes then the envelope, without building it.
+RecordChecksum record_checksum(std::string_view envelope);
+inline std::string_view view(const RecordChecksum& checksum) { return {checksum.data(), checksum.size()}; }
 std::string encode_record(std::string_view envelope);
 // Checks the checksum; on success points `envelope` into `record`.
 bool decode_record(std::string_view record, std::string_view* envelope);

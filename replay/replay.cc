@@ -180,7 +180,7 @@ VerifyReport verify(const Store& store, const ProjectionSet* live, const Progres
     }
     const Batch& batch = chain[batch_index];
     if (seq == batch.first) hasher = std::make_unique<ChainHasher>(previous);
-    hasher->add(seq, encode_record(envelope));
+    hasher->add(seq, view(record_checksum(envelope)), envelope);
     if (seq == batch.last) {
       const Sha256 hash = hasher->finish();
       if (hash != batch.hash) {
