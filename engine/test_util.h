@@ -63,6 +63,17 @@ inline Command command_from_json(std::string_view json) {
 
 // An engine on its own temporary store, with a manual clock. With `env` (e.g. an
 // in-memory RocksDB environment, which must outlive the engine) the store lives there.
+// Every envelope of the store's log, in order.
+inline std::vector<std::string> log_envelopes(const Store& store) {
+  std::vector<std::string> envelopes;
+  const Status status = store.read_log(1, store.last_seq(), [&](uint64_t, std::string_view envelope) {
+    envelopes.emplace_back(envelope);
+    return true;
+  });
+  EXPECT_TRUE(status.ok()) << status.message;
+  return envelopes;
+}
+
 class TestEngine {
  public:
   explicit TestEngine(std::string_view name = "data", rocksdb::Env* env = nullptr) : path_(dir_.sub(name)), env_(env) {

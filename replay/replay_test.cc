@@ -421,16 +421,6 @@ TEST(RowLag, VerifyNamesAnAlteredRowOfAProjectionBehindTheLog) {
   EXPECT_TRUE(mentions(report, "usage/forged should not exist")) << problems(report);
 }
 
-// Every record of the log, in order.
-std::vector<std::string> log_records(const Store& store) {
-  std::vector<std::string> records;
-  EXPECT_TRUE(store.read_log(1, store.last_seq(), [&](uint64_t, std::string_view envelope) {
-                     records.emplace_back(envelope);
-                     return true;
-                   }).ok());
-  return records;
-}
-
 // A batch applied on two threads (usage and statements on a helper, SplitApplier
 // kLive) must answer, log and leave behind exactly what applying each event in turn
 // does: refusals, duplicates, holds reserved and settled within the batch, and ticks
@@ -479,7 +469,7 @@ TEST(SplitApply, ABatchSplitAcrossTwoThreadsEqualsOneEventAfterAnother) {
   EXPECT_GT(split.engine().stats().events_by_type[static_cast<size_t>(fb::Event::HoldClosed)], 4u) << "no hold timed out";
   EXPECT_GT(split.engine().stats().events_by_type[static_cast<size_t>(fb::Event::LotExpired)], 0u) << "no lot expired";
   EXPECT_EQ(split.engine().store().head_hash(), in_turn.engine().store().head_hash());
-  EXPECT_EQ(log_records(split.engine().store()), log_records(in_turn.engine().store()));
+  EXPECT_EQ(testing::log_envelopes(split.engine().store()), testing::log_envelopes(in_turn.engine().store()));
   EXPECT_EQ(split.engine().state().last_time_us(), in_turn.engine().state().last_time_us());
   const auto live = projection_rows(split.engine().state());
   EXPECT_EQ(live, projection_rows(in_turn.engine().state()));

@@ -17,6 +17,7 @@
 #include "engine/engine.h"
 #include "engine/event_format.h"
 #include "engine/log.h"
+#include "engine/test_util.h"
 #include "engine/values.h"
 #include "projections/projection_set.h"
 #include "reliability_harness.h"
@@ -74,17 +75,6 @@ std::unique_ptr<Engine> engine_after(const ScratchDir& dir, ManualClock* clock, 
   return engine;
 }
 
-// Every envelope of the engine's log, in order.
-std::vector<std::string> log_envelopes(const Engine& engine) {
-  std::vector<std::string> envelopes;
-  const Status status = engine.store().read_log(1, engine.store().last_seq(), [&](uint64_t, std::string_view envelope) {
-    envelopes.emplace_back(envelope);
-    return true;
-  });
-  EXPECT_TRUE(status.ok()) << status.message;
-  return envelopes;
-}
-
 // Applies to `projections` the log of a store (in `dir`) where alice created "acme" and
 // granted it 10 credits as lot 0.
 void apply_acme_history(const ScratchDir& dir, ProjectionSet* projections) {
@@ -94,7 +84,7 @@ void apply_acme_history(const ScratchDir& dir, ProjectionSet* projections) {
       R"({"cmd":"grant_credits","actor":"alice@acme.io","org":"acme","grant":"g1","kind":"plan","credits":"10"})",
   });
   ASSERT_NE(engine, nullptr);
-  for (const std::string& envelope : log_envelopes(*engine)) projections->apply(*decode_envelope(envelope));
+  for (const std::string& envelope : testing::log_envelopes(engine->store())) projections->apply(*decode_envelope(envelope));
 }
 
 // A forged usage event: alice spends 1 micro-credit of lot 0 in acme's workspace 0,
@@ -158,7 +148,7 @@ TEST(FuzzRegression, AStatementEntryOlderThanTheLastIsAnAnomaly) {
   ASSERT_NE(engine, nullptr);
   std::vector<std::string> grants;
   ProjectionSet projections;
-  for (const std::string& envelope : log_envelopes(*engine)) {
+  for (const std::string& envelope : testing::log_envelopes(engine->store())) {
     const fb::Envelope* event = decode_envelope(envelope);
     if (event->event_type() == fb::Event::CreditsGranted) grants.push_back(envelope);
     projections.apply(*event);
