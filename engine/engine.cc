@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "engine/assert.h"
+#include "engine/committer.h"
 #include "engine/event_format.h"
 #include "engine/handlers.h"
 #include "engine/json_writer.h"
@@ -141,12 +142,16 @@ std::string CommandResult::to_json() const {
   return json;
 }
 
+Engine::Engine() = default;
+
 Engine::~Engine() {
+  while (!in_flight_.empty()) finish();  // their callers never asked; they are written all the same
   const Status flushed = flush_rows();
   if (!flushed.ok()) spdlog::error("the projection rows were not written at close; the next open replays the log past them: {}", flushed.message);
 }
 
 Status Engine::flush_rows() {
+  TALLY_ASSERT(in_flight_.empty());
   if (!opened_ || read_only_ || state_.stored_seq() == store_->last_seq()) return Status::Ok();
   std::unique_ptr<LogBatch> batch = store_->begin_batch();
   state_.flush(batch.get());
@@ -176,6 +181,7 @@ Status Engine::open(const EngineOptions& options, std::unique_ptr<Engine>* out) 
   if (Status s = last_event_time(*engine->store_, &engine->last_time_us_); !s.ok()) return s;
   engine->row_lag_events_ = options.row_lag_events;
   engine->split_apply_commands_ = options.split_apply_commands;
+  engine->committer_ = std::make_unique<Committer>(engine->store_.get());
   engine->opened_ = true;
   *out = std::move(engine);
   return Status::Ok();
@@ -185,7 +191,7 @@ CommandResult Engine::execute_one(const Command& command, TimeSource time, LogBa
   int64_t now_us = clock_->now_us();
   if (time == TimeSource::kCommand && command.at_us) now_us = *command.at_us;
   if (time == TimeSource::kClock && command.type != CommandType::kTick) run_due_timers(now_us, batch, split);
-  LiveContext context(state_, split, command, batch, store_->last_seq() + batch_events_ + 1, now_us, last_time_us_, &stats_);
+  LiveContext context(state_, split, command, batch, store_->sealed_seq() + batch_events_ + 1, now_us, last_time_us_, &stats_);
   CommandResult result;
   result.id = command.id;
   result.status = handle_command(context);
@@ -212,7 +218,7 @@ void Engine::run_due_timers(int64_t now_us, LogBatch* batch, SplitApplier* split
   Command tick;
   tick.type = CommandType::kTick;
   tick.actor = "platform";
-  LiveContext context(state_, split, tick, batch, store_->last_seq() + batch_events_ + 1, time_us, last_time_us_, &stats_);
+  LiveContext context(state_, split, tick, batch, store_->sealed_seq() + batch_events_ + 1, time_us, last_time_us_, &stats_);
   const Status status = handle_command(context);
   batch_events_ += context.events();
   TALLY_ASSERT(status.ok() && context.events() > 0);
@@ -220,7 +226,16 @@ void Engine::run_due_timers(int64_t now_us, LogBatch* batch, SplitApplier* split
 }
 
 std::vector<CommandResult> Engine::execute(std::span<const Command> commands, TimeSource time) {
-  std::vector<CommandResult> results;
+  TALLY_ASSERT(in_flight_.empty());
+  begin(commands, time);
+  return finish();
+}
+
+void Engine::begin(std::span<const Command> commands, TimeSource time) {
+  TALLY_ASSERT(commands.size() <= kBatchCommandsMax);
+  TALLY_ASSERT(in_flight_.size() < kPipelineDepthMax);
+  InFlight& flight = in_flight_.emplace_back();
+  std::vector<CommandResult>& results = flight.results;
   results.reserve(commands.size());
   if (read_only_) {
     for (const Command& command : commands) {
@@ -229,9 +244,9 @@ std::vector<CommandResult> Engine::execute(std::span<const Command> commands, Ti
       result.status = Error(ErrorCode::kReadOnly, "the engine is read-only after a storage failure; restart it once the disk is healthy");
       results.push_back(std::move(result));
     }
-    return results;
+    return;
   }
-  TALLY_ASSERT(commands.size() <= kBatchCommandsMax);
+  flight.executed = true;
   std::unique_ptr<LogBatch> batch = store_->begin_batch();
   batch_events_ = 0;
   {
@@ -246,30 +261,52 @@ std::vector<CommandResult> Engine::execute(std::span<const Command> commands, Ti
     for (const Command& command : commands) results.push_back(execute_one(command, time, batch.get(), splitter));
   }
   TALLY_ASSERT(batch->records() == batch_events_);
-  if (batch->records() == 0) return results;  // nothing accepted: nothing to write
+  if (batch->records() == 0) return;  // nothing accepted: nothing to write
 
   state_.flush_due(batch.get(), row_lag_events_);
-  const auto commit_start = std::chrono::steady_clock::now();
-  const Status written = store_->commit(batch.get());
-  stats_.last_commit_duration_us =
-      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - commit_start).count();
-  if (written.ok()) ++stats_.commits;
-  if (!written.ok()) {
-    read_only_ = true;
-    spdlog::critical("storage failure, the engine is now read-only: {}", written.message);
-    for (CommandResult& result : results) {
+  store_->seal(batch.get());
+  flight.handed_over = std::chrono::steady_clock::now();
+  committer_->hand_over(batch.get());
+  flight.batch = std::move(batch);
+}
+
+std::vector<CommandResult> Engine::finish() {
+  TALLY_ASSERT(!in_flight_.empty());
+  InFlight flight = std::move(in_flight_.front());
+  in_flight_.pop_front();
+  if (flight.batch != nullptr) {
+    const Status written = committer_->wait();
+    stats_.last_commit_duration_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - flight.handed_over).count();
+    store_->complete(flight.batch.get(), written);
+    if (written.ok()) {
+      ++stats_.commits;
+    } else if (failure_.ok()) {
+      failure_ = written;
+      read_only_ = true;
+      reload_pending_ = true;
+      spdlog::critical("storage failure, the engine is now read-only: {}", written.message);
+    }
+  }
+  // A batch executed on top of one whose write failed (or whose own write failed) is
+  // not durable: not its events, nor a duplicate's answer that points at them.
+  if (flight.executed && !failure_.ok()) {
+    for (CommandResult& result : flight.results) {
       if (result.status.ok()) {
-        result.status = written;
+        result.status = failure_;
         result.seq = 0;
         result.extra.clear();
       }
     }
+  }
+  if (reload_pending_ && in_flight_.empty()) {
     // Forget what was applied in memory but never made durable.
+    reload_pending_ = false;
     const Status reloaded = state_.load(*store_);
     if (!reloaded.ok()) spdlog::critical("reloading state after the failure failed too: {}", reloaded.message);
     last_event_time(*store_, &last_time_us_);
   }
-  return results;
+  return std::move(flight.results);
 }
 
 }  // namespace tally

@@ -3,12 +3,22 @@
 // batch of commands is one group commit: one WriteBatch, one fsync, and no result is
 // returned before that write is durable.
 //
-// Not thread-safe: exactly one thread calls execute() (the single writer). Queries
-// may run on that same thread between batches.
+// Batches may also be pipelined: begin() executes a batch and hands its write to the
+// commit thread (Committer), and returns; the caller may begin the next batch while
+// that write runs, and collects each batch's results with finish(), which returns them
+// only once the batch is durable. Executing batch N+1 thus overlaps writing batch N.
+// N+1 is executed on top of N's effects, so if N's write fails, N+1 is not written
+// and its accepted commands are answered with N's failure too.
+//
+// Not thread-safe: exactly one thread calls execute(), begin() and finish() (the single
+// writer). Queries may run on that same thread between batches, when no batch is in
+// flight: they see durable state only.
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <span>
 #include <string>
@@ -69,11 +79,15 @@ inline constexpr size_t kEventTypeCount = static_cast<size_t>(fb::Event::MAX) + 
 struct EngineStats {
   std::array<uint64_t, kEventTypeCount> events_by_type{};  // events appended, by fb::Event
   uint64_t commits = 0;               // synced writes that succeeded
-  int64_t last_commit_duration_us = 0;  // how long the last synced write took
+  int64_t last_commit_duration_us = 0;  // from handing the last batch over to its write's end
 };
+
+// Batches begun and not yet finished, at most (Engine::begin).
+inline constexpr size_t kPipelineDepthMax = 2;
 
 struct Query;
 class SplitApplier;
+class Committer;
 
 class Engine {
  public:
@@ -84,17 +98,31 @@ class Engine {
 
   // Writes every projection's changed rows and checkpoint in one synced write, so the
   // next open replays nothing. Nothing to write, or a read-only engine: Ok, no write.
+  // REQUIRES: in_flight() == 0.
   Status flush_rows();
 
   // Executes up to kBatchCommandsMax commands as one group commit. Results come back
   // in order. A refused command changes nothing. If the write fails, every command of
   // the batch that was accepted is answered storage_error instead, and the engine
   // turns read-only; refused commands keep their own error.
+  // REQUIRES: in_flight() == 0. The same as begin() then finish().
   std::vector<CommandResult> execute(std::span<const Command> commands, TimeSource time = TimeSource::kClock);
 
-  // Answers one JSON query (SPEC §4) with one JSON line.
+  // Pipelined execute(): executes the commands against the projections (which then
+  // show their effects, not yet durable) and hands the batch's write to the commit
+  // thread without waiting for it. REQUIRES: in_flight() < kPipelineDepthMax.
+  void begin(std::span<const Command> commands, TimeSource time = TimeSource::kClock);
+  // Waits for the oldest batch begun and not finished to be durable, and returns its
+  // results, as execute() would have. If the write of that batch or of one begun before
+  // it failed, its accepted commands are answered with that failure, and once no batch
+  // is in flight the projections are reloaded from the store. REQUIRES: in_flight() > 0.
+  std::vector<CommandResult> finish();
+  // Batches begun and not yet finished.
+  size_t in_flight() const { return in_flight_.size(); }
+
+  // Answers one JSON query (SPEC §4) with one JSON line. REQUIRES: in_flight() == 0.
   std::string query(std::string_view json);
-  // Answers a decoded query (engine/query.h).
+  // Answers a decoded query (engine/query.h). REQUIRES: in_flight() == 0.
   std::string query(const Query& query);
 
   const ProjectionSet& state() const { return state_; }
@@ -104,7 +132,15 @@ class Engine {
   const EngineStats& stats() const { return stats_; }
 
  private:
-  Engine() = default;
+  // A batch begun and not finished.
+  struct InFlight {
+    std::vector<CommandResult> results;  // as executed, before the write
+    std::unique_ptr<LogBatch> batch;     // null: nothing to write
+    bool executed = false;               // ran against the projections (not refused read-only)
+    std::chrono::steady_clock::time_point handed_over;
+  };
+
+  Engine();
   CommandResult execute_one(const Command& command, TimeSource time, LogBatch* batch, SplitApplier* split);
   // Expires lots and times out holds that are due by the time the next command runs.
   void run_due_timers(int64_t now_us, LogBatch* batch, SplitApplier* split);
@@ -118,8 +154,12 @@ class Engine {
   bool opened_ = false;  // open() finished: the projections are whole
   uint64_t row_lag_events_ = kRowLagEventsDefault;
   size_t split_apply_commands_ = kSplitApplyCommandsDefault;
-  uint64_t batch_events_ = 0;  // events emitted so far in the batch execute() runs
+  uint64_t batch_events_ = 0;  // events emitted so far in the batch begin() runs
   EngineStats stats_;
+  std::deque<InFlight> in_flight_;
+  Status failure_;              // the first failed write, once finish() has seen it
+  bool reload_pending_ = false;  // a write failed; reload the projections once nothing is in flight
+  std::unique_ptr<Committer> committer_;
 };
 
 }  // namespace tally

@@ -250,11 +250,13 @@ Status Store::find_head() {
     return Error(ErrorCode::kStorageError,
                  fmt::format("the log ends at {} but the hash chain at {}: the store was altered", last_seq_, chained_to));
   }
+  sealed_seq_ = last_seq_;
+  sealed_hash_ = head_hash_;
   return Status::Ok();
 }
 
 std::unique_ptr<LogBatch> Store::begin_batch() {
-  std::unique_ptr<LogBatch> batch(new LogBatch(head_hash_));
+  std::unique_ptr<LogBatch> batch(new LogBatch(sealed_hash_));
   batch->impl_->batch = impl_->spare != nullptr ? std::move(impl_->spare) : std::make_unique<rocksdb::WriteBatch>();
   batch->impl_->log = impl_->log;
   batch->impl_->state = impl_->state;
@@ -262,19 +264,42 @@ std::unique_ptr<LogBatch> Store::begin_batch() {
 }
 
 Status Store::commit(LogBatch* batch) {
-  TALLY_ASSERT(batch->impl_->batch != nullptr);  // a batch is committed once
-  if (failed_) return Error(ErrorCode::kReadOnly, "the store refused writes after an earlier write failure");
-  Sha256 hash = head_hash_;
-  if (batch->records_ > 0) {
-    hash = batch->impl_->hasher.finish();
-    std::string value = be64(batch->last_seq_);
-    value.append(reinterpret_cast<const char*>(hash.data()), hash.size());
-    batch->impl_->batch->Put(impl_->chain, slice(be64(batch->first_seq_)), slice(value));
+  if (failed_) {
+    complete(batch, Status::Ok());  // spends the batch; a failed store stays failed
+    return Error(ErrorCode::kReadOnly, "the store refused writes after an earlier write failure");
   }
+  seal(batch);
+  const Status written = write(batch);
+  complete(batch, written);
+  return written;
+}
+
+void Store::seal(LogBatch* batch) {
+  TALLY_ASSERT(batch->impl_->batch != nullptr && !batch->sealed_);  // a batch is sealed once
+  batch->sealed_ = true;
+  batch->hash_ = sealed_hash_;
+  if (batch->records_ == 0) return;
+  TALLY_ASSERT(batch->first_seq_ == sealed_seq_ + 1);
+  batch->hash_ = batch->impl_->hasher.finish();
+  std::string value = be64(batch->last_seq_);
+  value.append(reinterpret_cast<const char*>(batch->hash_.data()), batch->hash_.size());
+  batch->impl_->batch->Put(impl_->chain, slice(be64(batch->first_seq_)), slice(value));
+  sealed_seq_ = batch->last_seq_;
+  sealed_hash_ = batch->hash_;
+}
+
+Status Store::write(LogBatch* batch) const {
+  TALLY_ASSERT(batch->sealed_ && batch->impl_->batch != nullptr);
   rocksdb::WriteOptions write;
   write.sync = true;         // nothing is acknowledged before it is on disk
   write.disableWAL = false;  // the WAL is what makes the batch durable
   const rocksdb::Status status = impl_->db->Write(write, batch->impl_->batch.get());
+  if (!status.ok()) return storage_error(status, "the write of a batch failed; the engine is now read-only");
+  return Status::Ok();
+}
+
+void Store::complete(LogBatch* batch, const Status& written) {
+  TALLY_ASSERT(batch->impl_->batch != nullptr);  // a batch is completed once
   // Keep the buffer for the next batch. A group commit of 8,192 usage events is a few
   // MiB; a fresh buffer for each one is copied as it grows and its new pages faulted
   // in, which showed in profiles. A larger buffer (a big row flush) is let go.
@@ -283,15 +308,19 @@ Status Store::commit(LogBatch* batch) {
     used->Clear();
     impl_->spare = std::move(used);
   }
-  if (!status.ok()) {
+  if (failed_) return;
+  if (!written.ok()) {
+    // Batches sealed after this one are not written either (the store stays failed);
+    // the sealed head goes back to what is on disk.
     failed_ = true;
-    return storage_error(status, "the write of a batch failed; the engine is now read-only");
+    sealed_seq_ = last_seq_;
+    sealed_hash_ = head_hash_;
+    return;
   }
   if (batch->records_ > 0) {
     last_seq_ = batch->last_seq_;
-    head_hash_ = hash;
+    head_hash_ = batch->hash_;
   }
-  return Status::Ok();
 }
 
 Status Store::read_log(uint64_t from_seq, uint64_t to_seq,

@@ -72,6 +72,8 @@ class LogBatch : public RowSink {
   uint64_t first_seq_ = 0;
   uint64_t last_seq_ = 0;
   size_t records_ = 0;
+  bool sealed_ = false;
+  Sha256 hash_{};  // the chain's hash after this batch, once sealed
 };
 
 struct StoreOptions {
@@ -87,18 +89,37 @@ class Store {
   static Status open(const StoreOptions& options, std::unique_ptr<Store>* store);
   ~Store();
 
+  // The durable head: the last record and the chain's hash as of the last batch
+  // written.
   uint64_t last_seq() const { return last_seq_; }
   const Sha256& head_hash() const { return head_hash_; }
+  // The head as of the last batch sealed, written or not: where the next batch
+  // begins. The same as last_seq() while no sealed batch waits for its write.
+  uint64_t sealed_seq() const { return sealed_seq_; }
   // After a failed write the store refuses every further write until reopened.
   bool failed() const { return failed_; }
 
-  // A batch chained to the current head.
+  // A batch chained to the head of the batches sealed so far.
   std::unique_ptr<LogBatch> begin_batch();
-  // Writes the batch with sync = true. On success the head moves to the batch; on
-  // failure nothing is acknowledged, the store is marked failed and stays so. Either
-  // way the batch is spent: it must not be appended to or committed again (its buffer
-  // goes to the next batch).
+  // Writes the batch with sync = true: seal(), write() and complete() in turn. On
+  // success the head moves to the batch; on failure nothing is acknowledged, the store
+  // is marked failed and stays so. Either way the batch is spent: it must not be
+  // appended to or committed again (its buffer goes to the next batch).
   Status commit(LogBatch* batch);
+
+  // commit() in three steps, so that a writer may execute its next batch while this
+  // one is written (Engine::begin). Batches are sealed, written and completed in the
+  // order they began; a batch begun after another is sealed only after it.
+  //   seal      finishes the chain hash and adds the chain row; the sealed head moves
+  //             to the batch, so the next batch chains from it.
+  //   write     the synced write of a sealed batch. It uses nothing of the Store but
+  //             the database, so it may run on another thread while the owner goes on
+  //             with begin_batch and seal (never with commit or a second write).
+  //   complete  on the owner's thread, with write's status: the durable head moves to
+  //             the batch, or the store is marked failed. The batch is spent.
+  void seal(LogBatch* batch);
+  Status write(LogBatch* batch) const;
+  void complete(LogBatch* batch, const Status& written);
 
   // Calls `visit(seq, envelope)` for each record with from_seq <= seq <= to_seq in
   // order, after checking each checksum; stops early when visit returns false. Each
@@ -130,6 +151,8 @@ class Store {
   std::unique_ptr<Impl> impl_;
   uint64_t last_seq_ = 0;
   Sha256 head_hash_{};
+  uint64_t sealed_seq_ = 0;
+  Sha256 sealed_hash_{};
   bool failed_ = false;
 };
 

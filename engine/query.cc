@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "engine/assert.h"
 #include "engine/engine.h"
 #include "engine/json_writer.h"
 #include "engine/permissions.h"
@@ -413,6 +414,7 @@ std::string Engine::query(std::string_view json) {
 }
 
 std::string Engine::query(const Query& query) {
+  TALLY_ASSERT(in_flight_.empty());  // a query sees durable state only
   // Limits are reported for the current day and month: by the clock for the live state,
   // by the last event's time for a past one.
   if (!query.as_of_seq && !query.as_of_us) return answer_query(state_, query, store_->last_seq(), std::max(clock_->now_us(), last_time_us_));

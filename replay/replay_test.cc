@@ -488,6 +488,98 @@ TEST(SplitApply, ABatchSplitAcrossTwoThreadsEqualsOneEventAfterAnother) {
   EXPECT_EQ(projection_rows(split.engine().state()), live);
 }
 
+std::vector<Command> commands_of(const std::vector<std::string>& lines) {
+  std::vector<Command> commands;
+  for (const std::string& line : lines) commands.push_back(testing::command_from_json(line));
+  return commands;
+}
+
+// Pipelined batches (Engine::begin, the next batch executed while the last one is
+// written) must answer, log and leave behind exactly what executing one batch after
+// another does; a batch's events are durable only once finish() returns them. A
+// failed write fails the batch begun on top of it too, a duplicate's answer pointing
+// into the failed batch included, and leaves the engine as it was before both.
+TEST(Pipeline, BatchesInFlightTogetherEqualOneBatchAfterAnother) {
+  testing::FaultEnv fault;
+  TestEngine piped("piped", fault.env.get());
+  TestEngine in_turn("in_turn");
+  const std::vector<std::string> setup = {
+      R"({"cmd":"create_org","actor":"alice@acme.io","org":"acme"})",
+      R"({"cmd":"create_workspace","actor":"alice@acme.io","org":"acme","workspace":"studio"})",
+      R"({"cmd":"invite_member","actor":"alice@acme.io","org":"acme","user":"bob@acme.io","role":"member","workspace":"studio"})",
+      R"({"cmd":"accept_invite","actor":"bob@acme.io","org":"acme"})",
+      R"({"cmd":"grant_credits","actor":"platform","org":"acme","grant":"g1","kind":"plan","credits":"1000"})"};
+  piped.run_batch(setup);
+  in_turn.run_batch(setup);
+  std::vector<std::vector<Command>> batches;
+  for (int round = 0; round < 6; ++round) {
+    std::vector<std::string> batch = usage_batch(piped, round * 200, 200);
+    batch.push_back(usage_batch(piped, round == 0 ? 5000 : round * 200 - 100, 1)[0]);  // a duplicate of the batch before
+    batch.push_back(R"({"cmd":"record_usage","actor":"carol@acme.io","id":"c","org":"acme","workspace":"primary","tool":"chat",)"
+                    R"("model":"m","quantity":1,"unit":"u","credits":"1","occurred_at":")" + format_time(piped.clock().now_us()) + R"("})");
+    batches.push_back(commands_of(batch));
+  }
+  std::vector<std::vector<CommandResult>> expected;
+  for (const std::vector<Command>& batch : batches) expected.push_back(in_turn.engine().execute(batch));
+
+  Engine& engine = piped.engine();
+  std::vector<std::vector<CommandResult>> got;
+  for (const std::vector<Command>& batch : batches) {
+    if (engine.in_flight() == kPipelineDepthMax) got.push_back(engine.finish());
+    const uint64_t durable = engine.store().last_seq();
+    engine.begin(batch);
+    // Begun is not durable: the store's head moves only when finish() returns the batch.
+    EXPECT_EQ(engine.store().last_seq(), durable);
+    EXPECT_GT(engine.store().sealed_seq(), durable);
+  }
+  EXPECT_EQ(engine.in_flight(), 2u);
+  while (engine.in_flight() > 0) got.push_back(engine.finish());
+  ASSERT_EQ(got.size(), expected.size());
+  for (size_t b = 0; b < got.size(); ++b) {
+    ASSERT_EQ(got[b].size(), expected[b].size());
+    for (size_t i = 0; i < got[b].size(); ++i) EXPECT_EQ(got[b][i].to_json(), expected[b][i].to_json()) << "batch " << b << " command " << i;
+  }
+  EXPECT_EQ(engine.stats().commits, in_turn.engine().stats().commits);
+  EXPECT_EQ(engine.store().head_hash(), in_turn.engine().store().head_hash());
+  EXPECT_EQ(testing::log_envelopes(engine.store()), testing::log_envelopes(in_turn.engine().store()));
+  const auto live = projection_rows(engine.state());
+  EXPECT_EQ(live, projection_rows(in_turn.engine().state()));
+  const VerifyReport report = verify(engine.store(), &engine.state());
+  EXPECT_TRUE(report.ok()) << problems(report);
+
+  // Batch a's write fails; batch b, begun on top of it, repeats one of a's usage ids
+  // (a duplicate whose answer would point into a) and records a new one.
+  const uint64_t last_seq = engine.store().last_seq();
+  const std::vector<Command> a = commands_of(usage_batch(piped, 9000, 50));
+  const std::vector<Command> b = commands_of(usage_batch(piped, 9049, 20));
+  fault.file_system->fail_writes(true);
+  engine.begin(a);
+  engine.begin(b);
+  for (const CommandResult& result : engine.finish()) EXPECT_EQ(result.status.code, ErrorCode::kStorageError) << result.to_json();
+  EXPECT_TRUE(engine.read_only());
+  fault.file_system->fail_writes(false);  // b is not written even though the disk is back
+  for (const CommandResult& result : engine.finish()) EXPECT_EQ(result.status.code, ErrorCode::kStorageError) << result.to_json();
+  EXPECT_EQ(engine.store().last_seq(), last_seq);
+  EXPECT_EQ(projection_rows(engine.state()), live);
+  engine.begin(b);  // read-only now: refused without running
+  for (const CommandResult& result : engine.finish()) EXPECT_EQ(result.status.code, ErrorCode::kReadOnly);
+  piped.reopen();
+  EXPECT_EQ(piped.engine().store().last_seq(), last_seq);
+  EXPECT_EQ(piped.engine().store().head_hash(), in_turn.engine().store().head_hash());
+  EXPECT_EQ(projection_rows(piped.engine().state()), live);
+
+  // Again, with a batch that writes nothing: only duplicates of the failing batch. Its
+  // answers (ok, duplicate, seq in the failed batch) must not go out either.
+  fault.file_system->fail_writes(true);
+  piped.engine().begin(a);
+  piped.engine().begin(commands_of(usage_batch(piped, 9000, 5)));
+  for (int batch = 0; batch < 2; ++batch) {
+    for (const CommandResult& result : piped.engine().finish()) EXPECT_EQ(result.status.code, ErrorCode::kStorageError) << result.to_json();
+  }
+  fault.file_system->fail_writes(false);
+  EXPECT_EQ(projection_rows(piped.engine().state()), live);
+}
+
 TEST(Verify, RowsWhoseCheckpointIsPastTheLogAreReported) {
   TestEngine t;
   fill(t);

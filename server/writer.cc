@@ -111,11 +111,23 @@ void Writer::run() {
   std::deque<Item> taken;
   for (;;) {
     taken.clear();
-    size_t bulk_max = 0;  // > 0: run that many commands of started_
+    size_t bulk_max = 0;  // > 0: begin that many commands of started_
     {
       std::unique_lock lock(mutex_);
-      ready_.wait_until(lock, next_tick, [&] { return !queue_.empty() || !express_.empty() || !started_.empty() || stopping_; });
-      if (queue_.empty() && express_.empty() && started_.empty() && stopping_) return;
+      auto has_work = [&] { return !queue_.empty() || !express_.empty() || started_commands_ > 0 || stopping_; };
+      if (!parts_.empty() && !has_work()) {
+        // Nothing to execute meanwhile: answer the batches in flight rather than sleep
+        // with them.
+        lock.unlock();
+        finish_parts();
+        continue;
+      }
+      ready_.wait_until(lock, next_tick, has_work);
+      if (queue_.empty() && express_.empty() && started_commands_ == 0 && stopping_) {
+        lock.unlock();
+        finish_parts();
+        return;
+      }
       // Take a run of command requests that fits one batch, or else one query or task:
       // from the express lane while it has any (batches of their own, so that express
       // work does not wait for a bulk batch's thousands of events), else from the bulk
@@ -129,24 +141,40 @@ void Writer::run() {
         const bool interactive = now - last_express_ < options_.express_recent;
         bulk_max = interactive ? options_.express_batch_commands_max : options_.batch_commands_max;
         take_bulk(bulk_max);
-        if (started_.empty()) {
+        if (started_commands_ == 0) {
           bulk_max = 0;
-          take_run(queue_, queued_commands_, options_.batch_commands_max, taken);
+          if (started_.empty()) take_run(queue_, queued_commands_, options_.batch_commands_max, taken);
         }
       }
     }
     if (Clock::now() >= next_tick) {
+      finish_parts();
       run_tick();
       next_tick = Clock::now() + options_.tick_interval;
     }
     if (bulk_max > 0) {
-      started_commands_ -= run_part(started_, bulk_max);
-    } else if (taken.empty()) {
+      started_commands_ -= begin_part(started_, bulk_max);
+      // A bulk batch of usage alone stays in flight while the next one is executed.
+      const std::vector<Command>& begun = parts_.back().commands;
+      const bool usage_only = std::all_of(begun.begin(), begun.end(), [](const Command& c) { return c.type == CommandType::kRecordUsage; });
+      if (!options_.pipeline || !usage_only) {
+        finish_parts();
+      } else if (parts_.size() == kPipelineDepthMax) {
+        finish_part();
+      }
+      continue;
+    }
+    // Everything else sees durable state: first answer what is in flight.
+    finish_parts();
+    if (taken.empty()) {
       continue;
     } else if (taken.front().commands_done != nullptr) {
       // An express run fits one batch, except a first request larger than the batch,
       // which goes on in further parts.
-      while (!taken.empty()) run_part(taken, options_.batch_commands_max);
+      while (!taken.empty()) {
+        begin_part(taken, options_.batch_commands_max);
+        finish_part();
+      }
     } else if (taken.front().query) {
       taken.front().query_done(engine_->query(*taken.front().query));
     } else {
@@ -155,31 +183,48 @@ void Writer::run() {
   }
 }
 
-size_t Writer::run_part(std::deque<Item>& items, size_t max) {
-  TALLY_ASSERT(!items.empty() && max >= 1);
-  batch_.clear();
+size_t Writer::begin_part(std::deque<Item>& items, size_t max) {
+  TALLY_ASSERT(max >= 1);
+  Part& part = parts_.emplace_back();
+  part.items = &items;
+  part.commands = std::move(spare_commands_);
+  part.commands.clear();
   for (Item& item : items) {
-    const size_t take = std::min(item.commands.size() - item.ran, max - batch_.size());
-    for (size_t i = item.ran; i < item.ran + take; ++i) batch_.push_back(std::move(item.commands[i]));
-    if (batch_.size() == max) break;
+    const size_t take = std::min(item.commands.size() - item.ran, max - part.commands.size());
+    for (size_t i = item.ran; i < item.ran + take; ++i) part.commands.push_back(std::move(item.commands[i]));
+    item.ran += take;
+    if (part.commands.size() == max) break;
   }
-  std::vector<CommandResult> results = engine_->execute(batch_);
-  TALLY_ASSERT(results.size() == batch_.size());
-  observer_(*engine_, batch_, results);
+  TALLY_ASSERT(!part.commands.empty());
+  engine_->begin(part.commands);
+  return part.commands.size();
+}
+
+void Writer::finish_part() {
+  TALLY_ASSERT(!parts_.empty());
+  Part& part = parts_.front();
+  std::vector<CommandResult> results = engine_->finish();
+  TALLY_ASSERT(results.size() == part.commands.size());
+  observer_(*engine_, part.commands, results);
+  std::deque<Item>& items = *part.items;
   size_t next = 0;
   while (next < results.size()) {
     Item& item = items.front();
-    const size_t take = std::min(item.commands.size() - item.ran, results.size() - next);
+    const size_t take = std::min(item.commands.size() - item.results.size(), results.size() - next);
     if (item.results.empty()) item.results.reserve(item.commands.size());
     item.results.insert(item.results.end(), std::make_move_iterator(results.begin() + static_cast<ptrdiff_t>(next)),
                         std::make_move_iterator(results.begin() + static_cast<ptrdiff_t>(next + take)));
-    item.ran += take;
     next += take;
-    if (item.ran < item.commands.size()) break;  // the rest runs in the next part
+    if (item.results.size() < item.commands.size()) break;  // the rest comes with a later part
     item.commands_done(std::move(item.results));
     items.pop_front();
   }
-  return batch_.size();
+  spare_commands_ = std::move(part.commands);
+  parts_.pop_front();
+}
+
+void Writer::finish_parts() {
+  while (!parts_.empty()) finish_part();
 }
 
 void Writer::run_tick() {

@@ -16,6 +16,13 @@
 // last command. Within each lane order is kept; across lanes it is not, so a caller
 // puts a request in the express lane only when nothing else of its own is still queued
 // or running (the sessions ask lane_for).
+//
+// Bulk batches of usage alone are pipelined (Engine::begin): the writer executes the
+// next bulk batch while the last one is written, and answers a batch after the next
+// one has been executed, once the batch is durable. Every other batch, and the express
+// lane, queries, tasks and ticks, first wait for the batches in flight to be answered,
+// so they see durable state only, and the observer of such a batch sees the engine's
+// state just after it.
 #pragma once
 
 #include <chrono>
@@ -53,6 +60,8 @@ struct WriterOptions {
   size_t express_batch_commands_max = 2048;
   std::chrono::milliseconds express_recent{1000};
   std::chrono::milliseconds tick_interval{1000};
+  // Overlap a bulk usage batch's write with the next batch's execution (see above).
+  bool pipeline = true;
 };
 
 class Writer {
@@ -61,7 +70,9 @@ class Writer {
   using CommandsDone = std::function<void(std::vector<CommandResult> results)>;
   using QueryDone = std::function<void(std::string answer)>;
   using Task = std::function<void(Engine& engine)>;
-  // Runs on the writer thread after each execute(), before any completion of it.
+  // Runs on the writer thread once a batch is durable (or has failed), before any
+  // completion of it. The engine's state may already show the next batch, begun and not
+  // yet durable, unless the observed batch holds anything but record_usage.
   using BatchObserver = std::function<void(const Engine& engine, std::span<const Command> commands,
                                            std::span<const CommandResult> results)>;
 
@@ -102,9 +113,15 @@ class Writer {
     QueryDone query_done;
     Task task;
     // For a command request being run (writer thread only): how many of its commands
-    // have run, and their results so far.
+    // have begun, and their results so far.
     size_t ran = 0;
     std::vector<CommandResult> results;
+  };
+  // A batch begun and not yet answered: the queue its commands came from (whose front
+  // requests get its results) and the commands, for the observer.
+  struct Part {
+    std::deque<Item>* items = nullptr;
+    std::vector<Command> commands;
   };
 
   template <typename Fill>
@@ -118,10 +135,14 @@ class Writer {
   // mutex held.
   void take_bulk(size_t max);
   void run();
-  // Runs up to `max` commands of the command requests in `items`, from the first one
-  // not yet run, as one batch; completes and removes each request whose last command
-  // was in it. Returns how many commands ran.
-  size_t run_part(std::deque<Item>& items, size_t max);
+  // Begins up to `max` commands of the command requests in `items`, from the first one
+  // not yet begun, as one batch (Engine::begin). Returns how many commands it took.
+  // The requests stay in `items` until finish_part() answers them.
+  size_t begin_part(std::deque<Item>& items, size_t max);
+  // Finishes the oldest part begun: gives each request its results, and completes and
+  // removes each request whose last result it holds.
+  void finish_part();
+  void finish_parts();  // every part in flight
   void run_tick();
 
   std::unique_ptr<Engine> engine_;
@@ -136,9 +157,10 @@ class Writer {
   size_t express_commands_ = 0;
   bool stopping_ = false;
   std::thread thread_;
-  std::vector<Command> batch_;  // writer thread only
+  std::deque<Part> parts_;      // writer thread only: in begin order
+  std::vector<Command> spare_commands_;  // writer thread only: a finished part's vector, for reuse
   std::deque<Item> started_;    // writer thread only: bulk command requests taken, not yet answered
-  size_t started_commands_ = 0;  // writer thread only: commands of started_ not yet run
+  size_t started_commands_ = 0;  // writer thread only: commands of started_ not yet begun
   std::chrono::steady_clock::time_point last_express_;  // writer thread only: when express work was last taken
 };
 

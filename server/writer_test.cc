@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include "engine/test_storage.h"
+#include "engine/values.h"
 #include "server/auth.h"
 
 namespace tally::server {
@@ -218,6 +220,139 @@ TEST_F(WriterTest, ALargeBulkRequestIsSplitAcrossCommitsAndLetsExpressWorkIn) {
     EXPECT_EQ(results[i].seq, i < 40 ? i + 2 : i + 3) << i;
   }
   EXPECT_NE(query_answer.find("\"ok\":true"), std::string::npos) << query_answer;
+}
+
+// Sets up org "acme" with credits on the engine, for usage commands.
+void fund(Engine& engine) {
+  std::vector<Command> setup;
+  for (const char* line : {R"({"cmd":"create_org","actor":"alice@acme.io","org":"acme"})",
+                           R"({"cmd":"grant_credits","actor":"platform","org":"acme","grant":"g1","kind":"plan","credits":"100000"})"}) {
+    Command command;
+    EXPECT_TRUE(decode_command(line, &command).ok());
+    setup.push_back(command);
+  }
+  for (const CommandResult& result : engine.execute(setup)) EXPECT_TRUE(result.status.ok()) << result.to_json();
+}
+
+std::vector<Command> usage_commands(int first, int count) {
+  std::vector<Command> commands;
+  const std::string now = format_time(SystemClock().now_us());
+  for (int i = first; i < first + count; ++i) {
+    Command command;
+    EXPECT_TRUE(decode_command(fmt::format(R"({{"cmd":"record_usage","actor":"alice@acme.io","id":"u{}","org":"acme","workspace":"primary",)"
+                                           R"("tool":"chat","model":"m","quantity":1,"unit":"u","credits":"0.01","occurred_at":"{}"}})", i, now),
+                               &command)
+                    .ok());
+    commands.push_back(command);
+  }
+  return commands;
+}
+
+// Bulk usage batches are pipelined: each is answered after the next one has begun,
+// once durable, every request once and in order; a batch of anything else is answered
+// before the next begins, and a query behind them sees them all.
+TEST_F(WriterTest, BulkUsageBatchesArePipelinedAndAnsweredOnceDurable) {
+  fund(*engine_);
+  WriterOptions options;
+  options.batch_commands_max = 100;
+  std::vector<size_t> in_flight;  // writer thread only, read after stop()
+  writer_ = std::make_unique<Writer>(std::move(engine_), options,
+                                     [&](const Engine& engine, std::span<const Command> commands, std::span<const CommandResult> results) {
+                                       if (commands.front().type == CommandType::kTick) return;
+                                       in_flight.push_back(engine.in_flight());
+                                       // Whatever is answered ok is durable by now.
+                                       for (const CommandResult& result : results) {
+                                         if (result.status.ok()) {
+                                           EXPECT_LE(result.seq, engine.store().last_seq());
+                                         }
+                                       }
+                                     });
+  std::vector<std::string> order;  // writer thread only, read after stop()
+  std::vector<std::vector<CommandResult>> answers(10);
+  for (int r = 0; r < 10; ++r) {
+    std::vector<Command> commands = r == 5 ? std::vector<Command>{create_org(1)} : usage_commands(r * 100, 100);
+    Writer::CommandsDone done = [&, r](std::vector<CommandResult> results) {
+      order.push_back(fmt::format("r{}", r));
+      answers[r] = std::move(results);
+    };
+    ASSERT_EQ(writer_->submit(commands, done), Writer::Admission::kQueued);
+  }
+  std::string balance;
+  submit_org_query("acme", Writer::Lane::kBulk, &balance, &order);
+  writer_->start();
+  writer_->stop();
+  EXPECT_EQ(order, (std::vector<std::string>{"r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "query"}));
+  // r0..r3 are answered with the next batch begun; r4 too, though r5 (create_org) is
+  // not pipelined: it is answered before anything else begins, and so is the last, r9.
+  EXPECT_EQ(in_flight, (std::vector<size_t>{1, 1, 1, 1, 1, 0, 1, 1, 1, 0}));
+  uint64_t previous = 0;
+  for (int r = 0; r < 10; ++r) {
+    ASSERT_EQ(answers[r].size(), r == 5 ? 1u : 100u) << r;
+    for (const CommandResult& result : answers[r]) {
+      ASSERT_TRUE(result.status.ok()) << result.to_json();
+      EXPECT_GT(result.seq, previous);
+      previous = result.seq;
+    }
+  }
+  EXPECT_NE(balance.find(fmt::format("\"as_of_seq\":{}", previous)), std::string::npos) << balance;  // r9's last event is the log's last
+}
+
+// A write that fails while bulk batches are pipelined: every request is answered once;
+// none of the failed batch or of a batch begun on top of it is answered ok.
+TEST_F(WriterTest, AFailedWriteWhilePipelinedAnswersEveryRequestOnceAndNoneOk) {
+  engine_.reset();
+  std::filesystem::remove_all(dir_);
+  testing::FaultEnv fault;
+  EngineOptions engine_options;
+  engine_options.data_dir = dir_.string();
+  engine_options.env = fault.env.get();
+  ASSERT_TRUE(Engine::open(engine_options, &engine_).ok());
+  fund(*engine_);
+  const uint64_t setup_seq = engine_->store().last_seq();
+  WriterOptions options;
+  options.batch_commands_max = 100;
+  int batches = 0;  // writer thread only
+  writer_ = std::make_unique<Writer>(std::move(engine_), options, [&](const Engine&, std::span<const Command> commands, std::span<const CommandResult>) {
+    if (commands.front().type != CommandType::kTick && ++batches == 3) fault.file_system->fail_writes(true);
+  });
+  std::vector<int> answered(12, 0);  // writer thread only
+  std::vector<std::vector<CommandResult>> answers(12);
+  for (int r = 0; r < 12; ++r) {
+    std::vector<Command> commands = usage_commands(r * 100, 100);
+    Writer::CommandsDone done = [&, r](std::vector<CommandResult> results) {
+      ++answered[r];
+      answers[r] = std::move(results);
+    };
+    ASSERT_EQ(writer_->submit(commands, done), Writer::Admission::kQueued);
+  }
+  writer_->start();
+  writer_->stop();
+  std::unique_ptr<Engine> engine = writer_->release_engine();
+  EXPECT_TRUE(engine->read_only());
+  const uint64_t durable = engine->store().last_seq();
+  bool failed = false;
+  uint64_t ok = 0;
+  for (int r = 0; r < 12; ++r) {
+    EXPECT_EQ(answered[r], 1) << r;
+    ASSERT_EQ(answers[r].size(), 100u);
+    for (const CommandResult& result : answers[r]) {
+      if (result.status.ok()) {
+        EXPECT_FALSE(failed) << "request " << r << " answered ok after a failed one";
+        EXPECT_LE(result.seq, durable);
+        ++ok;
+      } else {
+        failed = true;
+        EXPECT_TRUE(result.status.code == ErrorCode::kStorageError || result.status.code == ErrorCode::kReadOnly) << result.to_json();
+      }
+    }
+  }
+  EXPECT_TRUE(failed);
+  // The disk failed once three batches were answered; the fourth, begun by then, may
+  // have been written before. Every usage event written (one per command, after the
+  // set-up's) was answered ok, and nothing else; the engine holds what the store holds.
+  EXPECT_TRUE(durable == setup_seq + 300 || durable == setup_seq + 400) << durable;
+  EXPECT_EQ(ok, durable - setup_seq);
+  EXPECT_EQ(engine->state().applied_seq(), durable);
 }
 
 // The auth index follows key and token commands.

@@ -1,0 +1,55 @@
+// Committer: a thread that makes sealed batches durable (Store::write) in the order
+// they are handed over, so that the engine's writer executes its next batch meanwhile.
+//
+// Once a write fails, the batches handed over after it are not written: each gets the
+// failure's status instead. A batch sealed on top of one that failed must never reach
+// the disk, or the log would hold events whose premises were never written.
+//
+// Contract: one thread (the engine's writer) calls hand_over() and wait(). A batch
+// handed over belongs to the committer until wait() has returned its status; wait()
+// returns the statuses in hand-over order. The destructor waits for the writes in
+// progress.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "engine/error.h"
+
+namespace tally {
+
+class LogBatch;
+class Store;
+
+class Committer {
+ public:
+  explicit Committer(const Store* store);
+  ~Committer();
+  Committer(const Committer&) = delete;
+  Committer& operator=(const Committer&) = delete;
+
+  // REQUIRES: the batch is sealed (Store::seal), after every batch handed over before.
+  void hand_over(LogBatch* batch);
+  // Blocks until the oldest batch handed over and not yet waited for is written, and
+  // returns the write's status. REQUIRES: such a batch exists.
+  Status wait();
+  // Batches handed over whose status wait() has not yet returned.
+  size_t pending() const { return pending_; }
+
+ private:
+  void run();
+
+  const Store* const store_;
+  size_t pending_ = 0;  // caller's thread only
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<LogBatch*> to_write_;  // guarded by mutex_
+  std::deque<Status> written_;      // guarded by mutex_, in hand-over order
+  bool stopping_ = false;           // guarded by mutex_
+  std::thread thread_;              // last: it starts once the rest exists
+};
+
+}  // namespace tally
