@@ -189,13 +189,17 @@ Status Store::open(const StoreOptions& options, std::unique_ptr<Store>* out) {
 
   // Writes only ever append (log) or overwrite (state) and the writer never reads back
   // from the memtable on the hot path, so a vector memtable fits: inserts are appends,
-  // and the sort happens when a background thread flushes it. Each family holds up to
-  // two memtables (one filling, one being flushed). At 32 MiB rather than 64, the daemon
-  // peaks at 974 MiB after 10M usage events instead of 1,023–1,067 MiB (bench/memory.sh,
-  // with the pipelined commit), at the same ingest rate over 4M and 10M events; runs of
-  // 0.5–1M events, which end before compaction settles, measured 4–8 % slower.
+  // and the sort happens when a background thread flushes it.
+  //
+  // Memtables of 32 MiB: with 64 MiB and the pipelined commit, the daemon peaked at
+  // 1,023-1,067 MiB after 10M usage events (bench/memory.sh), past SPEC's 1 GiB. The log
+  // may hold three (one filling, two waiting for or in their flush): with two, a full
+  // memtable often had to wait for the other's flush, and that write stall took the
+  // commit's p99 from 60 to 150-300 ms in tally_load. Three gave +9 % events/s and a
+  // p99 of 84-124 ms; the daemon peaked at 963 MiB.
   rocksdb::ColumnFamilyOptions log_options;
   log_options.write_buffer_size = 32 << 20;
+  log_options.max_write_buffer_number = 3;
   log_options.memtable_factory = std::make_shared<rocksdb::VectorRepFactory>();
   rocksdb::ColumnFamilyOptions state_options;
   state_options.write_buffer_size = 32 << 20;
