@@ -1,0 +1,185 @@
+#include "engine/memtable.h"
+
+#include <gtest/gtest.h>
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/log.h"
+#include "engine/test_util.h"
+
+namespace tally {
+namespace {
+
+using testing::TempDir;
+
+// ---- the comparator against a reference ----------------------------------------------
+
+std::string varint32(uint32_t value) {
+  std::string out;
+  while (value >= 0x80) {
+    out += static_cast<char>((value & 0x7f) | 0x80);
+    value >>= 7;
+  }
+  out += static_cast<char>(value);
+  return out;
+}
+
+// An internal key: the user key, then the trailer (sequence << 8 | type), little-endian.
+std::string internal_key(const std::string& user_key, uint64_t sequence) {
+  std::string key = user_key;
+  const uint64_t trailer = sequence << 8 | 1;
+  for (int i = 0; i < 8; ++i) key += static_cast<char>(trailer >> (8 * i));
+  return key;
+}
+
+// A memtable entry as RocksDB lays it out: varint32 length, the internal key, a value.
+std::string entry(const std::string& user_key, uint64_t sequence) {
+  const std::string key = internal_key(user_key, sequence);
+  return varint32(static_cast<uint32_t>(key.size())) + key + "\x01v";
+}
+
+// What RocksDB's comparator does for a bytewise column family, written out: user keys
+// bytewise, then the higher sequence number first.
+class ReferenceComparator final : public rocksdb::MemTableRep::KeyComparator {
+ public:
+  int operator()(const char* a, const char* b) const override { return compare(decode(a), decode(b)); }
+  int operator()(const char* a, const rocksdb::Slice& key) const override { return compare(decode(a), std::string(key.data(), key.size())); }
+  mutable uint64_t calls = 0;
+
+ private:
+  static std::string decode(const char* entry) {
+    uint32_t length = 0;
+    int shift = 0;
+    while ((*entry & 0x80) != 0) {
+      length |= static_cast<uint32_t>(*entry++ & 0x7f) << shift;
+      shift += 7;
+    }
+    length |= static_cast<uint32_t>(*entry++) << shift;
+    return std::string(entry, length);
+  }
+  int compare(const std::string& a, const std::string& b) const {
+    ++calls;
+    const std::string user_a = a.substr(0, a.size() - 8), user_b = b.substr(0, b.size() - 8);
+    if (const int order = user_a.compare(user_b); order != 0) return order < 0 ? -1 : 1;
+    uint64_t trailer_a, trailer_b;
+    std::memcpy(&trailer_a, a.data() + a.size() - 8, 8);
+    std::memcpy(&trailer_b, b.data() + b.size() - 8, 8);
+    return trailer_a > trailer_b ? -1 : (trailer_a < trailer_b ? 1 : 0);
+  }
+};
+
+int sign(int value) { return (value > 0) - (value < 0); }
+
+// Keys of the shapes the store writes (8-byte big-endian log keys, text rows) and of
+// awkward ones: empty, sharing long prefixes, bytes >= 0x80, longer than 127 bytes (a
+// two-byte length).
+std::string random_user_key(std::mt19937_64& random) {
+  switch (random() % 4) {
+    case 0:
+      return be64(random() % 1000);
+    case 1:
+      return "usage/" + std::to_string(random() % 50);
+    case 2: {
+      std::string key(random() % 12, '\0');
+      for (char& c : key) c = static_cast<char>(random() % 3 == 0 ? 0xff : random() % 4);
+      return key;
+    }
+    default:
+      return std::string(120 + random() % 20, 'k') + static_cast<char>(random() % 256);
+  }
+}
+
+TEST(BytewiseEntryComparator, OrdersEntriesAsRocksDBsComparatorDoes) {
+  ReferenceComparator reference;
+  const BytewiseEntryComparator comparator(reference);
+  std::mt19937_64 random(20261203);
+  uint64_t equal_user_keys = 0;
+  for (int i = 0; i < 200000; ++i) {
+    const std::string user_a = random_user_key(random);
+    const std::string user_b = random() % 8 == 0 ? user_a : random_user_key(random);
+    const uint64_t sequence_a = random() % 4, sequence_b = random() % 4;
+    const std::string a = entry(user_a, sequence_a), b = entry(user_b, sequence_b);
+    const std::string key_b = internal_key(user_b, sequence_b);
+    ASSERT_EQ(sign(comparator(a.data(), b.data())), sign(reference(a.data(), b.data()))) << i;
+    ASSERT_EQ(sign(comparator(a.data(), rocksdb::Slice(key_b))), sign(reference(a.data(), rocksdb::Slice(key_b)))) << i;
+    if (user_a == user_b) ++equal_user_keys;
+  }
+  EXPECT_GT(equal_user_keys, 10000u);  // the fallback was exercised
+}
+
+TEST(BytewiseEntryComparator, AsksTheFallbackOnlyForEqualUserKeys) {
+  ReferenceComparator reference;
+  const BytewiseEntryComparator comparator(reference);
+  const std::string one = entry(be64(1), 7), two = entry(be64(2), 3), two_later = entry(be64(2), 9);
+  EXPECT_LT(comparator(one.data(), two.data()), 0);
+  EXPECT_GT(comparator(two.data(), one.data()), 0);
+  EXPECT_EQ(reference.calls, 0u);
+  EXPECT_GT(comparator(two.data(), two_later.data()), 0);  // the later write sorts first
+  EXPECT_EQ(reference.calls, 1u);
+}
+
+// ---- the memtable in a database ------------------------------------------------------
+
+TEST(VectorMemTable, ReadsBackInKeyOrderBeforeAndAfterAFlush) {
+  TempDir dir;
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  options.allow_concurrent_memtable_write = false;
+  options.memtable_factory = vector_memtable_factory();
+  rocksdb::DB* raw = nullptr;
+  ASSERT_TRUE(rocksdb::DB::Open(options, dir.sub("db"), &raw).ok());
+  std::unique_ptr<rocksdb::DB> db(raw);
+
+  // Keys written out of order, some twice: the later value wins.
+  std::mt19937_64 random(7);
+  std::map<std::string, std::string> expected;
+  for (int i = 0; i < 5000; ++i) {
+    const std::string key = random_user_key(random);
+    const std::string value = std::to_string(i);
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), key, value).ok());
+    expected[key] = value;
+  }
+  for (int round = 0; round < 2; ++round) {
+    SCOPED_TRACE(round == 0 ? "from the memtable" : "from a table file");
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+    auto want = expected.begin();
+    for (it->SeekToFirst(); it->Valid(); it->Next(), ++want) {
+      ASSERT_NE(want, expected.end());
+      ASSERT_EQ(it->key().ToString(), want->first);
+      ASSERT_EQ(it->value().ToString(), want->second);
+    }
+    ASSERT_TRUE(it->status().ok());
+    EXPECT_EQ(want, expected.end());
+    // Seeks land on the first key at or after the target.
+    for (int i = 0; i < 200; ++i) {
+      const std::string target = random_user_key(random);
+      it->Seek(target);
+      const auto at_or_after = expected.lower_bound(target);
+      ASSERT_EQ(it->Valid(), at_or_after != expected.end());
+      if (it->Valid()) {
+        EXPECT_EQ(it->key().ToString(), at_or_after->first);
+      }
+    }
+    // A read from a vector memtable sorts a copy of it, so only some keys are read.
+    size_t n = 0;
+    for (const auto& [key, value] : expected) {
+      if (n++ % 16 != 0) continue;
+      std::string got;
+      ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), key, &got).ok());
+      EXPECT_EQ(got, value);
+    }
+    ASSERT_TRUE(db->Flush(rocksdb::FlushOptions()).ok());
+  }
+}
+
+}  // namespace
+}  // namespace tally
