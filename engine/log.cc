@@ -193,6 +193,10 @@ Status Store::open(const StoreOptions& options, std::unique_ptr<Store>* out) {
   // and the sort happens when a background thread flushes it, with our comparator
   // (engine/memtable.h: 2.6 % less CPU for tally_load, median of six A/B pairs).
   //
+  // LZ4 for the table files rather than RocksDB's default, Snappy: the files came out
+  // the same size and the flush no slower, and rebuilding the projections from a log of
+  // 1M events took 12 % less time (medians of seven A/B pairs).
+  //
   // Memtables of 32 MiB: with 64 MiB and the pipelined commit, the daemon peaked at
   // 1,023-1,067 MiB after 10M usage events (bench/memory.sh), past SPEC's 1 GiB. The log
   // may hold three (one filling, two waiting for or in their flush): with two, a full
@@ -202,9 +206,11 @@ Status Store::open(const StoreOptions& options, std::unique_ptr<Store>* out) {
   rocksdb::ColumnFamilyOptions log_options;
   log_options.write_buffer_size = 32 << 20;
   log_options.max_write_buffer_number = 3;
+  log_options.compression = rocksdb::kLZ4Compression;
   log_options.memtable_factory = vector_memtable_factory();
   rocksdb::ColumnFamilyOptions state_options;
   state_options.write_buffer_size = 32 << 20;
+  state_options.compression = rocksdb::kLZ4Compression;
   state_options.memtable_factory = vector_memtable_factory();
 
   std::vector<rocksdb::ColumnFamilyDescriptor> families = {
