@@ -218,8 +218,8 @@ Status Store::open(const StoreOptions& options, std::unique_ptr<Store>* out) {
   // flushes and 3.4 s in its compactions (2.4 µs an event), and in the daemon both cores
   // are busy. Compacting after 16 files, and
   // writing level 0 uncompressed (it is soon compacted into level 1, compressed),
-  // gave HTTP ingest after 4M binary-protocol events 158-171k events/s instead of
-  // 128-131k. Writes slow down only once level 0 holds 32 files (about 1 GB).
+  // gave HTTP ingest after 4M binary-protocol events 152-171k events/s instead of
+  // 127-132k. Writes slow down only once level 0 holds 32 files (about 1 GB).
   state_options.compression = rocksdb::kLZ4Compression;
   state_options.compression_per_level = {rocksdb::kNoCompression, rocksdb::kLZ4Compression};
   state_options.level0_file_num_compaction_trigger = 16;
