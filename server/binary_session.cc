@@ -125,6 +125,7 @@ class BinarySession final : public Session, public std::enable_shared_from_this<
       return answer(slot, error_frame(request_id, Error(ErrorCode::kTooLarge, fmt::format("a request holds at most {} commands", kBatchCommandsMax))));
     }
     auto batch = std::make_shared<CommandBatch>();
+    batch->reserve(request.commands()->size());
     for (const protocol::RequestCommand* item : *request.commands()) {
       if (Status s = add_command(*item, batch.get()); !s.ok()) return answer(slot, error_frame(request_id, s));
     }

@@ -85,10 +85,10 @@ Status read_subject(std::string_view subject, Command* command) {
 }
 
 // One event object to one record_usage command. Sets *id as soon as it is known.
+// REQUIRES: *command is as default-constructed.
 Status event_to_command(simdjson::dom::element element, Command* command, std::string* id) {
   simdjson::dom::object event;
   if (element.get(event)) return Error(ErrorCode::kInvalidJson, "a CloudEvent must be a JSON object");
-  *command = Command();
   command->type = CommandType::kRecordUsage;
   bool has_specversion = false, has_type = false, has_source = false, has_data = false;
   std::string_view subject;
@@ -172,6 +172,7 @@ Status add_cloudevents(std::string_view body, bool batch, const Identity& who, C
     return Error(ErrorCode::kTooLarge, fmt::format("a batch holds at most {} events", kBatchCommandsMax));
   }
   if (events.size() == 0) return Error(ErrorCode::kInvalidArgument, "the batch holds no event");
+  out->reserve(events.size());
   for (simdjson::dom::element element : events) {
     if (Status s = add_event(element, who, out); !s.ok()) return s;
   }

@@ -19,7 +19,13 @@ Status missing(std::string_view field) { return Error(ErrorCode::kMissingField, 
 
 }  // namespace
 
-void CommandBatch::add(Command command) {
+void CommandBatch::reserve(size_t commands) {
+  results_.reserve(commands);
+  commands_.reserve(commands);
+  slots_.reserve(commands);
+}
+
+void CommandBatch::add(Command&& command) {
   slots_.push_back(static_cast<uint32_t>(results_.size()));
   results_.emplace_back();
   commands_.push_back(std::move(command));

@@ -19,8 +19,11 @@ namespace tally::server {
 // also wait in `commands` for the writer.
 class CommandBatch {
  public:
+  // Room for `commands` commands and results, so that filling the batch moves no
+  // command twice (a Command is two dozen strings).
+  void reserve(size_t commands);
   // A command that decoded and passed scope_command.
-  void add(Command command);
+  void add(Command&& command);
   // A command refused before the engine; `id` is echoed when known.
   void refuse(Status status, std::string id = {});
 
