@@ -6,7 +6,7 @@
 // entries, then goes through the internal-key comparator and the column family's
 // comparator (two virtual calls) to a memcmp through the PLT, and counts each call in a
 // thread-local: sorting the log's 32 MiB memtables that way took about 40 % of the
-// flush thread, a sixth of all the CPU tally_load used. BytewiseEntryComparator orders
+// flush thread, an eighth of all the CPU tally_load used. BytewiseEntryComparator orders
 // two entries by their user keys' bytes, which is the bytewise comparator's order, and
 // hands a pair with equal user keys to RocksDB's comparator, which orders them by
 // their sequence numbers.
