@@ -1,8 +1,6 @@
 #include "engine/memtable.h"
 
-#include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <string_view>
 
 namespace tally {
@@ -11,7 +9,10 @@ namespace {
 constexpr size_t kTrailerBytes = 8;  // an internal key ends in sequence number and type
 
 // Points user_key at the user key of a memtable entry; false if the entry is malformed
-// (then RocksDB's comparator decides).
+// (then RocksDB's comparator decides). The varint is decoded here rather than by
+// rocksdb::GetLengthPrefixedSlice: with that out-of-line call, made twice per
+// comparison, the sort took 6.8-7.4 % of all samples instead of 5.1-6.0 % (perf,
+// tally_load --events 600000, three runs each).
 bool entry_user_key(const char* entry, std::string_view* user_key) {
   uint32_t length = 0;
   const auto* bytes = reinterpret_cast<const uint8_t*>(entry);
@@ -24,12 +25,6 @@ bool entry_user_key(const char* entry, std::string_view* user_key) {
   if (length < kTrailerBytes) return false;
   *user_key = std::string_view(reinterpret_cast<const char*>(bytes + 1), length - kTrailerBytes);
   return true;
-}
-
-int compare_bytes(std::string_view a, std::string_view b) {
-  const int order = std::memcmp(a.data(), b.data(), std::min(a.size(), b.size()));
-  if (order != 0) return order;
-  return a.size() < b.size() ? -1 : (a.size() > b.size() ? 1 : 0);
 }
 
 // RocksDB's vector memtable, made with a BytewiseEntryComparator that it owns;
@@ -92,7 +87,7 @@ int BytewiseEntryComparator::operator()(const char* entry_a, const char* entry_b
   std::string_view a, b;
   if (entry_user_key(entry_a, &a) && entry_user_key(entry_b, &b)) {
     // Equal user keys are ordered by their trailers, which RocksDB's comparator reads.
-    if (const int order = compare_bytes(a, b); order != 0) return order;
+    if (const int order = a.compare(b); order != 0) return order;
   }
   return fallback_(entry_a, entry_b);
 }
@@ -100,9 +95,7 @@ int BytewiseEntryComparator::operator()(const char* entry_a, const char* entry_b
 int BytewiseEntryComparator::operator()(const char* entry, const rocksdb::Slice& internal_key) const {
   std::string_view a;
   if (internal_key.size() >= kTrailerBytes && entry_user_key(entry, &a)) {
-    if (const int order = compare_bytes(a, std::string_view(internal_key.data(), internal_key.size() - kTrailerBytes)); order != 0) {
-      return order;
-    }
+    if (const int order = a.compare(std::string_view(internal_key.data(), internal_key.size() - kTrailerBytes)); order != 0) return order;
   }
   return fallback_(entry, internal_key);
 }
