@@ -24,8 +24,8 @@ std::vector<Projection*> helper_part(ProjectionSet* p, SplitApplier::Split split
 
 }  // namespace
 
-// Envelopes copied end to end, each starting on an 8-byte boundary as decode_envelope
-// requires.
+// Envelopes copied end to end, each starting on an 8-byte boundary, as FlatBuffers
+// needs to read them in place.
 struct SplitApplier::Chunk {
   static constexpr size_t kWordsMax = size_t{1} << 17;  // 1 MiB
   explicit Chunk(size_t envelopes_max) : envelopes_max(envelopes_max) {}
