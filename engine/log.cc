@@ -216,10 +216,10 @@ Status Store::open(const StoreOptions& options, std::unique_ptr<Store>* out) {
   // level 1. Compacting level 0 into level 1 after the default 4 files rewrote level 1
   // every 4 flushes: in tally_load, 3M usage events took 3.9 s of CPU in the state's
   // flushes and 3.4 s in its compactions (2.4 µs an event), and in the daemon both cores
-  // are busy. Compacting after 16 files, and
-  // writing level 0 uncompressed (it is soon compacted into level 1, compressed),
-  // gave HTTP ingest after 4M binary-protocol events 152-171k events/s instead of
-  // 127-132k. Writes slow down only once level 0 holds 32 files (about 1 GB).
+  // are busy. Compacting after 16 files, and writing level 0 uncompressed (it is soon
+  // compacted into level 1, compressed), gave HTTP ingest after 4M binary-protocol
+  // events 152-171k events/s instead of 127-132k. Writes slow down only once level 0
+  // holds 32 files (about 1 GB).
   state_options.compression = rocksdb::kLZ4Compression;
   state_options.compression_per_level = {rocksdb::kNoCompression, rocksdb::kLZ4Compression};
   state_options.level0_file_num_compaction_trigger = 16;
