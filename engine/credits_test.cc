@@ -897,17 +897,21 @@ TEST_F(CreditsTest, DeletingAWorkspaceReturnsItsCreditsToThePrimary) {
 TEST_F(CreditsTest, StatementRowsLoadBackAndABrokenRunningBalanceIsRefused) {
   statement_history();
 
+  // Entries are history rows, which the store keeps in sequence order.
   struct Rows final : RowSink {
-    std::vector<std::pair<std::string, std::string>> rows;
-    void put(std::string_view key, std::string_view value) override { rows.emplace_back(key, value); }
+    std::vector<std::tuple<uint64_t, std::string, std::string>> history;
+    std::vector<std::string> others;
+    void put(std::string_view key, std::string_view) override { others.emplace_back(key); }
     void erase(std::string_view) override {}
+    void put_history(uint64_t seq, std::string_view key, std::string_view value) override { history.emplace_back(seq, key, value); }
   } dumped;
   const StatementsProjection& live = engine_->state().statements;
   live.dump(&dumped);
-  std::sort(dumped.rows.begin(), dumped.rows.end());  // the store's key order
+  EXPECT_EQ(dumped.others, std::vector<std::string>{"checkpoint/statements"});
+  std::sort(dumped.history.begin(), dumped.history.end());  // the store's key order
 
   StatementsProjection loaded;
-  for (const auto& [key, value] : dumped.rows) ASSERT_TRUE(loaded.load_row(key, value)) << key;
+  for (const auto& [seq, key, value] : dumped.history) ASSERT_TRUE(loaded.load_history_row(seq, key, value)) << seq << " " << key;
   for (uint32_t w = 0; w < 2; ++w) {  // primary and w1; w2 has no entries
     const StatementAccount* want = live.entries("acme", w);
     const StatementAccount* got = loaded.entries("acme", w);
@@ -926,10 +930,10 @@ TEST_F(CreditsTest, StatementRowsLoadBackAndABrokenRunningBalanceIsRefused) {
   StatementsProjection broken;
   size_t w1_rows = 0;
   bool refused = false;
-  for (const auto& [key, value] : dumped.rows) {
-    const bool in_w1 = key.find(std::string("acme\0\0\0\0\1", 9)) != std::string::npos;
+  for (const auto& [seq, key, value] : dumped.history) {
+    const bool in_w1 = key.ends_with(std::string("acme\0\0\0\0\1", 9));
     if (in_w1 && ++w1_rows == 2) continue;
-    if (!broken.load_row(key, value)) refused = true;
+    if (!broken.load_history_row(seq, key, value)) refused = true;
   }
   EXPECT_EQ(w1_rows, 4u);
   EXPECT_TRUE(refused);

@@ -6,6 +6,9 @@
 //   chain  key = big-endian first sequence of a batch,
 //          value = big-endian last sequence + SHA-256 of the batch (see below)
 //   state  projection rows and their checkpoints, keyed by projection
+//   history  rows written once and never changed (statement entries, recorded usage
+//          ids), key = big-endian sequence number of the event that made the row,
+//          then the projection's own key for it (see RowSink::put_history)
 //
 // Every batch's hash is SHA-256(previous hash || for each record: seq (8 bytes BE) ||
 // length (4 bytes BE) || record bytes). The first batch chains from 32 zero bytes.
@@ -39,7 +42,18 @@ class RowSink {
   virtual ~RowSink() = default;
   virtual void put(std::string_view key, std::string_view value) = 0;
   virtual void erase(std::string_view key) = 0;
+  // A history row: one that event `seq` made and nothing changes afterwards (a
+  // statement entry, a recorded usage id). `key` starts with the projection's
+  // row_prefix() like any row; the store files it under history_key(seq, key) in the
+  // history family, where rows arrive in sequence order. So each table file RocksDB
+  // flushes there sorts after the ones before it and is moved down the levels without
+  // being rewritten, where in the state family it overlapped every file and was
+  // compacted again and again. A sink that keeps rows in memory may keep it as a row
+  // like any other under history_key(seq, key), as this default does.
+  virtual void put_history(uint64_t seq, std::string_view key, std::string_view value);
 };
+// The stored key of a history row: big-endian seq, then the projection's key.
+std::string history_key(uint64_t seq, std::string_view key);
 
 // Log record layout: 8-byte little-endian XXH3-64 of the envelope, then the envelope.
 inline constexpr size_t kRecordChecksumBytes = 8;
@@ -61,6 +75,7 @@ class LogBatch : public RowSink {
   void append(uint64_t seq, std::string_view envelope);
   void put(std::string_view key, std::string_view value) override;
   void erase(std::string_view key) override;
+  void put_history(uint64_t seq, std::string_view key, std::string_view value) override;
   size_t records() const { return records_; }
   size_t bytes() const;
 
@@ -85,7 +100,10 @@ struct StoreOptions {
 
 class Store {
  public:
-  // Opens (or creates) the store at options.path and finds the log's head.
+  // Opens (or creates) the store at options.path and finds the log's head. A store of
+  // the previous format (tally-log-1, whose history rows were in the state family) is
+  // upgraded as it opens: its projection rows are dropped, in one synced write, and
+  // ProjectionSet::load rebuilds them from the log, which is unchanged.
   static Status open(const StoreOptions& options, std::unique_ptr<Store>* store);
   ~Store();
 
@@ -138,15 +156,21 @@ class Store {
   Status read_rows(std::span<const std::string_view> prefixes,
                    const std::function<void(size_t prefix, std::string_view key, std::string_view value)>& visit) const;
   Status get_row(std::string_view key, std::string* value, bool* found) const;
+  // Calls `visit(seq, key, value)` for each history row in sequence order (rows of one
+  // event in key order); `key` is the projection's key, as put_history was given it.
+  // Returns storage_error if a key is too short to hold a sequence number.
+  Status read_history(const std::function<void(uint64_t seq, std::string_view key, std::string_view value)>& visit) const;
 
-  // Replaces every state row with what `fill` writes (used by `tally replay`), in one
-  // synced write.
+  // Replaces every state and history row with what `fill` writes (used by `tally
+  // replay`), in one synced write.
   Status replace_rows(const std::function<void(RowSink*)>& fill);
 
  private:
   struct Impl;
   Store();
   Status find_head();
+  // Drops every projection row of a format-1 store and marks it format 2.
+  Status upgrade_format1();
 
   std::unique_ptr<Impl> impl_;
   uint64_t last_seq_ = 0;

@@ -349,6 +349,81 @@ TEST(Store, ReplaceRowsReplacesEveryProjectionRowButKeepsMetaRows) {
   EXPECT_EQ(read_all(*store).size(), 1u) << "replacing rows never touches the log";
 }
 
+std::vector<std::string> read_history(const Store& store) {
+  std::vector<std::string> rows;
+  const Status status = store.read_history([&](uint64_t seq, std::string_view key, std::string_view value) {
+    rows.push_back(fmt::format("{}:{}={}", seq, key, value));
+  });
+  EXPECT_TRUE(status.ok()) << status.message;
+  return rows;
+}
+
+TEST(Store, HistoryRowsReadBackInSequenceOrderApartFromTheStateRows) {
+  TempDir dir;
+  auto store = open_store(dir.sub("db"));
+  std::unique_ptr<LogBatch> batch = store->begin_batch();
+  batch->append(1, "a");
+  batch->append(2, "b");
+  // Put out of order, and one key under two sequence numbers: two rows.
+  batch->put_history(2, "statements/x", "late");
+  batch->put_history(1, "statements/y", "first");
+  batch->put_history(1, "balances/u/x", "usage");
+  batch->put_history(300, "statements/x", "far");
+  ASSERT_TRUE(store->commit(batch.get()).ok());
+  store.reset();
+  store = open_store(dir.sub("db"));
+  EXPECT_EQ(read_history(*store),
+            (std::vector<std::string>{"1:balances/u/x=usage", "1:statements/y=first", "2:statements/x=late", "300:statements/x=far"}));
+  std::vector<std::string> state;
+  ASSERT_TRUE(store->read_rows("", [&](std::string_view key, std::string_view) { state.emplace_back(key); }).ok());
+  EXPECT_EQ(state, std::vector<std::string>{"meta/format"}) << "history rows are not state rows";
+  store.reset();
+  // The stored key is the big-endian sequence number, then the projection's key.
+  EXPECT_EQ(RawDb(dir.sub("db")).get(RawDb::kHistory, be64(300) + "statements/x"), "far");
+}
+
+TEST(Store, ReplaceRowsReplacesTheHistoryRowsToo) {
+  TempDir dir;
+  auto store = open_store(dir.sub("db"));
+  std::unique_ptr<LogBatch> batch = store->begin_batch();
+  batch->append(1, "a");
+  batch->put_history(1, "statements/old", "1");
+  batch->put_history(1, "statements/kept", "old value");
+  ASSERT_TRUE(store->commit(batch.get()).ok());
+  ASSERT_TRUE(store->replace_rows([](RowSink* sink) { sink->put_history(1, "statements/kept", "new value"); }).ok());
+  EXPECT_EQ(read_history(*store), std::vector<std::string>{"1:statements/kept=new value"});
+}
+
+TEST(Store, AHistoryKeyTooShortForASequenceNumberIsAStorageError) {
+  TempDir dir;
+  open_store(dir.sub("db"));
+  RawDb(dir.sub("db")).put(RawDb::kHistory, "short", "x");
+  auto store = open_store(dir.sub("db"));
+  const Status status = store->read_history([](uint64_t, std::string_view, std::string_view) {});
+  EXPECT_EQ(status.code, ErrorCode::kStorageError);
+}
+
+// A format-1 store kept history rows in the state family. It opens as format 2 with
+// every projection row gone (to be rebuilt from the log); its log and chain are kept.
+TEST(Store, AFormat1StoreOpensUpgradedWithoutItsProjectionRows) {
+  TempDir dir;
+  {
+    auto store = open_store(dir.sub("db"));
+    ASSERT_TRUE(commit(*store, {"a", "b"}, {{"statements/acme\0old", "entry"}, {"checkpoint/statements", be64(2)}}).ok());
+  }
+  RawDb(dir.sub("db")).put(RawDb::kState, "meta/format", "tally-log-1");
+  RawDb(dir.sub("db")).put(RawDb::kState, "zzz/after-meta", "x");
+  auto store = open_store(dir.sub("db"));
+  ASSERT_NE(store, nullptr);
+  std::vector<std::string> state;
+  ASSERT_TRUE(store->read_rows("", [&](std::string_view key, std::string_view value) { state.push_back(fmt::format("{}={}", key, value)); })
+                  .ok());
+  EXPECT_EQ(state, std::vector<std::string>{"meta/format=tally-log-2"});
+  EXPECT_EQ(read_all(*store), (std::vector<std::pair<uint64_t, std::string>>{{1, "a"}, {2, "b"}}));
+  EXPECT_EQ(read_chain(*store).size(), 1u);
+  EXPECT_EQ(store->head_hash(), expected_hash(Sha256{}, 1, {"a", "b"}));
+}
+
 TEST(Store, ACorruptRecordIsReportedWithItsSequenceNumber) {
   TempDir dir;
   {

@@ -79,11 +79,11 @@ struct FaultEnv {
 // Store has the same path open.
 class RawDb {
  public:
-  static constexpr int kLog = 1, kChain = 2, kState = 3;  // column families
+  static constexpr int kLog = 1, kChain = 2, kState = 3, kHistory = 4;  // column families
 
   explicit RawDb(const std::string& path) {
     std::vector<rocksdb::ColumnFamilyDescriptor> families = {
-        {rocksdb::kDefaultColumnFamilyName, {}}, {"log", {}}, {"chain", {}}, {"state", {}}};
+        {rocksdb::kDefaultColumnFamilyName, {}}, {"log", {}}, {"chain", {}}, {"state", {}}, {"history", {}}};
     rocksdb::DB* db = nullptr;
     const rocksdb::Status status = rocksdb::DB::Open(rocksdb::DBOptions(), path, families, &handles_, &db);
     if (!status.ok()) ADD_FAILURE() << "cannot open " << path << ": " << status.ToString();

@@ -367,7 +367,7 @@ void BalancesProjection::apply(const fb::Envelope& event) {
       } else {
         auto [usage, inserted] = o->usage_ids.insert(usage_id, UsageRef{event.seq(), e->content_hash(), e->amount()});
         if (!inserted) ++anomalies_;  // the engine answers repeats without an event
-        changed_.push_back({RowKind::kUsage, &id, 0, nullptr, usage});
+        if (inserted) recorded_.push_back({RowKind::kUsage, &id, 0, nullptr, usage});
       }
       mark_org(*o, id);
       return;
@@ -551,18 +551,25 @@ void BalancesProjection::write_row(const Changed& row, RowSink* sink) const {
       out.u8(static_cast<uint8_t>(h.state)).i64(h.consumed);
       break;
     }
-    case RowKind::kUsage: {
+    case RowKind::kUsage: {  // a history row, at the usage's seq
       key += '\0';
       key += o->usage_ids.id_at(row.usage);
       const UsageRef u = o->usage_ids.ref_at(row.usage);
       out.u64(u.seq).u64(u.content_hash).i64(u.amount);
-      break;
+      sink->put_history(u.seq, key, out.data());
+      return;
     }
   }
   sink->put(key, out.data());
 }
 
+void BalancesProjection::flush_history(RowSink* sink) {
+  for (const Changed& row : recorded_) write_row(row, sink);
+  recorded_.clear();
+}
+
 void BalancesProjection::flush(RowSink* sink) {
+  flush_history(sink);
   for (const Changed& row : changed_) {
     write_row(row, sink);
     // Clear the entity's flag so its next change queues it again.
@@ -573,7 +580,7 @@ void BalancesProjection::flush(RowSink* sink) {
       case RowKind::kWorkspace: o.workspaces[row.index].dirty = false; break;
       case RowKind::kMember: o.members.find(*row.key)->second.dirty = false; break;
       case RowKind::kHold: o.holds.find(*row.key)->second.dirty = false; break;
-      case RowKind::kUsage: break;
+      case RowKind::kUsage: break;  // in recorded_, never here
     }
   }
   changed_.clear();
@@ -593,6 +600,36 @@ void BalancesProjection::dump(RowSink* sink) const {
   sink->put(checkpoint_key(), be64(checkpoint_));
 }
 
+OrgBalances& BalancesProjection::loading_org(std::string_view org_id) {
+  // Rows arrive in key order, an organization's together (and usage rows mostly one
+  // organization's after another's): look it up once per run.
+  if (loading_ == nullptr || loading_id_ != org_id) {
+    auto it = orgs_.find(org_id);
+    if (it == orgs_.end()) it = orgs_.emplace(std::string(org_id), OrgBalances{}).first;
+    loading_ = &it->second;
+    loading_id_ = org_id;
+  }
+  return *loading_;
+}
+
+bool BalancesProjection::load_history_row(uint64_t seq, std::string_view key, std::string_view value) {
+  // The only history rows here: "balances/u/<org>\0<usage id>".
+  const std::string prefix = row_prefix() + "u/";
+  if (!key.starts_with(prefix)) return false;
+  const std::string_view rest = key.substr(prefix.size());
+  const size_t nul = rest.find('\0');
+  if (nul == std::string_view::npos) return false;
+  const std::string_view usage_id = rest.substr(nul + 1);
+  if (usage_id.empty() || usage_id.size() > UsageIds::kIdBytesMax) return false;
+  RowReader in(value);
+  UsageRef u;
+  u.seq = in.u64();
+  u.content_hash = in.u64();
+  u.amount = in.i64();
+  if (!in.done() || u.seq != seq) return false;
+  return loading_org(rest.substr(0, nul)).usage_ids.insert(usage_id, u).second;
+}
+
 bool BalancesProjection::load_row(std::string_view key, std::string_view value) {
   if (key == checkpoint_key()) {
     if (value.size() != 8) return false;
@@ -608,14 +645,7 @@ bool BalancesProjection::load_row(std::string_view key, std::string_view value) 
   const std::string_view org_id = rest.substr(0, nul);
   const std::string_view sub = nul == std::string_view::npos ? std::string_view() : rest.substr(nul + 1);
   if ((kind == 'o') != (nul == std::string_view::npos)) return false;
-  // Rows arrive in key order, an organization's together: look it up once per run.
-  if (loading_ == nullptr || loading_id_ != org_id) {
-    auto it = orgs_.find(org_id);
-    if (it == orgs_.end()) it = orgs_.emplace(std::string(org_id), OrgBalances{}).first;
-    loading_ = &it->second;
-    loading_id_ = org_id;
-  }
-  OrgBalances& o = *loading_;
+  OrgBalances& o = loading_org(org_id);
   RowReader in(value);
   switch (kind) {
     case 'o':
@@ -682,15 +712,6 @@ bool BalancesProjection::load_row(std::string_view key, std::string_view value) 
       h.consumed = in.i64();
       break;
     }
-    case 'u': {
-      if (sub.empty() || sub.size() > UsageIds::kIdBytesMax) return false;
-      UsageRef u;
-      u.seq = in.u64();
-      u.content_hash = in.u64();
-      u.amount = in.i64();
-      if (!in.done() || !o.usage_ids.insert(sub, u).second) return false;
-      break;
-    }
     default:
       return false;
   }
@@ -715,6 +736,7 @@ void BalancesProjection::clear() {
   loading_ = nullptr;
   timers_.clear();
   changed_.clear();
+  recorded_.clear();
   anomalies_ = 0;
   checkpoint_ = 0;
 }

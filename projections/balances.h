@@ -139,6 +139,8 @@ class BalancesProjection final : public Projection {
   void flush(RowSink* sink) override;
   void dump(RowSink* sink) const override;
   bool load_row(std::string_view key, std::string_view value) override;
+  void flush_history(RowSink* sink) override;
+  bool load_history_row(uint64_t seq, std::string_view key, std::string_view value) override;
   void clear() override;
 
   const OrgBalances* find(std::string_view org) const;
@@ -173,13 +175,17 @@ class BalancesProjection final : public Projection {
   void mark_hold(const std::string& org_id, Hold& hold, const std::string& hold_id);
   MemberBalance& member(OrgBalances& org, const std::string& org_id, std::string_view user);
   void write_row(const Changed& row, RowSink* sink) const;
+  OrgBalances& loading_org(std::string_view org_id);
   void rebuild_timers();
 
   std::map<std::string, OrgBalances, std::less<>> orgs_;
   std::set<Timer> timers_;
   std::vector<Changed> changed_;
+  // Usage ids recorded since the last flush (RowKind::kUsage): history rows, written
+  // with every batch (flush_history) rather than with the other rows.
+  std::vector<Changed> recorded_;
   uint64_t anomalies_ = 0;
-  // load_row's last organization (map nodes never move).
+  // The last organization of load_row or load_history_row (map nodes never move).
   OrgBalances* loading_ = nullptr;
   std::string loading_id_;
 };

@@ -8,6 +8,11 @@
 // checkpoint into one batch, so the stored rows are always those of the checkpoint
 // they are stored with. The engine flushes a projection only every so many events
 // (ProjectionSet::flush_due): rows may lag the log, never disagree with it.
+//
+// History rows (RowSink::put_history: rows an event makes once and nothing changes)
+// are the exception: flush_history() writes them with every batch, ahead of the
+// checkpoint, so that they reach the store in sequence order. Loading skips those past
+// the checkpoint; the replay from the checkpoint makes them again, the same.
 #pragma once
 
 #include <cstdint>
@@ -31,10 +36,15 @@ class Projection {
   virtual void apply(const fb::Envelope& event) = 0;
   // Writes every row changed since the last flush, and the checkpoint.
   virtual void flush(RowSink* sink) = 0;
+  // Writes only the history rows made since the last flush (flush writes them too).
+  virtual void flush_history(RowSink*) {}
   // Writes every row and the checkpoint (for verify and rebuilds).
   virtual void dump(RowSink* sink) const = 0;
   // Restores one row written by flush or dump; false if the row is malformed.
   virtual bool load_row(std::string_view key, std::string_view value) = 0;
+  // Restores one history row, given after every load_row, in sequence order, and only
+  // for seq <= checkpoint(); false if the row is malformed.
+  virtual bool load_history_row(uint64_t /*seq*/, std::string_view /*key*/, std::string_view /*value*/) { return false; }
   // Forgets everything (state and pending changes), as if no event was applied.
   virtual void clear() = 0;
 

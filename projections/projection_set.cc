@@ -30,7 +30,10 @@ void ProjectionSet::flush_due(RowSink* sink, uint64_t lag_events) {
     const uint64_t checkpoint = projections[i]->checkpoint();
     if (lag_events > 1) {
       const uint64_t shift = i * lag_events / kCount;
-      if ((checkpoint + shift) / lag_events == (stored_[i] + shift) / lag_events) continue;
+      if ((checkpoint + shift) / lag_events == (stored_[i] + shift) / lag_events) {
+        projections[i]->flush_history(sink);
+        continue;
+      }
     }
     projections[i]->flush(sink);
     stored_[i] = checkpoint;
@@ -66,6 +69,15 @@ std::vector<std::string> ProjectionSet::stored_prefixes() const {
   return keys;
 }
 
+size_t ProjectionSet::owner_of(std::string_view key) const {
+  const std::array<const Projection*, kCount> projections = all();
+  for (size_t p = 0; p < kCount; ++p) {
+    const std::string_view name = projections[p]->name();
+    if (key.size() > name.size() && key.starts_with(name) && key[name.size()] == '/') return p;
+  }
+  return kCount;
+}
+
 Status ProjectionSet::load(const Store& store) {
   clear();
   const std::array<Projection*, kCount> projections = all();
@@ -77,6 +89,14 @@ Status ProjectionSet::load(const Store& store) {
     if (!projections[p]->load_row(key, value)) malformed[p] = true;
   };
   if (Status s = store.read_rows(prefixes, load); !s.ok()) return s;
+  // Then the history rows up to each projection's checkpoint; the replay below makes
+  // those past it again.
+  auto load_history = [&](uint64_t seq, std::string_view key, std::string_view value) {
+    const size_t p = owner_of(key);
+    if (p == kCount || malformed[p] || seq > projections[p]->checkpoint()) return;
+    if (!projections[p]->load_history_row(seq, key, value)) malformed[p] = true;
+  };
+  if (Status s = store.read_history(load_history); !s.ok()) return s;
   for (size_t p = 0; p < projections.size(); ++p) {
     if (malformed[p] || projections[p]->checkpoint() > store.last_seq()) {
       // Rows we cannot trust are rebuilt from the log, the source of truth.

@@ -45,8 +45,10 @@ class ProjectionSet {
   // The projections take turns (projection i is due when its checkpoint passes a
   // multiple of lag_events, shifted by i * lag_events / kCount), so no one batch
   // carries all of them. A projection's stored rows are never more than lag_events
-  // plus one batch behind its checkpoint; load() replays the log past them.
-  // lag_events 0 or 1 flushes every projection, as flush() does.
+  // plus one batch behind its checkpoint; load() replays the log past them. History
+  // rows (RowSink::put_history) are written every time, due or not, so that they reach
+  // the store in sequence order. lag_events 0 or 1 flushes every projection, as
+  // flush() does.
   void flush_due(RowSink* sink, uint64_t lag_events);
   // The lowest checkpoint among the rows in the store, as of the last load() and of
   // the flushes since (assuming the batches they went into were committed; after a
@@ -62,8 +64,10 @@ class ProjectionSet {
   // Engine time of the last event applied (0 before any).
   int64_t last_time_us() const { return last_time_us_; }
 
-  // Restores every projection from its stored rows, then applies the log from its
-  // checkpoint to the store's last record.
+  // Restores every projection from its stored rows and its history rows up to its
+  // checkpoint, then applies the log from its checkpoint to the store's last record. A
+  // projection with a malformed row is rebuilt from the log instead; history rows of
+  // no projection are ignored.
   Status load(const Store& store);
   // Applies log records (applied_seq(), to_seq] whose engine time is <= to_time_us.
   // From kSplitReplayEventsMin records on, on two threads (SplitApplier). `progress`,
@@ -79,6 +83,9 @@ class ProjectionSet {
   // projection i's rows, 2i + 1 its checkpoint key. Read them with one
   // Store::read_rows call.
   std::vector<std::string> stored_prefixes() const;
+  // The index in all() of the projection a row key belongs to (the key starts with
+  // its row_prefix()), or kCount if none.
+  size_t owner_of(std::string_view key) const;
 
  private:
   friend class SplitApplier;  // keeps last_time_us_ as it applies

@@ -118,23 +118,26 @@ void StatementsProjection::apply(const fb::Envelope& event) {
   }
 }
 
-// Key: "statements/<org>\0<ws be32><seq be64>".
+// A history row, at the entry's seq; key: "statements/<org>\0<ws be32>".
 void StatementsProjection::write_row(const std::string& org, uint32_t workspace, const StatementEntry& entry, RowSink* sink) const {
   std::string key = row_prefix() + org;
   key += '\0';
   for (int i = 0; i < 4; ++i) key += static_cast<char>(workspace >> (24 - 8 * i));
-  key += be64(entry.seq);
   RowWriter value;
   value.i64(entry.time_us).u8(static_cast<uint8_t>(entry.kind)).i64(entry.amount).i64(entry.balance).str(entry.ref).u32(entry.other_workspace);
-  sink->put(key, value.data());
+  sink->put_history(entry.seq, key, value.data());
 }
 
-void StatementsProjection::flush(RowSink* sink) {
+void StatementsProjection::flush_history(RowSink* sink) {
   for (Pending& p : pending_) {
     p.entry.ref = p.ref;
     write_row(*p.org, p.workspace, p.entry, sink);
   }
   pending_.clear();
+}
+
+void StatementsProjection::flush(RowSink* sink) {
+  flush_history(sink);
   sink->put(checkpoint_key(), be64(checkpoint_));
 }
 
@@ -152,18 +155,20 @@ void StatementsProjection::dump(RowSink* sink) const {
 }
 
 bool StatementsProjection::load_row(std::string_view key, std::string_view value) {
-  if (key == checkpoint_key()) {
-    if (value.size() != 8) return false;
-    checkpoint_ = read_be64(value);
-    return true;
-  }
+  // Entries are history rows; the checkpoint is the only other row.
+  if (key != checkpoint_key() || value.size() != 8) return false;
+  checkpoint_ = read_be64(value);
+  return true;
+}
+
+bool StatementsProjection::load_history_row(uint64_t seq, std::string_view key, std::string_view value) {
+  if (!key.starts_with(row_prefix())) return false;
   const std::string_view rest = key.substr(row_prefix().size());
   const size_t nul = rest.find('\0');
-  if (nul == std::string_view::npos || rest.size() != nul + 1 + 4 + 8) return false;
+  if (nul == std::string_view::npos || rest.size() != nul + 1 + 4) return false;
   uint32_t workspace = 0;
   for (char c : rest.substr(nul + 1, 4)) workspace = (workspace << 8) | static_cast<uint8_t>(c);
   if (workspace >= kWorkspacesPerOrgMax) return false;
-  const uint64_t seq = read_be64(rest.substr(nul + 5));
   RowReader in(value);
   const int64_t time_us = in.i64();
   const uint8_t kind = in.u8();
@@ -173,7 +178,7 @@ bool StatementsProjection::load_row(std::string_view key, std::string_view value
   const std::string ref = in.str();
   const uint32_t other = in.u32();
   if (!in.done()) return false;
-  // Rows load in key order, so each account's entries arrive oldest first, and each
+  // Rows load in sequence order, so each account's entries arrive oldest first, and each
   // balance must be the one before it plus the entry's amount.
   StatementAccount& entries = account(rest.substr(0, nul), workspace, nullptr);
   int64_t change;

@@ -20,8 +20,10 @@ class StatementsProjection final : public Projection {
   std::string_view name() const override { return "statements"; }
   void apply(const fb::Envelope& event) override;
   void flush(RowSink* sink) override;
+  void flush_history(RowSink* sink) override;
   void dump(RowSink* sink) const override;
   bool load_row(std::string_view key, std::string_view value) override;
+  bool load_history_row(uint64_t seq, std::string_view key, std::string_view value) override;
   void clear() override;
 
   // The entries of (org, workspace id); null if none.

@@ -75,17 +75,20 @@ void compare_rows(const std::map<std::string, std::string>& expected, const std:
   if (reported > 5) problems->push_back(fmt::format("{}: {} more differences", what, reported - 5));
 }
 
-// Streams the rows of every projection in the store, each projection's rows and then
-// its checkpoint row in the order dump() writes them, to the sink `sink_for(i)` gives
-// for projection i (nullptr skips it). `keys` are ProjectionSet::stored_prefixes(). A
-// store that never committed an event has no checkpoint rows: they are at 0, as
+// Streams the rows of every projection in the store to the sink `sink_for(i)` gives
+// for projection i of `projections.all()` (nullptr skips it): its rows, its checkpoint
+// row, then its history rows up to that checkpoint, as ProjectionSet::load reads them.
+// A store that never committed an event has no checkpoint rows: they are at 0, as
 // ProjectionSet::load reads them. With `checkpoints`, also gives the checkpoint each
 // projection's rows are at (0 when there is no row; a malformed checkpoint row counts
-// as 0, and the rows then differ from the rebuild at 0).
-Status read_stored_rows(const Store& store, const std::vector<std::string>& keys, const std::function<RowSink*(size_t)>& sink_for,
-                        std::array<uint64_t, ProjectionSet::kCount>* checkpoints = nullptr) {
+// as 0, and the rows then differ from the rebuild at 0). With `strays`, counts the
+// history rows of no projection.
+Status read_stored_rows(const Store& store, const ProjectionSet& projections, const std::function<RowSink*(size_t)>& sink_for,
+                        std::array<uint64_t, ProjectionSet::kCount>* checkpoints = nullptr, uint64_t* strays = nullptr) {
+  const std::vector<std::string> keys = projections.stored_prefixes();
   const std::vector<std::string_view> prefixes(keys.begin(), keys.end());
   std::vector<bool> has_checkpoint(keys.size() / 2, false);
+  std::array<uint64_t, ProjectionSet::kCount> at{};
   size_t done = 0;  // prefixes finished
   auto finish_up_to = [&](size_t prefix) {
     for (; done < prefix; ++done) {
@@ -97,12 +100,22 @@ Status read_stored_rows(const Store& store, const std::vector<std::string>& keys
     finish_up_to(prefix);
     if (prefix % 2 == 1 && key == keys[prefix]) {
       has_checkpoint[prefix / 2] = true;
-      if (checkpoints != nullptr && value.size() == 8) (*checkpoints)[prefix / 2] = read_be64(value);
+      if (value.size() == 8) at[prefix / 2] = read_be64(value);
     }
     if (RowSink* sink = sink_for(prefix / 2)) sink->put(key, value);
   });
   finish_up_to(prefixes.size());
-  return status;
+  if (!status.ok()) return status;
+  if (checkpoints != nullptr) *checkpoints = at;
+  return store.read_history([&](uint64_t seq, std::string_view key, std::string_view value) {
+    const size_t p = projections.owner_of(key);
+    if (p == ProjectionSet::kCount) {
+      if (strays != nullptr) ++*strays;
+      return;
+    }
+    if (seq > at[p]) return;
+    if (RowSink* sink = sink_for(p)) sink->put_history(seq, key, value);
+  });
 }
 
 }  // namespace
@@ -150,15 +163,16 @@ VerifyReport verify(const Store& store, const ProjectionSet* live, const Progres
   // flush_due), so each projection is compared with the rebuild as it stood at its own
   // stored checkpoint, taken during the one pass over the log below.
   ProjectionSet rebuilt;
-  const std::vector<std::string> keys = rebuilt.stored_prefixes();
   constexpr size_t kCount = ProjectionSet::kCount;
   std::array<DigestSink, kCount> stored_digest;
   std::array<uint64_t, kCount> stored_checkpoint{};
-  status = read_stored_rows(store, keys, [&](size_t p) -> RowSink* { return &stored_digest[p]; }, &stored_checkpoint);
+  uint64_t strays = 0;
+  status = read_stored_rows(store, rebuilt, [&](size_t p) -> RowSink* { return &stored_digest[p]; }, &stored_checkpoint, &strays);
   if (!status.ok()) {
     problem(status.message);
     return report;
   }
+  if (strays != 0) problem(fmt::format("stored projections: {} history rows belong to no projection", strays));
   std::array<DigestSink, kCount> expected_digest;
   auto take_expected = [&](uint64_t seq) {
     for (size_t p = 0; p < kCount; ++p) {
@@ -233,7 +247,7 @@ VerifyReport verify(const Store& store, const ProjectionSet* live, const Progres
       }
       MapSink expected, stored;
       then.all()[p]->dump(&expected);
-      const Status read = read_stored_rows(store, keys, [&](size_t q) -> RowSink* { return q == p ? &stored : nullptr; });
+      const Status read = read_stored_rows(store, rebuilt, [&](size_t q) -> RowSink* { return q == p ? &stored : nullptr; });
       if (!read.ok()) problem(read.message);
       compare_rows(expected.rows, stored.rows, "stored projections", &report.problems);
     }

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <limits>
 #include <map>
 #include <memory>
@@ -328,7 +329,7 @@ TEST(RowLag, ProjectionsWriteRowsInTurnAndAnOpenReplaysPastThem) {
   t.reopen_with_row_lag(kLag);
   fill(t);
   ASSERT_TRUE(t.run(R"({"cmd":"grant_credits","actor":"platform","org":"acme","grant":"g1","kind":"plan","credits":"1000"})").status.ok());
-  bool saw_behind = false, saw_in_turn = false;
+  bool saw_behind = false, saw_in_turn = false, saw_history_ahead = false;
   for (int b = 0; b < 20; ++b) {
     const uint64_t before = t.engine().store().last_seq();
     run_ok(t, usage_batch(t, b * 5, 5));
@@ -343,14 +344,24 @@ TEST(RowLag, ProjectionsWriteRowsInTurnAndAnOpenReplaysPastThem) {
       distinct.insert(seq);
     }
     saw_in_turn = saw_in_turn || distinct.size() > 1;
+    // History rows (statement entries) are written with every batch, whatever the lag.
+    uint64_t newest_entry = 0;
+    ASSERT_TRUE(t.engine().store().read_history([&](uint64_t seq, std::string_view key, std::string_view) {
+                                     if (key.starts_with("statements/")) newest_entry = std::max(newest_entry, seq);
+                                   }).ok());
+    EXPECT_EQ(newest_entry, last) << "the batch's usage made statement entries";
+    saw_history_ahead = saw_history_ahead || stored.at("statements") < newest_entry;
     const VerifyReport report = verify(t.engine().store(), &t.engine().state());
     EXPECT_TRUE(report.ok()) << "after batch " << b << ": " << problems(report);
   }
   EXPECT_TRUE(saw_behind) << "rows were written with every batch";
   EXPECT_TRUE(saw_in_turn) << "every projection wrote its rows in the same batches";
+  EXPECT_TRUE(saw_history_ahead) << "statement entries waited for the statements' checkpoint";
 
   // A crash while rows are behind: a failed write turns the engine read-only, and a
-  // read-only engine writes nothing at close.
+  // read-only engine writes nothing at close. The open then skips the history rows past
+  // each checkpoint and makes them again in its replay (loading them as well would
+  // give every later statement entry twice).
   for (int b = 20; b < 40 && !some_projection_behind(t.engine().store()); ++b) run_ok(t, usage_batch(t, b * 5, 5));
   ASSERT_TRUE(some_projection_behind(t.engine().store()));
   const auto live = projection_rows(t.engine().state());
@@ -419,6 +430,76 @@ TEST(RowLag, VerifyNamesAnAlteredRowOfAProjectionBehindTheLog) {
   EXPECT_FALSE(report.ok());
   EXPECT_TRUE(mentions(report, "differs from the rebuild")) << problems(report);
   EXPECT_TRUE(mentions(report, "usage/forged should not exist")) << problems(report);
+}
+
+// History rows (statement entries, usage ids) are checked like the others: an altered
+// one is named, and one that belongs to no projection is reported.
+TEST(Verify, AnAlteredHistoryRowAndAStrayOneAreReported) {
+  TestEngine t;
+  fill(t);
+  ASSERT_TRUE(t.run(R"({"cmd":"grant_credits","actor":"platform","org":"acme","grant":"g1","kind":"plan","credits":"1000"})").status.ok());
+  run_ok(t, usage_batch(t, 0, 3));
+  t.close();
+  uint64_t usage_seq = 0;
+  std::string usage_key, usage_value;
+  {
+    auto store = open_store(t.path());
+    ASSERT_TRUE(verify(*store, nullptr).ok());
+    ASSERT_TRUE(store->read_history([&](uint64_t seq, std::string_view key, std::string_view value) {
+                       if (key.starts_with("balances/u/") && usage_key.empty()) usage_seq = seq, usage_key = key, usage_value = value;
+                     }).ok());
+    ASSERT_FALSE(usage_key.empty()) << "recorded usage ids are history rows";
+  }
+  {
+    RawDb raw(t.path());
+    usage_value.back() ^= 0x01;  // the amount
+    raw.put(RawDb::kHistory, history_key(usage_seq, usage_key), usage_value);
+  }
+  {
+    auto store = open_store(t.path());
+    const VerifyReport report = verify(*store, nullptr);
+    EXPECT_FALSE(report.ok());
+    EXPECT_TRUE(mentions(report, "balances/u/acme\\x00lag0 differs from the rebuild")) << problems(report);
+  }
+  {
+    RawDb raw(t.path());
+    usage_value.back() ^= 0x01;
+    raw.put(RawDb::kHistory, history_key(usage_seq, usage_key), usage_value);
+    raw.put(RawDb::kHistory, history_key(1, "nobody/row"), "x");
+  }
+  auto store = open_store(t.path());
+  const VerifyReport report = verify(*store, nullptr);
+  EXPECT_FALSE(report.ok());
+  EXPECT_TRUE(mentions(report, "1 history rows belong to no projection")) << problems(report);
+}
+
+// A store of format 1 (history rows in the state family) opens as format 2: its rows
+// are dropped and rebuilt from the log, equal to what the engine had, and written anew.
+TEST(ProjectionLoad, AFormat1StoreIsRebuiltFromItsLog) {
+  TestEngine t;
+  fill(t);
+  ASSERT_TRUE(t.run(R"({"cmd":"grant_credits","actor":"platform","org":"acme","grant":"g1","kind":"plan","credits":"1000"})").status.ok());
+  run_ok(t, usage_batch(t, 0, 4));
+  const auto live = projection_rows(t.engine().state());
+  t.close();
+  {
+    RawDb raw(t.path());
+    raw.put(RawDb::kState, "meta/format", "tally-log-1");
+    raw.put(RawDb::kState, std::string("statements/acme\0\0\0\0\0", 20) + be64(9), "a format-1 entry");
+  }
+  t.reopen();
+  EXPECT_EQ(projection_rows(t.engine().state()), live);
+  t.close();
+  auto store = open_store(t.path());
+  std::string format;
+  bool found = false;
+  ASSERT_TRUE(store->get_row("meta/format", &format, &found).ok());
+  EXPECT_EQ(format, "tally-log-2");
+  size_t entries = 0;
+  ASSERT_TRUE(store->read_history([&](uint64_t, std::string_view key, std::string_view) { entries += key.starts_with("statements/"); }).ok());
+  EXPECT_EQ(entries, 5u) << "the grant and four usage entries, written again";
+  const VerifyReport report = verify(*store, nullptr);
+  EXPECT_TRUE(report.ok()) << problems(report);
 }
 
 // A batch applied on two threads (usage and statements on a helper, SplitApplier

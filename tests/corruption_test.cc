@@ -28,7 +28,7 @@ class RawStore {
  public:
   explicit RawStore(const std::string& path) {
     rocksdb::DBOptions options;
-    std::vector<rocksdb::ColumnFamilyDescriptor> families = {{rocksdb::kDefaultColumnFamilyName, {}}, {"log", {}}, {"chain", {}}, {"state", {}}};
+    std::vector<rocksdb::ColumnFamilyDescriptor> families = {{rocksdb::kDefaultColumnFamilyName, {}}, {"log", {}}, {"chain", {}}, {"state", {}}, {"history", {}}};
     rocksdb::DB* db = nullptr;
     const rocksdb::Status status = rocksdb::DB::Open(options, path, families, &handles_, &db);
     EXPECT_TRUE(status.ok()) << status.ToString();
@@ -40,6 +40,7 @@ class RawStore {
   rocksdb::ColumnFamilyHandle* log() { return handles_[1]; }
   rocksdb::ColumnFamilyHandle* chain() { return handles_[2]; }
   rocksdb::ColumnFamilyHandle* state() { return handles_[3]; }
+  rocksdb::ColumnFamilyHandle* history() { return handles_[4]; }
 
   std::string get(rocksdb::ColumnFamilyHandle* family, const std::string& key) {
     std::string value;

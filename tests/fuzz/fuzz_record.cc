@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "engine/event_format.h"
@@ -33,7 +34,11 @@ class MapSink final : public tally::RowSink {
  public:
   void put(std::string_view key, std::string_view value) override { rows[std::string(key)] = std::string(value); }
   void erase(std::string_view key) override { rows.erase(std::string(key)); }
+  void put_history(uint64_t seq, std::string_view key, std::string_view value) override {
+    history[{seq, std::string(key)}] = std::string(value);
+  }
   std::map<std::string, std::string> rows;
+  std::map<std::pair<uint64_t, std::string>, std::string> history;  // in the store's order
 };
 
 // What `tally` does with a projection set over its life: apply, flush to the store,
@@ -50,6 +55,9 @@ void exercise(tally::ProjectionSet& projections) {
   for (tally::Projection* projection : restored.all()) {
     for (const auto& [key, value] : dumped.rows) {
       if (key.starts_with(projection->row_prefix()) || key == projection->checkpoint_key()) (void)projection->load_row(key, value);
+    }
+    for (const auto& [at, value] : dumped.history) {
+      if (at.second.starts_with(projection->row_prefix())) (void)projection->load_history_row(at.first, at.second, value);
     }
   }
   MapSink again;
