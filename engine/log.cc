@@ -256,8 +256,8 @@ Status Store::open(const StoreOptions& options, std::unique_ptr<Store>* out) {
   // the log's records: each table file the flush writes sorts after every older one, so
   // RocksDB moves it down the levels without rewriting it. In the state family these
   // rows were most of what its flushes and compactions rewrote: on a fresh daemon, 7M
-  // events over the binary protocol then 3M over HTTP measured 206-221k and 157-163k
-  // events/s with this family, against 189-209k and 146-151k (six alternating pairs).
+  // events over the binary protocol then 3M over HTTP measured 209-226k and 158-163k
+  // events/s with this family, against 194-209k and 146-151k (four alternating pairs).
   // (With these rows not written at all: 250-262k and 186-193k, two runs; what is left
   // is their share of the WAL, the memtables and the flush.)
   rocksdb::ColumnFamilyOptions history_options;
