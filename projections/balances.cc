@@ -366,8 +366,11 @@ void BalancesProjection::apply(const fb::Envelope& event) {
         ++anomalies_;  // the engine never records such an id
       } else {
         auto [usage, inserted] = o->usage_ids.insert(usage_id, UsageRef{event.seq(), e->content_hash(), e->amount()});
-        if (!inserted) ++anomalies_;  // the engine answers repeats without an event
-        if (inserted) recorded_.push_back({RowKind::kUsage, &id, 0, nullptr, usage});
+        if (inserted) {
+          recorded_.push_back({RowKind::kUsage, &id, 0, nullptr, usage});
+        } else {
+          ++anomalies_;  // the engine answers repeats without an event
+        }
       }
       mark_org(*o, id);
       return;
