@@ -409,7 +409,7 @@ TEST(Store, AFormat1StoreOpensUpgradedWithoutItsProjectionRows) {
   TempDir dir;
   {
     auto store = open_store(dir.sub("db"));
-    ASSERT_TRUE(commit(*store, {"a", "b"}, {{"statements/acme\0old", "entry"}, {"checkpoint/statements", be64(2)}}).ok());
+    ASSERT_TRUE(commit(*store, {"a", "b"}, {{std::string("statements/acme\0\0\0\0\0", 20) + be64(1), "a format-1 entry"}, {"checkpoint/statements", be64(2)}}).ok());
   }
   RawDb(dir.sub("db")).put(RawDb::kState, "meta/format", "tally-log-1");
   RawDb(dir.sub("db")).put(RawDb::kState, "zzz/after-meta", "x");
