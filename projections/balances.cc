@@ -232,6 +232,13 @@ void BalancesProjection::give(OrgBalances& org, const std::string& org_id, uint3
   }
 }
 
+void BalancesProjection::prefetch(const fb::Envelope& event) const {
+  const auto* e = event.event_as_UsageRecorded();
+  if (e == nullptr) return;
+  auto it = orgs_.find(str(e->org()));
+  if (it != orgs_.end()) it->second.usage_ids.prefetch(str(e->id()));
+}
+
 void BalancesProjection::apply(const fb::Envelope& event) {
   checkpoint_ = event.seq();
   const int64_t now = event.time_us();

@@ -34,6 +34,9 @@ class Projection {
   virtual std::string_view name() const = 0;
   // REQUIRES: event.seq() == checkpoint() + 1.
   virtual void apply(const fb::Envelope& event) = 0;
+  // A hint that `event` is applied soon: may start loading memory its apply() reads
+  // (a replay calls it a few events ahead). Changes nothing.
+  virtual void prefetch(const fb::Envelope& /*event*/) const {}
   // Writes every row changed since the last flush, and the checkpoint.
   virtual void flush(RowSink* sink) = 0;
   // Writes only the history rows made since the last flush (flush writes them too).

@@ -11,6 +11,7 @@ namespace {
 constexpr size_t kChunksQueuedMax = 8;
 constexpr size_t kReplayChunkEnvelopesMax = 4096;
 constexpr size_t kLiveChunkEnvelopesMax = 256;
+constexpr size_t kPrefetchAhead = 8;  // events
 
 std::vector<Projection*> own_part(ProjectionSet* p, SplitApplier::Split split) {
   if (split == SplitApplier::Split::kReplay) return {&p->orgs, &p->rates, &p->usage, &p->tokens};
@@ -98,7 +99,13 @@ void SplitApplier::run_helper() {
       queue_.pop_front();
     }
     changed_.notify_all();
-    for (size_t i = 0; i < chunk->envelopes.size(); ++i) {
+    const size_t count = chunk->envelopes.size();
+    for (size_t i = 0; i < count; ++i) {
+      // The event kPrefetchAhead places on: its cache misses overlap this one's work.
+      if (i + kPrefetchAhead < count) {
+        const fb::Envelope* ahead = fb::GetEnvelope(chunk->at(i + kPrefetchAhead).data());
+        for (const Projection* projection : helper_part_) projection->prefetch(*ahead);
+      }
       // These bytes are a copy of an envelope the caller decoded (apply's contract: it
       // passed decode_envelope, or the engine built it), now 8-byte aligned in the
       // chunk, so the helper reads it in place without running FlatBuffers' verifier a

@@ -12,36 +12,40 @@ std::string_view str(const flatbuffers::String* s) { return s == nullptr ? std::
 
 }  // namespace
 
-// Both are looked up for every usage event: a known name costs a hash and no allocation.
+// All three are looked up for every usage event: a known one costs a hash, a probe and
+// one comparison, and no allocation.
 uint32_t UsageProjection::product(std::string_view tool, std::string_view model) {
-  // The tool's length first, so no two (tool, model) pairs share a key.
-  const auto tool_bytes = static_cast<uint32_t>(tool.size());
-  product_key_.assign(reinterpret_cast<const char*>(&tool_bytes), sizeof tool_bytes);
-  product_key_ += tool;
-  product_key_ += model;
-  if (auto it = product_index_.find(product_key_); it != product_index_.end()) return it->second;
-  const auto index = static_cast<uint32_t>(products_.size());
-  product_index_.emplace(product_key_, index);
-  products_.emplace_back(tool, model);
+  const std::hash<std::string_view> hash;
+  const uint64_t h = hash(tool) * 31 + hash(model);
+  const auto next = static_cast<uint32_t>(products_.size());
+  const auto [index, added] = product_index_.insert(h, next, [&](uint32_t i) { return products_[i].first == tool && products_[i].second == model; });
+  if (added) products_.emplace_back(tool, model);
   return index;
 }
 
 uint32_t UsageProjection::user(OrgUsage& org, std::string_view name) {
-  if (auto it = org.user_index.find(name); it != org.user_index.end()) return it->second;
-  const auto index = static_cast<uint32_t>(org.users.size());
-  org.user_index.emplace(name, index);
-  org.users.emplace_back(name);
+  const auto next = static_cast<uint32_t>(org.users.size());
+  const auto [index, added] = org.user_index.insert(std::hash<std::string_view>{}(name), next, [&](uint32_t i) { return org.users[i] == name; });
+  if (added) org.users.emplace_back(name);
   return index;
 }
 
-void UsageProjection::add(const std::string& org_id, OrgUsage& org, const Cell& cell, int64_t quantity, int64_t credits) {
-  Entry& entry = org.cells[cell];
+uint32_t UsageProjection::cell_number(OrgUsage& org, const Cell& cell) {
+  const auto next = static_cast<uint32_t>(org.cells.size());
+  const auto [index, added] = org.cell_index.insert(hash_of(cell), next, [&](uint32_t i) { return org.cells[i].cell == cell; });
+  if (added) org.cells.push_back(CellEntry{cell, UsageTotals{}, false});
+  return index;
+}
+
+void UsageProjection::add(OrgMap::value_type& org, const Cell& cell, int64_t quantity, int64_t credits) {
+  const uint32_t number = cell_number(org.second, cell);
+  CellEntry& entry = org.second.cells[number];
   entry.totals.events += 1;
   entry.totals.quantity += quantity;
   entry.totals.credits += credits;
   if (!entry.dirty) {
     entry.dirty = true;
-    changed_cells_.emplace_back(&org_id, cell);
+    changed_cells_.emplace_back(&org, number);
   }
 }
 
@@ -49,9 +53,8 @@ void UsageProjection::apply(const fb::Envelope& event) {
   checkpoint_ = event.seq();
   if (const auto* e = event.event_as_UsageRecorded()) {
     auto [it, inserted] = orgs_.try_emplace(std::string(str(e->org())));
-    OrgUsage& org = it->second;
-    const Cell cell{e->workspace(), user(org, str(e->user())), product(str(e->tool()), str(e->model())), hour_start(e->occurred_at())};
-    add(it->first, org, cell, e->quantity(), e->amount());
+    const Cell cell{e->workspace(), user(it->second, str(e->user())), product(str(e->tool()), str(e->model())), hour_start(e->occurred_at())};
+    add(*it, cell, e->quantity(), e->amount());
   } else if (const auto* e = event.event_as_HoldReserved()) {
     auto [it, inserted] = orgs_.try_emplace(std::string(str(e->org())));
     it->second.open_holds[std::string(str(e->hold()))] =
@@ -66,7 +69,7 @@ void UsageProjection::apply(const fb::Envelope& event) {
     if (e->end() == fb::HoldEnd::Settled) {
       const OpenHold& hold = it->second;
       const Cell cell{hold.workspace, user(org, hold.user), product(hold.tool, hold.model), hour_start(event.time_us())};
-      add(org_it->first, org, cell, 0, e->amount());
+      add(*org_it, cell, 0, e->amount());
     }
     changed_holds_.emplace_back(org_it->first, it->first);
     org.open_holds.erase(it);
@@ -90,11 +93,10 @@ std::string UsageProjection::row_key(const std::string& org_id, const OrgUsage& 
   return key;
 }
 
-void UsageProjection::write_cell(const std::string& org_id, const OrgUsage& org, const Cell& cell, RowSink* sink) const {
-  const UsageTotals& totals = org.cells.at(cell).totals;
+void UsageProjection::write_cell(const std::string& org_id, const OrgUsage& org, const CellEntry& entry, RowSink* sink) const {
   RowWriter value;
-  value.i64(totals.events).i64(totals.quantity).i64(totals.credits);
-  sink->put(row_key(org_id, org, cell), value.data());
+  value.i64(entry.totals.events).i64(entry.totals.quantity).i64(entry.totals.credits);
+  sink->put(row_key(org_id, org, entry.cell), value.data());
 }
 
 std::string UsageProjection::hold_row(const OpenHold& hold) {
@@ -104,10 +106,10 @@ std::string UsageProjection::hold_row(const OpenHold& hold) {
 }
 
 void UsageProjection::flush(RowSink* sink) {
-  for (const auto& [org_id, cell] : changed_cells_) {
-    OrgUsage& org = orgs_.find(*org_id)->second;
-    write_cell(*org_id, org, cell, sink);
-    org.cells[cell].dirty = false;
+  for (const auto& [org, number] : changed_cells_) {
+    CellEntry& entry = org->second.cells[number];
+    write_cell(org->first, org->second, entry, sink);
+    entry.dirty = false;
   }
   changed_cells_.clear();
   for (const auto& [org_id, hold_id] : changed_holds_) {
@@ -126,7 +128,7 @@ void UsageProjection::flush(RowSink* sink) {
 
 void UsageProjection::dump(RowSink* sink) const {
   for (const auto& [org_id, org] : orgs_) {
-    for (const auto& [cell, entry] : org.cells) write_cell(org_id, org, cell, sink);
+    for (const CellEntry& entry : org.cells) write_cell(org_id, org, entry, sink);
     for (const auto& [hold_id, hold] : org.open_holds) sink->put(row_prefix() + "h/" + org_id + '\0' + hold_id, hold_row(hold));
   }
   sink->put(checkpoint_key(), be64(checkpoint_));
@@ -170,7 +172,7 @@ bool UsageProjection::load_row(std::string_view key, std::string_view value) {
   cell.user = user(it->second, middle.substr(0, first));
   cell.product = product(middle.substr(first + 1, second - first - 1), middle.substr(second + 1));
   cell.hour_us = static_cast<int64_t>(read_be64(body.substr(body.size() - 8)));
-  Entry& entry = it->second.cells[cell];
+  CellEntry& entry = it->second.cells[cell_number(it->second, cell)];
   entry.totals.events = in.i64();
   entry.totals.quantity = in.i64();
   entry.totals.credits = in.i64();
@@ -181,7 +183,8 @@ void UsageProjection::for_each(std::string_view org_id, const std::function<void
   auto it = orgs_.find(org_id);
   if (it == orgs_.end()) return;
   const OrgUsage& org = it->second;
-  for (const auto& [cell, entry] : org.cells) {
+  for (const CellEntry& entry : org.cells) {
+    const Cell& cell = entry.cell;
     const auto& [tool, model] = products_[cell.product];
     visit(UsageCell{cell.workspace, org.users[cell.user], tool, model, cell.hour_us}, entry.totals);
   }

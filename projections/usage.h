@@ -3,18 +3,19 @@
 // hours. Settled holds count as one event of quantity 0 at the time they settle.
 //
 // In memory, members and (tool, model) pairs are interned to small integers so a cell
-// key is four integers; rows in the store spell the names out.
+// key is four integers; rows in the store spell the names out. Names and cells are kept
+// in arrays, in the order they first occurred, and found through a HashIndex.
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <map>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
-#include "projections/indexed_map.h"
+#include "projections/hash_index.h"
 #include "projections/projection.h"
 
 namespace tally {
@@ -54,42 +55,45 @@ class UsageProjection final : public Projection {
     int64_t hour_us;
     bool operator==(const Cell&) const = default;
   };
-  struct CellHash {
-    size_t operator()(const Cell& c) const {
-      uint64_t h = (uint64_t{c.workspace} << 40) ^ (uint64_t{c.user} << 20) ^ c.product;
-      h ^= static_cast<uint64_t>(c.hour_us) * 0x9E3779B97F4A7C15ULL;
-      return static_cast<size_t>(h ^ (h >> 29));
-    }
-  };
-  struct Entry {
+  static uint64_t hash_of(const Cell& c) {
+    uint64_t h = (uint64_t{c.workspace} << 40) ^ (uint64_t{c.user} << 20) ^ c.product;
+    h ^= static_cast<uint64_t>(c.hour_us) * 0x9E3779B97F4A7C15ULL;
+    return h ^ (h >> 29);
+  }
+  struct CellEntry {
+    Cell cell;
     UsageTotals totals;
-    bool dirty = false;
+    bool dirty = false;  // in changed_cells_
   };
   struct OpenHold {
     uint32_t workspace = 0;
     std::string user, tool, model;
   };
   struct OrgUsage {
-    std::vector<std::string> users;
-    std::unordered_map<std::string, uint32_t, StringHash, std::equal_to<>> user_index;
-    std::unordered_map<Cell, Entry, CellHash> cells;
+    std::vector<std::string> users;  // interned member ids, by number
+    HashIndex user_index;
+    // Cells by number, in the order they first occurred (a deque: they never move, and
+    // growing it copies nothing).
+    std::deque<CellEntry> cells;
+    HashIndex cell_index;
     std::map<std::string, OpenHold, std::less<>> open_holds;  // by hold id
   };
+  using OrgMap = std::map<std::string, OrgUsage, std::less<>>;
 
   uint32_t product(std::string_view tool, std::string_view model);
   static uint32_t user(OrgUsage& org, std::string_view name);
-  void add(const std::string& org_id, OrgUsage& org, const Cell& cell, int64_t quantity, int64_t credits);
+  // The cell's number in org.cells, added with zero totals if new.
+  static uint32_t cell_number(OrgUsage& org, const Cell& cell);
+  void add(OrgMap::value_type& org, const Cell& cell, int64_t quantity, int64_t credits);
   std::string row_key(const std::string& org_id, const OrgUsage& org, const Cell& cell) const;
-  void write_cell(const std::string& org_id, const OrgUsage& org, const Cell& cell, RowSink* sink) const;
+  void write_cell(const std::string& org_id, const OrgUsage& org, const CellEntry& entry, RowSink* sink) const;
   static std::string hold_row(const OpenHold& hold);
 
-  std::vector<std::pair<std::string, std::string>> products_;  // (tool, model) by index
-  // (tool's length, tool, model) as one string -> index in products_; product_key_ is
-  // where product() spells that key out for a lookup.
-  std::unordered_map<std::string, uint32_t, StringHash, std::equal_to<>> product_index_;
-  std::string product_key_;
-  std::map<std::string, OrgUsage, std::less<>> orgs_;
-  std::vector<std::pair<const std::string*, Cell>> changed_cells_;
+  std::vector<std::pair<std::string, std::string>> products_;  // (tool, model) by number
+  HashIndex product_index_;
+  OrgMap orgs_;
+  // Cells changed since the last flush: (organization, cell number).
+  std::vector<std::pair<OrgMap::value_type*, uint32_t>> changed_cells_;
   std::vector<std::pair<std::string, std::string>> changed_holds_;  // (org, hold)
 };
 

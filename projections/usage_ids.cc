@@ -54,6 +54,10 @@ size_t UsageIds::probe(std::string_view id, uint64_t hash) const {
   }
 }
 
+void UsageIds::prefetch(std::string_view id) const {
+  if (!slots_.empty()) __builtin_prefetch(&slots_[hash_of(id) & (slots_.size() - 1)]);
+}
+
 std::optional<UsageRef> UsageIds::find(std::string_view id) const {
   if (slots_.empty()) return std::nullopt;
   const uint64_t slot = slots_[probe(id, hash_of(id))];

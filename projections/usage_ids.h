@@ -52,6 +52,8 @@ class UsageIds {
   // Adds id -> ref unless id is there; returns the entry's handle and whether it was
   // added. An existing entry is left as it is.
   std::pair<Handle, bool> insert(std::string_view id, const UsageRef& ref);
+  // Starts loading the slot where a lookup of `id` begins (a hint; changes nothing).
+  void prefetch(std::string_view id) const;
   std::string_view id_at(Handle handle) const;
   UsageRef ref_at(Handle handle) const;
   size_t size() const { return size_; }
