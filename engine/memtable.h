@@ -1,5 +1,5 @@
-// The memtables of the log and state families: RocksDB's vector memtable, sorted with
-// a comparator that compares two entries' user keys with one memcmp.
+// The memtables of the log, state and history families: RocksDB's vector memtable,
+// sorted with a comparator that compares two entries' user keys with one memcmp.
 //
 // A vector memtable takes inserts as appends and sorts when a background thread flushes
 // it (or when an iterator reads it). RocksDB's own entry comparator decodes both
@@ -10,6 +10,12 @@
 // two entries by their user keys' bytes, which is the bytewise comparator's order, and
 // hands a pair with equal user keys to RocksDB's comparator, which orders them by
 // their sequence numbers.
+//
+// The memtable also keeps its entries in insertion order and notes where each
+// ascending run of inserts begins; once it is read-only (full, waiting for its flush),
+// its iterators walk that list, sorted once by merging the runs instead of by
+// std::sort. The log's records arrive as one run and the history family's as a few per
+// batch, so their flushes sort little or nothing (engine/memtable.cc).
 //
 // Only for column families with the default, bytewise comparator.
 #pragma once

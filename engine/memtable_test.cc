@@ -127,6 +127,110 @@ TEST(BytewiseEntryComparator, AsksTheFallbackOnlyForEqualUserKeys) {
   EXPECT_EQ(reference.calls, 1u);
 }
 
+// ---- the memtable on its own ---------------------------------------------------------
+
+// Entries inserted in one of the orders the store writes in, or in none.
+enum class InsertOrder { kAscending, kRuns, kManyRuns, kRandom };
+
+// The internal keys, in insertion order.
+std::vector<std::string> keys_in(InsertOrder order, std::mt19937_64& random) {
+  std::vector<std::string> keys;
+  switch (order) {
+    case InsertOrder::kAscending:  // the log: one run of increasing sequence numbers
+      for (uint64_t seq = 1; seq <= 3000; ++seq) keys.push_back(internal_key(be64(seq), seq));
+      break;
+    case InsertOrder::kRuns:  // the history family: per batch, one run per projection
+    case InsertOrder::kManyRuns: {
+      // n batches make n + 1 runs: 8 (merged in 3 rounds) or 41 (in 6).
+      const uint64_t batches = order == InsertOrder::kRuns ? 7 : 40;
+      for (uint64_t batch = 0, seq = 1; batch < batches; ++batch) {
+        const uint64_t first = batch * 100;
+        for (const char* projection : {"balances", "statements"}) {
+          for (uint64_t i = first; i < first + 100; i += 1 + random() % 3) keys.push_back(internal_key(be64(i) + projection, seq++));
+        }
+      }
+      break;
+    }
+    case InsertOrder::kRandom:
+      for (uint64_t seq = 1; seq <= 3000; ++seq) keys.push_back(internal_key(random_user_key(random), seq));
+      break;
+  }
+  return keys;
+}
+
+// A read-only memtable iterates, seeks and steps back in the order RocksDB's comparator
+// gives, whatever order the entries were inserted in; so does one still being written.
+TEST(VectorMemTable, IteratesInKeyOrderWhateverTheInsertOrder) {
+  ReferenceComparator reference;
+  std::mt19937_64 random(11);
+  for (const InsertOrder order : {InsertOrder::kAscending, InsertOrder::kRuns, InsertOrder::kManyRuns, InsertOrder::kRandom}) {
+    for (const bool read_only : {true, false}) {
+      SCOPED_TRACE(::testing::Message() << "order " << static_cast<int>(order) << (read_only ? ", read-only" : ", being written"));
+      const std::vector<std::string> keys = keys_in(order, random);
+      std::vector<std::string> entries;
+      for (const std::string& key : keys) entries.push_back(varint32(static_cast<uint32_t>(key.size())) + key + "\x01v");
+      std::unique_ptr<rocksdb::MemTableRep> rep(vector_memtable_factory()->CreateMemTableRep(reference, nullptr, nullptr, nullptr));
+      // A memtable being written is read from a copy made as the iterator is: an
+      // iterator taken before the last tenth of the inserts sees none of them.
+      const size_t early = entries.size() - entries.size() / 10;
+      for (size_t i = 0; i < early; ++i) ASSERT_TRUE(rep->InsertKey(const_cast<char*>(entries[i].data())));
+      std::unique_ptr<rocksdb::MemTableRep::Iterator> before_the_rest(rep->GetIterator(nullptr));
+      for (size_t i = early; i < entries.size(); ++i) ASSERT_TRUE(rep->InsertKey(const_cast<char*>(entries[i].data())));
+      if (read_only) {
+        rep->MarkReadOnly();
+      } else {
+        size_t seen = 0;
+        for (before_the_rest->SeekToFirst(); before_the_rest->Valid(); before_the_rest->Next()) ++seen;
+        EXPECT_EQ(seen, early);
+      }
+      std::vector<const char*> expected;
+      for (const std::string& e : entries) expected.push_back(e.data());
+      std::sort(expected.begin(), expected.end(), [&](const char* a, const char* b) { return reference(a, b) < 0; });
+
+      std::unique_ptr<rocksdb::MemTableRep::Iterator> it(rep->GetIterator(nullptr));
+      size_t n = 0;
+      for (it->SeekToFirst(); it->Valid(); it->Next(), ++n) {
+        ASSERT_LT(n, expected.size());
+        ASSERT_EQ(it->key(), expected[n]) << n;
+      }
+      EXPECT_EQ(n, expected.size());
+      it->SeekToLast();
+      for (n = expected.size(); n-- > 0; it->Prev()) {
+        ASSERT_TRUE(it->Valid());
+        ASSERT_EQ(it->key(), expected[n]) << n;
+      }
+      EXPECT_FALSE(it->Valid()) << "stepping back from the first entry leaves the iterator invalid";
+
+      // Seeks to inserted keys (every other target) and to keys between them, by
+      // internal key and by memtable entry.
+      for (int i = 0; i < 400; ++i) {
+        const std::string target = i % 2 == 0 ? keys[random() % keys.size()]
+                                              : internal_key(order == InsertOrder::kRandom ? random_user_key(random) : be64(random() % 4200), random() % 4000);
+        const std::string target_entry = varint32(static_cast<uint32_t>(target.size())) + target;
+        const auto at_or_after = std::partition_point(expected.begin(), expected.end(), [&](const char* e) {
+          return reference(e, rocksdb::Slice(target)) < 0;
+        });
+        const auto after = std::partition_point(expected.begin(), expected.end(), [&](const char* e) {
+          return reference(e, rocksdb::Slice(target)) <= 0;
+        });
+        for (const bool by_entry : {false, true}) {
+          it->Seek(rocksdb::Slice(target), by_entry ? target_entry.data() : nullptr);
+          ASSERT_EQ(it->Valid(), at_or_after != expected.end());
+          if (it->Valid()) {
+            ASSERT_EQ(it->key(), *at_or_after);
+          }
+          if (!read_only) continue;  // RocksDB's vector memtable does not seek backwards
+          it->SeekForPrev(rocksdb::Slice(target), by_entry ? target_entry.data() : nullptr);
+          ASSERT_EQ(it->Valid(), after != expected.begin());
+          if (it->Valid()) {
+            ASSERT_EQ(it->key(), *(after - 1));
+          }
+        }
+      }
+    }
+  }
+}
+
 // ---- the memtable in a database ------------------------------------------------------
 
 TEST(VectorMemTable, ReadsBackInKeyOrderBeforeAndAfterAFlush) {
