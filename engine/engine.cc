@@ -231,6 +231,17 @@ std::vector<CommandResult> Engine::execute(std::span<const Command> commands, Ti
   return finish();
 }
 
+void Engine::prefetch(const Command& command, PrefetchStage stage) const {
+  if (command.type != CommandType::kRecordUsage) return;
+  // The member the command names, or else its actor (a wrong guess costs nothing).
+  const std::string_view user = command.user.empty() ? std::string_view(command.actor) : std::string_view(command.user);
+  const auto hint = [&](const auto& members) {
+    stage == PrefetchStage::kSlot ? members.prefetch(user) : members.prefetch_entry(user);
+  };
+  if (const Org* org = state_.orgs.find(command.org)) hint(org->members);
+  if (const OrgBalances* org = state_.balances.find(command.org)) hint(org->members);
+}
+
 void Engine::begin(std::span<const Command> commands, TimeSource time) {
   TALLY_ASSERT(commands.size() <= kBatchCommandsMax);
   TALLY_ASSERT(in_flight_.size() < kPipelineDepthMax);
@@ -258,7 +269,15 @@ void Engine::begin(std::span<const Command> commands, TimeSource time) {
       split.emplace(&state_, SplitApplier::Split::kLive, batch.get());
     }
     SplitApplier* const splitter = split ? &*split : nullptr;
-    for (const Command& command : commands) results.push_back(execute_one(command, time, batch.get(), splitter));
+    for (size_t i = 0; i < commands.size(); ++i) {
+      // Usage looks its member up in two hash maps that the batch's other work keeps
+      // pushing out of the caches: their slots are loaded 8 commands ahead, the entries
+      // the slots point to 4 ahead.
+      // (tally_load --events 1000000: 1.2-2.5 % less time in three sets of A/B pairs.)
+      if (i + 8 < commands.size()) prefetch(commands[i + 8], PrefetchStage::kSlot);
+      if (i + 4 < commands.size()) prefetch(commands[i + 4], PrefetchStage::kEntry);
+      results.push_back(execute_one(commands[i], time, batch.get(), splitter));
+    }
   }
   TALLY_ASSERT(batch->records() == batch_events_);
   if (batch->records() == 0) return;  // nothing accepted: nothing to write

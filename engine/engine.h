@@ -141,6 +141,11 @@ class Engine {
   };
 
   Engine();
+  // A hint that `command` is executed soon (usage only; changes nothing): starts loading
+  // the hash slots of its member in the organization and balance maps (kSlot), or,
+  // called later, the map entries those slots point to (kEntry).
+  enum class PrefetchStage : uint8_t { kSlot, kEntry };
+  void prefetch(const Command& command, PrefetchStage stage) const;
   CommandResult execute_one(const Command& command, TimeSource time, LogBatch* batch, SplitApplier* split);
   // Expires lots and times out holds that are due by the time the next command runs.
   void run_due_timers(int64_t now_us, LogBatch* batch, SplitApplier* split);

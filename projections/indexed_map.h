@@ -71,6 +71,18 @@ class IndexedMap {
     return slot == nullptr ? tree_.end() : const_iterator(slot->node);
   }
   bool contains(std::string_view key) const { return lookup(key) != nullptr; }
+  // Hints that `key` is looked up soon; they change nothing. prefetch() starts loading
+  // the slot where the lookup begins; prefetch_entry(), called later, reads that slot
+  // and starts loading the entry it points to.
+  void prefetch(std::string_view key) const {
+    if (!slots_.empty()) __builtin_prefetch(&slots_[hash_of(key) & (slots_.size() - 1)]);
+  }
+  void prefetch_entry(std::string_view key) const {
+    if (slots_.empty()) return;
+    const size_t hash = hash_of(key);
+    const Slot& slot = slots_[hash & (slots_.size() - 1)];
+    if (slot.hash == hash) __builtin_prefetch(&*slot.node);
+  }
   size_t count(std::string_view key) const { return contains(key) ? 1 : 0; }
 
   // The value for `key`; the key must be present (std::out_of_range otherwise).
