@@ -48,8 +48,16 @@ StatementEntry StatementAccount::decode(const std::string& bytes, size_t* pos, c
 bool StatementAccount::append(uint64_t seq, int64_t time_us, EntryKind kind, int64_t amount, std::string_view ref, uint32_t other_workspace) {
   if (seq < last_seq_ || ref.size() > kRefBytesMax) return false;
   if (size_ % kGroupEntries == 0) {
-    if (!groups_.empty()) groups_.back().bytes.shrink_to_fit();  // a full group takes no more than it needs
+    size_t expected = 0;
+    if (!groups_.empty()) {
+      std::string& full = groups_.back().bytes;
+      full.shrink_to_fit();  // a full group takes no more than it needs
+      // The next group's entries are about as long as this one's: room for them, and an
+      // eighth more, saves the string's growth copying them over and over.
+      expected = full.size() + full.size() / 8;
+    }
     groups_.push_back(Group{last_seq_, last_time_, last_balance_, {}});
+    groups_.back().bytes.reserve(expected);
   }
   std::string& out = groups_.back().bytes;
   out += static_cast<char>(kind);
