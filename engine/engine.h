@@ -142,8 +142,9 @@ class Engine {
 
   Engine();
   // A hint that `command` is executed soon (usage only; changes nothing): starts loading
-  // the hash slots of its member in the organization and balance maps (kSlot), or,
-  // called later, the map entries those slots point to (kEntry).
+  // the hash slots of its member in the organization and balance maps and of its usage
+  // id in the idempotency index (kSlot), or, called later, the member entries those
+  // slots point to (kEntry).
   enum class PrefetchStage : uint8_t { kSlot, kEntry };
   void prefetch(const Command& command, PrefetchStage stage) const;
   CommandResult execute_one(const Command& command, TimeSource time, LogBatch* batch, SplitApplier* split);
