@@ -279,7 +279,7 @@ void Engine::begin(std::span<const Command> commands, TimeSource time) {
       // index, that the batch's other work keeps pushing out of the caches: their slots
       // are loaded 8 commands ahead, the member entries the slots point to 4 ahead.
       // (tally_load --events 1000000: 1.2-2.5 % less time in three sets of A/B pairs
-      // for the members; bench/RESULTS.md, "Runs 23-24".)
+      // for the members; bench/RESULTS.md, "Runs 23-25".)
       if (i + 8 < commands.size()) prefetch(commands[i + 8], PrefetchStage::kSlot);
       if (i + 4 < commands.size()) prefetch(commands[i + 4], PrefetchStage::kEntry);
       results.push_back(execute_one(commands[i], time, batch.get(), splitter));
