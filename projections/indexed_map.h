@@ -22,13 +22,6 @@
 
 namespace tally {
 
-// A hash for unordered maps keyed by std::string that also takes string_views, so a
-// lookup (with std::equal_to<>) needs no temporary string.
-struct StringHash {
-  using is_transparent = void;
-  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-};
-
 template <typename V>
 class IndexedMap {
  public:
