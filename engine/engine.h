@@ -110,8 +110,13 @@ class Engine {
 
   // Pipelined execute(): executes the commands against the projections (which then
   // show their effects, not yet durable) and hands the batch's write to the commit
-  // thread without waiting for it. REQUIRES: in_flight() < kPipelineDepthMax.
+  // thread without waiting for it. The commands are only read during the call.
+  // REQUIRES: in_flight() < kPipelineDepthMax.
   void begin(std::span<const Command> commands, TimeSource time = TimeSource::kClock);
+  // The same for commands that lie in several places (the server's writer runs a batch
+  // out of several requests' vectors, and a Command is large to move): one pointer per
+  // command, none null.
+  void begin(std::span<const Command* const> commands, TimeSource time = TimeSource::kClock);
   // Waits for the oldest batch begun and not finished to be durable, and returns its
   // results, as execute() would have. If the write of that batch or of one begun before
   // it failed, its accepted commands are answered with that failure, and once no batch
@@ -163,6 +168,7 @@ class Engine {
   uint64_t batch_events_ = 0;  // events emitted so far in the batch begin() runs
   EngineStats stats_;
   std::deque<InFlight> in_flight_;
+  std::vector<const Command*> command_pointers_;  // begin(span<const Command>)'s, reused
   Status failure_;              // the first failed write, once finish() has seen it
   bool reload_pending_ = false;  // a write failed; reload the projections once nothing is in flight
   std::unique_ptr<Committer> committer_;

@@ -58,9 +58,9 @@ void AuthIndex::rebuild(const ProjectionSet& state) {
   index_.swap(fresh);
 }
 
-bool AuthIndex::affects_credentials(std::span<const Command> commands, std::span<const CommandResult> results) {
+bool AuthIndex::affects_credentials(std::span<const Command* const> commands, std::span<const CommandResult> results) {
   for (size_t i = 0; i < commands.size() && i < results.size(); ++i) {
-    switch (commands[i].type) {
+    switch (commands[i]->type) {
       case CommandType::kCreateServiceKey:
       case CommandType::kRevokeServiceKey:
       case CommandType::kCreateUserToken:

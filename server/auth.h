@@ -36,7 +36,7 @@ class AuthIndex {
   void rebuild(const ProjectionSet& state);
   // Whether a batch may have changed the credentials (an accepted key or token command),
   // so that rebuild() is due before its answers go out.
-  static bool affects_credentials(std::span<const Command> commands, std::span<const CommandResult> results);
+  static bool affects_credentials(std::span<const Command* const> commands, std::span<const CommandResult> results);
 
   // The identity `secret` authenticates as, or nothing. A hash shared by two live
   // credentials (possible only with caller-chosen secret_sha256) authenticates neither.

@@ -33,8 +33,8 @@ void Histogram<N>::render(std::string* out, std::string_view name, std::string_v
 
 Metrics::Metrics() : batch_commands_(kBatchBounds), commit_duration_us_(kCommitBoundsUs) {}
 
-void Metrics::observe_batch(const Engine& engine, std::span<const Command> commands, std::span<const CommandResult> results) {
-  for (const Command& command : commands) commands_[static_cast<size_t>(command.type)].fetch_add(1, std::memory_order_relaxed);
+void Metrics::observe_batch(const Engine& engine, std::span<const Command* const> commands, std::span<const CommandResult> results) {
+  for (const Command* command : commands) commands_[static_cast<size_t>(command->type)].fetch_add(1, std::memory_order_relaxed);
   for (const CommandResult& result : results) {
     if (!result.status.ok()) errors_[static_cast<size_t>(result.status.code)].fetch_add(1, std::memory_order_relaxed);
   }
@@ -46,7 +46,7 @@ void Metrics::observe_batch(const Engine& engine, std::span<const Command> comma
     commit_duration_us_.observe(static_cast<double>(stats.last_commit_duration_us));
   }
   // Ticks are the writer's own; the batch histogram shows what clients sent.
-  if (!(commands.size() == 1 && commands.front().type == CommandType::kTick)) batch_commands_.observe(static_cast<double>(commands.size()));
+  if (!(commands.size() == 1 && commands.front()->type == CommandType::kTick)) batch_commands_.observe(static_cast<double>(commands.size()));
   last_seq_.store(engine.store().last_seq(), std::memory_order_relaxed);
   read_only_.store(engine.read_only(), std::memory_order_relaxed);
 }

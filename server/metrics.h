@@ -43,7 +43,7 @@ class Metrics {
   Metrics();
 
   // After each execute(), on the writer thread.
-  void observe_batch(const Engine& engine, std::span<const Command> commands, std::span<const CommandResult> results);
+  void observe_batch(const Engine& engine, std::span<const Command* const> commands, std::span<const CommandResult> results);
   // A command refused before it reached the engine (it did not decode).
   void count_refused(ErrorCode code) { errors_[static_cast<size_t>(code)].fetch_add(1, std::memory_order_relaxed); }
   void count_cloudevents(uint64_t events) { cloudevents_.fetch_add(events, std::memory_order_relaxed); }

@@ -181,7 +181,7 @@ Status Server::start(const ServerOptions& options, std::unique_ptr<Server>* serv
   WriterOptions writer_options;
   writer_options.tick_interval = options.tick_interval;
   writer_options.express_batch_commands_max = std::clamp<size_t>(options.express_batch_commands, 1, kBatchCommandsMax);
-  auto observe = [&core](const Engine& engine, std::span<const Command> commands, std::span<const CommandResult> results) {
+  auto observe = [&core](const Engine& engine, std::span<const Command* const> commands, std::span<const CommandResult> results) {
     core.metrics.observe_batch(engine, commands, results);
     // New or revoked credentials take effect before their command is answered.
     if (AuthIndex::affects_credentials(commands, results)) core.auth.rebuild(engine.state());

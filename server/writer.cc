@@ -155,8 +155,8 @@ void Writer::run() {
     if (bulk_max > 0) {
       started_commands_ -= begin_part(started_, bulk_max);
       // A bulk batch of usage alone stays in flight while the next one is executed.
-      const std::vector<Command>& begun = parts_.back().commands;
-      const bool usage_only = std::all_of(begun.begin(), begun.end(), [](const Command& c) { return c.type == CommandType::kRecordUsage; });
+      const std::vector<const Command*>& begun = parts_.back().commands;
+      const bool usage_only = std::all_of(begun.begin(), begun.end(), [](const Command* c) { return c->type == CommandType::kRecordUsage; });
       if (!options_.pipeline || !usage_only) {
         finish_parts();
       } else if (parts_.size() == kPipelineDepthMax) {
@@ -191,7 +191,7 @@ size_t Writer::begin_part(std::deque<Item>& items, size_t max) {
   part.commands.clear();
   for (Item& item : items) {
     const size_t take = std::min(item.commands.size() - item.ran, max - part.commands.size());
-    for (size_t i = item.ran; i < item.ran + take; ++i) part.commands.push_back(std::move(item.commands[i]));
+    for (size_t i = item.ran; i < item.ran + take; ++i) part.commands.push_back(&item.commands[i]);
     item.ran += take;
     if (part.commands.size() == max) break;
   }
@@ -232,7 +232,8 @@ void Writer::run_tick() {
   tick.type = CommandType::kTick;
   tick.actor = "platform";
   const std::vector<CommandResult> results = engine_->execute(std::span<const Command>(&tick, 1));
-  observer_(*engine_, std::span<const Command>(&tick, 1), results);
+  const Command* const commands[] = {&tick};
+  observer_(*engine_, commands, results);
   if (!results.front().status.ok() && results.front().status.code != ErrorCode::kReadOnly) {
     spdlog::error("the periodic tick failed: {}", results.front().status.message);
   }

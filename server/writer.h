@@ -73,7 +73,7 @@ class Writer {
   // Runs on the writer thread once a batch is durable (or has failed), before any
   // completion of it. The engine's state may already show the next batch, begun and not
   // yet durable, unless the observed batch holds anything but record_usage.
-  using BatchObserver = std::function<void(const Engine& engine, std::span<const Command> commands,
+  using BatchObserver = std::function<void(const Engine& engine, std::span<const Command* const> commands,
                                            std::span<const CommandResult> results)>;
 
   enum class Admission : uint8_t { kQueued, kFull, kStopped };
@@ -118,10 +118,13 @@ class Writer {
     std::vector<CommandResult> results;
   };
   // A batch begun and not yet answered: the queue its commands came from (whose front
-  // requests get its results) and the commands, for the observer.
+  // requests get its results) and the commands, for the observer. They stay in their
+  // requests, which stay in the queue until answered (a deque does not move them):
+  // moving a Command of about 900 bytes into a batch, then destroying both, took about
+  // 6 % of the daemon's time during ingest.
   struct Part {
     std::deque<Item>* items = nullptr;
-    std::vector<Command> commands;
+    std::vector<const Command*> commands;
   };
 
   template <typename Fill>
@@ -158,7 +161,7 @@ class Writer {
   bool stopping_ = false;
   std::thread thread_;
   std::deque<Part> parts_;      // writer thread only: in begin order
-  std::vector<Command> spare_commands_;  // writer thread only: a finished part's vector, for reuse
+  std::vector<const Command*> spare_commands_;  // writer thread only: a finished part's vector, for reuse
   std::deque<Item> started_;    // writer thread only: bulk command requests taken, not yet answered
   size_t started_commands_ = 0;  // writer thread only: commands of started_ not yet begun
   std::chrono::steady_clock::time_point last_express_;  // writer thread only: when express work was last taken

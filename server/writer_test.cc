@@ -58,8 +58,8 @@ class WriterTest : public ::testing::Test {
 TEST_F(WriterTest, GroupsQueuedRequestsIntoOneCommit) {
   std::vector<size_t> batch_sizes;
   writer_ = std::make_unique<Writer>(std::move(engine_), WriterOptions{},
-                                     [&](const Engine&, std::span<const Command> commands, std::span<const CommandResult>) {
-                                       if (commands.front().type != CommandType::kTick) batch_sizes.push_back(commands.size());
+                                     [&](const Engine&, std::span<const Command* const> commands, std::span<const CommandResult>) {
+                                       if (commands.front()->type != CommandType::kTick) batch_sizes.push_back(commands.size());
                                      });
   std::vector<std::promise<std::vector<CommandResult>>> answers(50);
   for (int i = 0; i < 50; ++i) {
@@ -91,7 +91,7 @@ TEST_F(WriterTest, GroupsQueuedRequestsIntoOneCommit) {
 }
 
 TEST_F(WriterTest, StopRunsWhatIsQueuedThenRefuses) {
-  writer_ = std::make_unique<Writer>(std::move(engine_), WriterOptions{}, [](const Engine&, std::span<const Command>, std::span<const CommandResult>) {});
+  writer_ = std::make_unique<Writer>(std::move(engine_), WriterOptions{}, [](const Engine&, std::span<const Command* const>, std::span<const CommandResult>) {});
   std::atomic<int> answered{0};
   for (int i = 0; i < 10; ++i) {
     std::vector<Command> commands = {create_org(i)};
@@ -111,7 +111,7 @@ TEST_F(WriterTest, StopRunsWhatIsQueuedThenRefuses) {
 TEST_F(WriterTest, AFullQueueRefusesWithoutTakingTheRequest) {
   WriterOptions options;
   options.queue_commands_max = kBatchCommandsMax;
-  writer_ = std::make_unique<Writer>(std::move(engine_), options, [](const Engine&, std::span<const Command>, std::span<const CommandResult>) {});
+  writer_ = std::make_unique<Writer>(std::move(engine_), options, [](const Engine&, std::span<const Command* const>, std::span<const CommandResult>) {});
   std::vector<Command> first(kBatchCommandsMax, create_org(1));
   Writer::CommandsDone ignore = [](std::vector<CommandResult>) {};
   ASSERT_EQ(writer_->submit(first, ignore), Writer::Admission::kQueued);
@@ -131,8 +131,8 @@ TEST_F(WriterTest, ExpressRequestsOvertakeTheBulkQueue) {
   WriterOptions options;
   options.express_batch_commands_max = 150;
   writer_ = std::make_unique<Writer>(std::move(engine_), options,
-                                     [&](const Engine&, std::span<const Command> commands, std::span<const CommandResult>) {
-                                       if (commands.front().type != CommandType::kTick) batch_sizes.push_back(commands.size());
+                                     [&](const Engine&, std::span<const Command* const> commands, std::span<const CommandResult>) {
+                                       if (commands.front()->type != CommandType::kTick) batch_sizes.push_back(commands.size());
                                      });
   std::vector<std::string> order;  // writer thread only, read after stop()
   auto submit = [&](std::vector<Command> commands, std::string name, Writer::Lane lane) {
@@ -180,11 +180,11 @@ TEST_F(WriterTest, ALargeBulkRequestIsSplitAcrossCommitsAndLetsExpressWorkIn) {
     });
   };
   writer_ = std::make_unique<Writer>(std::move(engine_), options,
-                                     [&](const Engine&, std::span<const Command> commands, std::span<const CommandResult>) {
-                                       if (commands.front().type == CommandType::kTick) return;
-                                       batches.push_back(fmt::format("{}..{}", commands.front().org, commands.back().org));
+                                     [&](const Engine&, std::span<const Command* const> commands, std::span<const CommandResult>) {
+                                       if (commands.front()->type == CommandType::kTick) return;
+                                       batches.push_back(fmt::format("{}..{}", commands.front()->org, commands.back()->org));
                                        // While big's first part runs, an express request arrives.
-                                       if (commands.front().org == "org0") {
+                                       if (commands.front()->org == "org0") {
                                          std::vector<Command> express = {create_org(900)};
                                          Writer::CommandsDone done = answer("express");
                                          EXPECT_EQ(writer_->submit(express, done, Writer::Lane::kExpress), Writer::Admission::kQueued);
@@ -257,8 +257,8 @@ TEST_F(WriterTest, BulkUsageBatchesArePipelinedAndAnsweredOnceDurable) {
   options.batch_commands_max = 100;
   std::vector<size_t> in_flight;  // writer thread only, read after stop()
   writer_ = std::make_unique<Writer>(std::move(engine_), options,
-                                     [&](const Engine& engine, std::span<const Command> commands, std::span<const CommandResult> results) {
-                                       if (commands.front().type == CommandType::kTick) return;
+                                     [&](const Engine& engine, std::span<const Command* const> commands, std::span<const CommandResult> results) {
+                                       if (commands.front()->type == CommandType::kTick) return;
                                        in_flight.push_back(engine.in_flight());
                                        // Whatever is answered ok is durable by now.
                                        for (const CommandResult& result : results) {
@@ -312,8 +312,8 @@ TEST_F(WriterTest, AFailedWriteWhilePipelinedAnswersEveryRequestOnceAndNoneOk) {
   WriterOptions options;
   options.batch_commands_max = 100;
   int batches = 0;  // writer thread only
-  writer_ = std::make_unique<Writer>(std::move(engine_), options, [&](const Engine&, std::span<const Command> commands, std::span<const CommandResult>) {
-    if (commands.front().type != CommandType::kTick && ++batches == 3) fault.file_system->fail_writes(true);
+  writer_ = std::make_unique<Writer>(std::move(engine_), options, [&](const Engine&, std::span<const Command* const> commands, std::span<const CommandResult>) {
+    if (commands.front()->type != CommandType::kTick && ++batches == 3) fault.file_system->fail_writes(true);
   });
   std::vector<int> answered(12, 0);  // writer thread only
   std::vector<std::vector<CommandResult>> answers(12);
@@ -368,7 +368,10 @@ TEST_F(WriterTest, AuthIndexFollowsCredentials) {
     commands.push_back(command);
   }
   std::vector<CommandResult> results = engine_->execute(commands);
-  ASSERT_TRUE(AuthIndex::affects_credentials(commands, results));
+  std::vector<const Command*> pointers;
+  for (const Command& c : commands) pointers.push_back(&c);
+  ASSERT_TRUE(AuthIndex::affects_credentials(pointers, results));
+  ASSERT_FALSE(AuthIndex::affects_credentials(std::span(pointers).first(1), results));
   auth.rebuild(engine_->state());
   auto secret = [](const CommandResult& result) {
     const size_t at = result.extra.find("\"secret\":\"") + 10;
