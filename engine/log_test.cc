@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
@@ -286,6 +287,35 @@ TEST(Store, ReopeningFindsTheHeadAndItsHash) {
   ASSERT_TRUE(commit(*store, {"d"}).ok());
   EXPECT_EQ(store->head_hash(), expected_hash(head, 4, {"d"}));
   EXPECT_EQ(read_all(*store).size(), 4u);
+}
+
+// A clean close writes the memtables out: the WAL files left hold nothing, so the next
+// open replays nothing, and still finds every record.
+TEST(Store, ACleanCloseLeavesNoWalToReplay) {
+  TempDir dir;
+  const auto wal_bytes = [&] {
+    uint64_t bytes = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(dir.sub("db"))) {
+      if (entry.path().extension() == ".log") bytes += entry.file_size();
+    }
+    return bytes;
+  };
+  {
+    auto store = open_store(dir.sub("db"));
+    ASSERT_TRUE(commit(*store, {"a", "b"}, {{"orgs/x", "row-x"}}).ok());
+    ASSERT_TRUE(commit(*store, {"c"}).ok());
+    ASSERT_GT(wal_bytes(), 0u) << "the commits are in the WAL while the store is open";
+  }
+  EXPECT_EQ(wal_bytes(), 0u);
+  auto store = open_store(dir.sub("db"));
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->last_seq(), 3u);
+  EXPECT_EQ(read_all(*store).size(), 3u);
+  std::string value;
+  bool found = false;
+  ASSERT_TRUE(store->get_row("orgs/x", &value, &found).ok());
+  EXPECT_TRUE(found);
+  EXPECT_EQ(value, "row-x");
 }
 
 TEST(Store, ABatchWithoutRecordsWritesRowsButNoChainRow) {
