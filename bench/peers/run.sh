@@ -96,7 +96,10 @@ pg_version=$("$pgbin/postgres" --version)
   echo "postgresql: $pg_version"
   echo "redis: $(redis-server --version)"
   echo "tally_load: $tally_load"
-  echo "tally_commit: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "tally: $tally_bin"
+  # The commit of the checkout that holds the binaries (TALLY_LOAD may name another
+  # worktree's build), not of this script's checkout.
+  echo "tally_commit: $(git -C "$(dirname "$tally_load")" rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "loadavg_at_start: $(cat /proc/loadavg)"
 } | tee "$results/machine.txt" >&2
 
