@@ -939,6 +939,53 @@ TEST_F(CreditsTest, StatementRowsLoadBackAndABrokenRunningBalanceIsRefused) {
   EXPECT_TRUE(refused);
 }
 
+// Usage ids load back from their history rows, more of them than the loader holds back
+// at once (BalancesProjection::kLoadAhead), in their order; a repeated id is refused,
+// even when it is among the last rows, which finish_history() restores.
+TEST_F(CreditsTest, UsageIdRowsLoadBackAndARepeatedIdIsRefused) {
+  create_org("shared");
+  grant("g1", "plan", "1000");
+  for (int i = 0; i < 40; ++i) ok(usage(fmt::format("u{}", i), "bob@acme.io", "w1", "1"));
+
+  struct Rows final : RowSink {
+    std::vector<std::tuple<uint64_t, std::string, std::string>> history;
+    void put(std::string_view, std::string_view) override {}
+    void erase(std::string_view) override {}
+    void put_history(uint64_t seq, std::string_view key, std::string_view value) override { history.emplace_back(seq, key, value); }
+  } dumped;
+  engine_->state().balances.dump(&dumped);
+  std::sort(dumped.history.begin(), dumped.history.end());  // the store's key order
+  ASSERT_EQ(dumped.history.size(), 40u);
+  const UsageIds& live = engine_->state().balances.find("acme")->usage_ids;
+  const auto ids_of = [](const UsageIds& ids) {
+    std::vector<std::pair<std::string, UsageRef>> out;
+    ids.for_each([&](UsageIds::Handle h) { out.emplace_back(std::string(ids.id_at(h)), ids.ref_at(h)); });
+    return out;
+  };
+
+  BalancesProjection loaded;
+  for (const auto& [seq, key, value] : dumped.history) ASSERT_TRUE(loaded.load_history_row(seq, key, value)) << seq;
+  ASSERT_TRUE(loaded.finish_history());
+  ASSERT_NE(loaded.find("acme"), nullptr);
+  EXPECT_EQ(ids_of(loaded.find("acme")->usage_ids), ids_of(live));
+
+  // The last row again (a store that repeats it): only finish_history() can see it.
+  BalancesProjection repeated_last;
+  for (const auto& [seq, key, value] : dumped.history) ASSERT_TRUE(repeated_last.load_history_row(seq, key, value));
+  const auto& [seq, key, value] = dumped.history.back();
+  ASSERT_TRUE(repeated_last.load_history_row(seq, key, value));
+  EXPECT_FALSE(repeated_last.finish_history());
+
+  // The first row again, after the last: refused too, once it leaves the window.
+  BalancesProjection repeated_first;
+  bool refused = false;
+  for (const auto& [s, k, v] : dumped.history) refused |= !repeated_first.load_history_row(s, k, v);
+  const auto& [first_seq, first_key, first_value] = dumped.history.front();
+  refused |= !repeated_first.load_history_row(first_seq, first_key, first_value);
+  refused |= !repeated_first.finish_history();
+  EXPECT_TRUE(refused);
+}
+
 // ---- queries ----------------------------------------------------------------------------
 
 TEST_F(CreditsTest, StatementsCarryRunningBalances) {

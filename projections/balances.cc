@@ -637,7 +637,36 @@ bool BalancesProjection::load_history_row(uint64_t seq, std::string_view key, st
   u.content_hash = in.u64();
   u.amount = in.i64();
   if (!in.done() || u.seq != seq) return false;
-  return loading_org(rest.substr(0, nul)).usage_ids.insert(usage_id, u).second;
+  OrgBalances& org = loading_org(rest.substr(0, nul));
+  org.usage_ids.prefetch(usage_id);
+  if (load_pending_.size() < kLoadAhead) {
+    load_pending_.push_back(PendingUsageId{&org, std::string(usage_id), u});
+    return true;
+  }
+  if (!insert_oldest_pending()) return false;
+  PendingUsageId& slot = load_pending_[load_next_];
+  slot.org = &org;
+  slot.id.assign(usage_id);  // reuses the string's buffer
+  slot.ref = u;
+  load_next_ = (load_next_ + 1) % kLoadAhead;
+  return true;
+}
+
+bool BalancesProjection::insert_oldest_pending() {
+  const PendingUsageId& oldest = load_pending_[load_next_];
+  return oldest.org->usage_ids.insert(oldest.id, oldest.ref).second;
+}
+
+bool BalancesProjection::finish_history() {
+  // Oldest first, so each index keeps its ids in the order of their rows.
+  bool ok = true;
+  for (size_t i = 0; i < load_pending_.size() && ok; ++i) {
+    ok = insert_oldest_pending();
+    load_next_ = (load_next_ + 1) % load_pending_.size();
+  }
+  load_pending_.clear();
+  load_next_ = 0;
+  return ok;
 }
 
 bool BalancesProjection::load_row(std::string_view key, std::string_view value) {
@@ -744,6 +773,8 @@ void BalancesProjection::rebuild_timers() {
 void BalancesProjection::clear() {
   orgs_.clear();
   loading_ = nullptr;
+  load_pending_.clear();
+  load_next_ = 0;
   timers_.clear();
   changed_.clear();
   recorded_.clear();

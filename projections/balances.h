@@ -143,6 +143,7 @@ class BalancesProjection final : public Projection {
   bool load_row(std::string_view key, std::string_view value) override;
   void flush_history(RowSink* sink) override;
   bool load_history_row(uint64_t seq, std::string_view key, std::string_view value) override;
+  bool finish_history() override;
   void clear() override;
 
   const OrgBalances* find(std::string_view org) const;
@@ -190,6 +191,20 @@ class BalancesProjection final : public Projection {
   // The last organization of load_row or load_history_row (map nodes never move).
   OrgBalances* loading_ = nullptr;
   std::string loading_id_;
+  // Usage ids read from history rows and not yet in their index: each one's slot is
+  // prefetched as it arrives and the id inserted kLoadAhead rows later, so the index's
+  // cache misses (one per id, in a table of millions) overlap. A ring, oldest at
+  // load_next_; finish_history() inserts what is left.
+  static constexpr size_t kLoadAhead = 16;
+  struct PendingUsageId {
+    OrgBalances* org = nullptr;
+    std::string id;
+    UsageRef ref;
+  };
+  std::vector<PendingUsageId> load_pending_;
+  size_t load_next_ = 0;
+  // Inserts the oldest pending id; false if it was there already (a malformed store).
+  bool insert_oldest_pending();
 };
 
 }  // namespace tally

@@ -48,6 +48,10 @@ class Projection {
   // Restores one history row, given after every load_row, in sequence order, and only
   // for seq <= checkpoint(); false if the row is malformed.
   virtual bool load_history_row(uint64_t /*seq*/, std::string_view /*key*/, std::string_view /*value*/) { return false; }
+  // Called once after the last load_history_row (whether or not there was any): a
+  // projection may hold rows back to restore them together (balances does, to overlap
+  // their cache misses). False if a row held back turns out malformed.
+  virtual bool finish_history() { return true; }
   // Forgets everything (state and pending changes), as if no event was applied.
   virtual void clear() = 0;
 

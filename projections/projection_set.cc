@@ -98,6 +98,9 @@ Status ProjectionSet::load(const Store& store) {
   };
   if (Status s = store.read_history(load_history); !s.ok()) return s;
   for (size_t p = 0; p < projections.size(); ++p) {
+    if (!malformed[p] && !projections[p]->finish_history()) malformed[p] = true;
+  }
+  for (size_t p = 0; p < projections.size(); ++p) {
     if (malformed[p] || projections[p]->checkpoint() > store.last_seq()) {
       // Rows we cannot trust are rebuilt from the log, the source of truth.
       projections[p]->clear();

@@ -59,6 +59,7 @@ void exercise(tally::ProjectionSet& projections) {
     for (const auto& [at, value] : dumped.history) {
       if (at.second.starts_with(projection->row_prefix())) (void)projection->load_history_row(at.first, at.second, value);
     }
+    (void)projection->finish_history();
   }
   MapSink again;
   restored.dump(&again);
