@@ -420,6 +420,7 @@ std::string Engine::query(const Query& query) {
   if (!query.as_of_seq && !query.as_of_us) return answer_query(state_, query, store_->last_seq(), std::max(clock_->now_us(), last_time_us_));
   // A past state: replay the log into fresh projections up to the point asked for.
   ProjectionSet past;
+  past.drop_history_rows();  // read, never flushed
   const uint64_t to_seq = std::min(query.as_of_seq.value_or(store_->last_seq()), store_->last_seq());
   const int64_t to_time = query.as_of_us.value_or(std::numeric_limits<int64_t>::max());
   if (Status s = past.replay(*store_, to_seq, to_time); !s.ok()) return error_json(s);

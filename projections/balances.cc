@@ -374,7 +374,7 @@ void BalancesProjection::apply(const fb::Envelope& event) {
       } else {
         auto [usage, inserted] = o->usage_ids.insert(usage_id, UsageRef{event.seq(), e->content_hash(), e->amount()});
         if (inserted) {
-          recorded_.push_back({RowKind::kUsage, &id, 0, nullptr, usage});
+          if (history_rows_kept_) recorded_.push_back({RowKind::kUsage, &id, 0, nullptr, usage});
         } else {
           ++anomalies_;  // the engine answers repeats without an event
         }

@@ -55,6 +55,15 @@ class Projection {
   // Forgets everything (state and pending changes), as if no event was applied.
   virtual void clear() = 0;
 
+  // For a projection that is only read and dumped, never flushed (a rebuild, verify, a
+  // query in the past): from now on it keeps no history rows for the next flush. A
+  // replay of the whole log would otherwise hold one or two per event in memory until
+  // the projection is destroyed. A flush() or flush_history() after it would leave
+  // the store without those rows (ProjectionSet refuses to flush such a set); dump()
+  // still writes every row.
+  void drop_history_rows() { history_rows_kept_ = false; }
+  bool history_rows_kept() const { return history_rows_kept_; }
+
   uint64_t checkpoint() const { return checkpoint_; }
   void set_checkpoint(uint64_t seq) { checkpoint_ = seq; }
 
@@ -63,6 +72,7 @@ class Projection {
 
  protected:
   uint64_t checkpoint_ = 0;
+  bool history_rows_kept_ = true;
 };
 
 }  // namespace tally

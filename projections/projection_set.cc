@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "engine/assert.h"
 #include "engine/event_format.h"
 #include "projections/split_applier.h"
 
@@ -27,6 +28,8 @@ void ProjectionSet::flush(RowSink* sink) { flush_due(sink, 0); }
 void ProjectionSet::flush_due(RowSink* sink, uint64_t lag_events) {
   const std::array<Projection*, kCount> projections = all();
   for (size_t i = 0; i < kCount; ++i) {
+    // Rows dropped cannot be written: the store would silently miss them.
+    TALLY_ASSERT(projections[i]->history_rows_kept());
     const uint64_t checkpoint = projections[i]->checkpoint();
     if (lag_events > 1) {
       const uint64_t shift = i * lag_events / kCount;
@@ -44,6 +47,10 @@ uint64_t ProjectionSet::stored_seq() const { return *std::min_element(stored_.be
 
 void ProjectionSet::dump(RowSink* sink) const {
   for (const Projection* projection : all()) projection->dump(sink);
+}
+
+void ProjectionSet::drop_history_rows() {
+  for (Projection* projection : all()) projection->drop_history_rows();
 }
 
 void ProjectionSet::clear() {

@@ -56,6 +56,10 @@ class ProjectionSet {
   uint64_t stored_seq() const;
   // Writes every row of every projection.
   void dump(RowSink* sink) const;
+  // For a set that is only read and dumped, never flushed (a rebuild, verify, a query
+  // in the past): its projections keep no history rows for a flush
+  // (Projection::drop_history_rows). flush() and flush_due() must not be called after.
+  void drop_history_rows();
   void clear();
   // Sequence number every projection has reached.
   uint64_t applied_seq() const;

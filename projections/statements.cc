@@ -62,6 +62,7 @@ void StatementsProjection::add(std::string_view org, uint32_t workspace, const f
     ++anomalies_;
     return;
   }
+  if (!history_rows_kept_) return;
   Pending& pending = pending_.emplace_back();
   pending.org = org_key;
   pending.workspace = workspace;

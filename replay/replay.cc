@@ -129,6 +129,7 @@ std::vector<std::pair<std::string, std::string>> projection_rows(const Projectio
 Status rebuild_projections(Store& store, RebuildStats* stats, const Progress& progress) {
   const auto start = std::chrono::steady_clock::now();
   ProjectionSet projections;
+  projections.drop_history_rows();  // dumped below, never flushed
   const uint64_t total = store.last_seq();
   if (Status s = projections.replay(store, total, std::numeric_limits<int64_t>::max(), progress); !s.ok()) return s;
   for (Projection* projection : projections.all()) projection->set_checkpoint(total);
@@ -163,6 +164,7 @@ VerifyReport verify(const Store& store, const ProjectionSet* live, const Progres
   // flush_due), so each projection is compared with the rebuild as it stood at its own
   // stored checkpoint, taken during the one pass over the log below.
   ProjectionSet rebuilt;
+  rebuilt.drop_history_rows();  // compared by dump, never flushed
   constexpr size_t kCount = ProjectionSet::kCount;
   std::array<DigestSink, kCount> stored_digest;
   std::array<uint64_t, kCount> stored_checkpoint{};
@@ -240,6 +242,7 @@ VerifyReport verify(const Store& store, const ProjectionSet* live, const Progres
     } else if (!(stored_digest[p] == expected_digest[p])) {
       // Rebuild again up to that checkpoint, this time keeping the rows.
       ProjectionSet then;
+      then.drop_history_rows();
       const Status replayed = then.replay(store, stored_checkpoint[p], std::numeric_limits<int64_t>::max());
       if (!replayed.ok()) {
         problem(replayed.message);
