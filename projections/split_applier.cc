@@ -34,6 +34,10 @@ struct SplitApplier::Chunk {
   std::vector<uint64_t> words;
   std::vector<std::pair<size_t, size_t>> envelopes;  // (first word, bytes)
 
+  void clear() {
+    words.clear();
+    envelopes.clear();
+  }
   void add(std::string_view envelope) {
     const size_t first = words.size();
     words.resize(first + (envelope.size() + 7) / 8);
@@ -83,9 +87,13 @@ void SplitApplier::hand_over() {
     std::unique_lock lock(mutex_);
     changed_.wait(lock, [&] { return queue_.size() < kChunksQueuedMax; });
     queue_.push_back(std::move(chunk_));
+    if (!spare_.empty()) {
+      chunk_ = std::move(spare_.back());
+      spare_.pop_back();
+    }
   }
   changed_.notify_all();
-  chunk_ = std::make_unique<Chunk>(chunk_envelopes_max_);
+  if (chunk_ == nullptr) chunk_ = std::make_unique<Chunk>(chunk_envelopes_max_);
 }
 
 void SplitApplier::run_helper() {
@@ -114,6 +122,9 @@ void SplitApplier::run_helper() {
       ProjectionSet::apply_unseen(helper_part_, *event);
       if (log_ != nullptr) log_->append(event->seq(), chunk->at(i));
     }
+    chunk->clear();
+    std::lock_guard lock(mutex_);
+    spare_.push_back(std::move(chunk));
   }
 }
 

@@ -69,6 +69,9 @@ class SplitApplier {
   std::mutex mutex_;
   std::condition_variable changed_;
   std::deque<std::unique_ptr<Chunk>> queue_;  // guarded by mutex_
+  // Chunks the helper has applied, emptied, for the caller to fill again: a new chunk's
+  // first megabyte is fresh memory, a page fault every 4 KiB (guarded by mutex_).
+  std::vector<std::unique_ptr<Chunk>> spare_;
   bool closed_ = false;                       // guarded by mutex_
   std::thread helper_;                        // last: it starts once the rest exists
 };
