@@ -14,12 +14,12 @@ constexpr size_t kLiveChunkEnvelopesMax = 256;
 constexpr size_t kPrefetchAhead = 8;  // events
 
 std::vector<Projection*> own_part(ProjectionSet* p, SplitApplier::Split split) {
-  if (split == SplitApplier::Split::kReplay) return {&p->orgs, &p->rates, &p->usage, &p->tokens};
+  if (split == SplitApplier::Split::kReplay) return {&p->orgs, &p->rates, &p->statements, &p->tokens};
   return {&p->orgs, &p->balances, &p->rates, &p->tokens};
 }
 
 std::vector<Projection*> helper_part(ProjectionSet* p, SplitApplier::Split split) {
-  if (split == SplitApplier::Split::kReplay) return {&p->balances, &p->statements};
+  if (split == SplitApplier::Split::kReplay) return {&p->balances, &p->usage};
   return {&p->usage, &p->statements};
 }
 

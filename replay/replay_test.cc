@@ -189,7 +189,7 @@ TEST(RebuildProjections, RestoresRowsEqualToTheLiveOnes) {
 
 // Enough usage to pass many chunks from the reading thread to the helper (4,096 events a
 // chunk, 8 queued at most), so the queue fills and the reader waits: the rebuilt rows
-// must still equal the live ones, balances and statements (the helper's) included.
+// must still equal the live ones, balances and usage (the helper's) included.
 TEST(RebuildProjections, ManyChunksOfEventsGiveTheLiveRows) {
   TestEngine t;
   fill(t);
