@@ -59,7 +59,7 @@ class Projection {
   // query in the past): from now on it keeps no history rows for the next flush. A
   // replay of the whole log would otherwise hold one or two per event in memory until
   // the projection is destroyed. A flush() or flush_history() after it would leave
-  // the store without those rows (ProjectionSet refuses to flush such a set); dump()
+  // the store without those rows (ProjectionSet::flush_due asserts against it); dump()
   // still writes every row.
   void drop_history_rows() { history_rows_kept_ = false; }
   bool history_rows_kept() const { return history_rows_kept_; }

@@ -240,7 +240,7 @@ VerifyReport verify(const Store& store, const ProjectionSet* live, const Progres
       problem(fmt::format("stored projections: the rows of {} are at sequence {}, past the log's last record {}", name,
                           stored_checkpoint[p], total));
     } else if (!(stored_digest[p] == expected_digest[p])) {
-      // Rebuild again up to that checkpoint, this time keeping the rows.
+      // Rebuild again up to that checkpoint, this time collecting the rows to compare.
       ProjectionSet then;
       then.drop_history_rows();
       const Status replayed = then.replay(store, stored_checkpoint[p], std::numeric_limits<int64_t>::max());
