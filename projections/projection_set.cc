@@ -8,6 +8,7 @@
 
 #include "engine/assert.h"
 #include "engine/event_format.h"
+#include "projections/history_loader.h"
 #include "projections/split_applier.h"
 
 namespace tally {
@@ -97,13 +98,25 @@ Status ProjectionSet::load(const Store& store) {
   };
   if (Status s = store.read_rows(prefixes, load); !s.ok()) return s;
   // Then the history rows up to each projection's checkpoint; the replay below makes
-  // those past it again.
+  // those past it again. The balances projection's (usage ids) are restored on a
+  // helper thread, the statements' on this one, which also reads them.
+  constexpr size_t kBalances = 1;
+  static_assert(kBalances < kCount);
+  TALLY_ASSERT(projections[kBalances] == &balances);
+  std::optional<HistoryLoader> helper;
+  if (!malformed[kBalances]) helper.emplace(&balances);
   auto load_history = [&](uint64_t seq, std::string_view key, std::string_view value) {
     const size_t p = owner_of(key);
     if (p == kCount || malformed[p] || seq > projections[p]->checkpoint()) return;
-    if (!projections[p]->load_history_row(seq, key, value)) malformed[p] = true;
+    if (p == kBalances) {
+      helper->add(seq, key, value);
+    } else if (!projections[p]->load_history_row(seq, key, value)) {
+      malformed[p] = true;
+    }
   };
-  if (Status s = store.read_history(load_history); !s.ok()) return s;
+  const Status read = store.read_history(load_history);
+  if (helper && !helper->finish()) malformed[kBalances] = true;
+  if (!read.ok()) return read;
   for (size_t p = 0; p < projections.size(); ++p) {
     if (!malformed[p] && !projections[p]->finish_history()) malformed[p] = true;
   }

@@ -1,0 +1,98 @@
+#include "projections/history_loader.h"
+
+#include <string>
+
+namespace tally {
+namespace {
+
+constexpr size_t kChunksQueuedMax = 8;
+constexpr size_t kChunkRowsMax = 4096;
+constexpr size_t kChunkBytesMax = size_t{1} << 20;
+
+}  // namespace
+
+// Rows copied end to end: each row's key, then its value, in `bytes`.
+struct HistoryLoader::Chunk {
+  struct Row {
+    uint64_t seq;
+    size_t key_at;
+    uint32_t key_size;
+    uint32_t value_size;  // the value follows the key
+  };
+  std::string bytes;
+  std::vector<Row> rows;
+
+  void add(uint64_t seq, std::string_view key, std::string_view value) {
+    rows.push_back(Row{seq, bytes.size(), static_cast<uint32_t>(key.size()), static_cast<uint32_t>(value.size())});
+    bytes.append(key);
+    bytes.append(value);
+  }
+  bool full() const { return rows.size() >= kChunkRowsMax || bytes.size() >= kChunkBytesMax; }
+  void clear() {
+    bytes.clear();
+    rows.clear();
+  }
+};
+
+HistoryLoader::HistoryLoader(Projection* projection)
+    : projection_(projection), chunk_(std::make_unique<Chunk>()), helper_([this] { run_helper(); }) {}
+
+HistoryLoader::~HistoryLoader() { finish(); }
+
+void HistoryLoader::add(uint64_t seq, std::string_view key, std::string_view value) {
+  chunk_->add(seq, key, value);
+  if (chunk_->full()) hand_over();
+}
+
+bool HistoryLoader::finish() {
+  if (helper_.joinable()) {
+    hand_over();
+    {
+      std::lock_guard lock(mutex_);
+      closed_ = true;
+    }
+    changed_.notify_all();
+    helper_.join();
+  }
+  return !malformed_;
+}
+
+void HistoryLoader::hand_over() {
+  if (chunk_->rows.empty()) return;
+  {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] { return queue_.size() < kChunksQueuedMax; });
+    queue_.push_back(std::move(chunk_));
+    if (!spare_.empty()) {
+      chunk_ = std::move(spare_.back());
+      spare_.pop_back();
+    }
+  }
+  changed_.notify_all();
+  if (chunk_ == nullptr) chunk_ = std::make_unique<Chunk>();
+}
+
+void HistoryLoader::run_helper() {
+  for (;;) {
+    std::unique_ptr<Chunk> chunk;
+    {
+      std::unique_lock lock(mutex_);
+      changed_.wait(lock, [&] { return !queue_.empty() || closed_; });
+      if (queue_.empty()) return;  // closed, and every row restored
+      chunk = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    changed_.notify_all();
+    for (const Chunk::Row& row : chunk->rows) {
+      if (malformed_) break;  // the projection is rebuilt from the log: skip the rest
+      const std::string_view key(chunk->bytes.data() + row.key_at, row.key_size);
+      const std::string_view value(chunk->bytes.data() + row.key_at + row.key_size, row.value_size);
+      if (!projection_->load_history_row(row.seq, key, value)) malformed_ = true;
+    }
+    chunk->clear();
+    std::lock_guard lock(mutex_);
+    spare_.push_back(std::move(chunk));
+  }
+}
+
+}  // namespace tally
