@@ -1,6 +1,7 @@
 #include "projections/history_loader.h"
 
 #include <string>
+#include <vector>
 
 namespace tally {
 namespace {
@@ -35,7 +36,7 @@ struct HistoryLoader::Chunk {
 };
 
 HistoryLoader::HistoryLoader(Projection* projection)
-    : projection_(projection), chunk_(std::make_unique<Chunk>()), helper_([this] { run_helper(); }) {}
+    : projection_(projection), chunk_(std::make_unique<Chunk>()), queue_(kChunksQueuedMax), helper_([this] { run_helper(); }) {}
 
 HistoryLoader::~HistoryLoader() { finish(); }
 
@@ -47,11 +48,7 @@ void HistoryLoader::add(uint64_t seq, std::string_view key, std::string_view val
 bool HistoryLoader::finish() {
   if (helper_.joinable()) {
     hand_over();
-    {
-      std::lock_guard lock(mutex_);
-      closed_ = true;
-    }
-    changed_.notify_all();
+    queue_.close();
     helper_.join();
   }
   return !malformed_;
@@ -59,30 +56,12 @@ bool HistoryLoader::finish() {
 
 void HistoryLoader::hand_over() {
   if (chunk_->rows.empty()) return;
-  {
-    std::unique_lock lock(mutex_);
-    changed_.wait(lock, [&] { return queue_.size() < kChunksQueuedMax; });
-    queue_.push_back(std::move(chunk_));
-    if (!spare_.empty()) {
-      chunk_ = std::move(spare_.back());
-      spare_.pop_back();
-    }
-  }
-  changed_.notify_all();
-  if (chunk_ == nullptr) chunk_ = std::make_unique<Chunk>();
+  chunk_ = queue_.fill_next(std::move(chunk_), [] { return std::make_unique<Chunk>(); });
 }
 
 void HistoryLoader::run_helper() {
-  for (;;) {
-    std::unique_ptr<Chunk> chunk;
-    {
-      std::unique_lock lock(mutex_);
-      changed_.wait(lock, [&] { return !queue_.empty() || closed_; });
-      if (queue_.empty()) return;  // closed, and every row restored
-      chunk = std::move(queue_.front());
-      queue_.pop_front();
-    }
-    changed_.notify_all();
+  // Until the queue is closed and every row restored.
+  while (std::unique_ptr<Chunk> chunk = queue_.take()) {
     for (const Chunk::Row& row : chunk->rows) {
       if (malformed_) break;  // the projection is rebuilt from the log: skip the rest
       const std::string_view key(chunk->bytes.data() + row.key_at, row.key_size);
@@ -90,8 +69,7 @@ void HistoryLoader::run_helper() {
       if (!projection_->load_history_row(row.seq, key, value)) malformed_ = true;
     }
     chunk->clear();
-    std::lock_guard lock(mutex_);
-    spare_.push_back(std::move(chunk));
+    queue_.give_back(std::move(chunk));
   }
 }
 

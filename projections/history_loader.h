@@ -14,15 +14,12 @@
 // finish(). finish_history() is the caller's to call, after finish().
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <memory>
-#include <mutex>
 #include <string_view>
 #include <thread>
-#include <vector>
 
+#include "projections/chunk_queue.h"
 #include "projections/projection.h"
 
 namespace tally {
@@ -49,13 +46,9 @@ class HistoryLoader {
 
   Projection* const projection_;
   std::unique_ptr<Chunk> chunk_;  // being filled by the caller's thread
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  std::deque<std::unique_ptr<Chunk>> queue_;   // guarded by mutex_
-  std::vector<std::unique_ptr<Chunk>> spare_;  // guarded by mutex_: restored, for reuse
-  bool closed_ = false;                        // guarded by mutex_
-  bool malformed_ = false;                     // helper thread only until joined
-  std::thread helper_;                         // last: it starts once the rest exists
+  ChunkQueue<Chunk> queue_;
+  bool malformed_ = false;  // helper thread only until joined
+  std::thread helper_;      // last: it starts once the rest exists
 };
 
 }  // namespace tally

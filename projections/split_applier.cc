@@ -55,6 +55,7 @@ SplitApplier::SplitApplier(ProjectionSet* projections, Split split, LogBatch* lo
       chunk_envelopes_max_(split == Split::kReplay ? kReplayChunkEnvelopesMax : kLiveChunkEnvelopesMax),
       log_(log),
       chunk_(std::make_unique<Chunk>(chunk_envelopes_max_)),
+      queue_(kChunksQueuedMax),
       helper_([this] { run_helper(); }) {
   // A projection added to the set must be given to one of the two threads.
   TALLY_ASSERT(own_.size() + helper_part_.size() == projections->all().size());
@@ -73,40 +74,18 @@ void SplitApplier::apply(std::string_view envelope, const fb::Envelope& event) {
 void SplitApplier::finish() {
   if (!helper_.joinable()) return;
   hand_over();
-  {
-    std::lock_guard lock(mutex_);
-    closed_ = true;
-  }
-  changed_.notify_all();
+  queue_.close();
   helper_.join();
 }
 
 void SplitApplier::hand_over() {
   if (chunk_->envelopes.empty()) return;
-  {
-    std::unique_lock lock(mutex_);
-    changed_.wait(lock, [&] { return queue_.size() < kChunksQueuedMax; });
-    queue_.push_back(std::move(chunk_));
-    if (!spare_.empty()) {
-      chunk_ = std::move(spare_.back());
-      spare_.pop_back();
-    }
-  }
-  changed_.notify_all();
-  if (chunk_ == nullptr) chunk_ = std::make_unique<Chunk>(chunk_envelopes_max_);
+  chunk_ = queue_.fill_next(std::move(chunk_), [&] { return std::make_unique<Chunk>(chunk_envelopes_max_); });
 }
 
 void SplitApplier::run_helper() {
-  for (;;) {
-    std::unique_ptr<Chunk> chunk;
-    {
-      std::unique_lock lock(mutex_);
-      changed_.wait(lock, [&] { return !queue_.empty() || closed_; });
-      if (queue_.empty()) return;  // closed, and everything applied
-      chunk = std::move(queue_.front());
-      queue_.pop_front();
-    }
-    changed_.notify_all();
+  // Until the queue is closed and every chunk applied.
+  while (std::unique_ptr<Chunk> chunk = queue_.take()) {
     const size_t count = chunk->envelopes.size();
     for (size_t i = 0; i < count; ++i) {
       // The event kPrefetchAhead places on: its cache misses overlap this one's work.
@@ -123,8 +102,7 @@ void SplitApplier::run_helper() {
       if (log_ != nullptr) log_->append(event->seq(), chunk->at(i));
     }
     chunk->clear();
-    std::lock_guard lock(mutex_);
-    spare_.push_back(std::move(chunk));
+    queue_.give_back(std::move(chunk));
   }
 }
 

@@ -26,17 +26,14 @@
 // written by anyone else. The destructor calls finish().
 #pragma once
 
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <memory>
-#include <mutex>
 #include <string_view>
 #include <thread>
-#include <utility>
 #include <vector>
 
+#include "projections/chunk_queue.h"
 #include "projections/projection_set.h"
 
 namespace tally {
@@ -69,14 +66,8 @@ class SplitApplier {
   const size_t chunk_envelopes_max_;
   LogBatch* const log_;
   std::unique_ptr<Chunk> chunk_;  // being filled by the caller's thread
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  std::deque<std::unique_ptr<Chunk>> queue_;  // guarded by mutex_
-  // Chunks the helper has applied, emptied, for the caller to fill again: a new chunk's
-  // first megabyte is fresh memory, a page fault every 4 KiB (guarded by mutex_).
-  std::vector<std::unique_ptr<Chunk>> spare_;
-  bool closed_ = false;                       // guarded by mutex_
-  std::thread helper_;                        // last: it starts once the rest exists
+  ChunkQueue<Chunk> queue_;
+  std::thread helper_;  // last: it starts once the rest exists
 };
 
 }  // namespace tally
