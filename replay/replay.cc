@@ -1,15 +1,18 @@
 #include "replay/replay.h"
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <functional>
 #include <limits>
 #include <map>
+#include <optional>
 
 #include <fmt/format.h>
 #include <xxhash.h>
 
 #include "engine/event_format.h"
+#include "projections/split_applier.h"
 
 namespace tally {
 namespace {
@@ -176,12 +179,20 @@ VerifyReport verify(const Store& store, const ProjectionSet* live, const Progres
   }
   if (strays != 0) problem(fmt::format("stored projections: {} history rows belong to no projection", strays));
   std::array<DigestSink, kCount> expected_digest;
+  // The rebuild is shared with a helper thread, as ProjectionSet::replay shares it; at
+  // a stored checkpoint the helper catches up first, so the dump sees every projection
+  // at that sequence number, and a new helper takes the events after it.
+  std::optional<SplitApplier> split;
   auto take_expected = [&](uint64_t seq) {
+    if (std::find(stored_checkpoint.begin(), stored_checkpoint.end(), seq) == stored_checkpoint.end()) return;
+    split.reset();  // its destructor waits for the helper
     for (size_t p = 0; p < kCount; ++p) {
       if (stored_checkpoint[p] == seq) rebuilt.all()[p]->dump(&expected_digest[p]);
     }
+    split.emplace(&rebuilt, SplitApplier::Split::kReplay);
   };
   take_expected(0);
+  if (!split) split.emplace(&rebuilt, SplitApplier::Split::kReplay);
 
   // One pass over the log: hash chain, checksums, envelopes, and the rebuild.
   Sha256 previous{};
@@ -215,13 +226,14 @@ VerifyReport verify(const Store& store, const ProjectionSet* live, const Progres
     if (event->time_us() <= last_time) problem(fmt::format("record {}: engine time does not rise", seq));
     if (event->command_seq() == 0 || event->command_seq() > seq) problem(fmt::format("record {}: bad command_seq", seq));
     last_time = event->time_us();
-    rebuilt.apply(*event);
+    split->apply(envelope, *event);
     take_expected(seq);
     ++report.events;
     if (progress && seq % 65536 == 0) progress(seq, total);
     return report.problems.size() < 20;
   };
   status = store.read_log(1, total, visit);
+  split.reset();  // every event applied: the rebuild is whole again
   if (!status.ok()) problem(status.message);
   if (report.problems.empty() && batch_index != chain.size()) {
     problem(fmt::format("the hash chain names {} batches but the log holds {}", chain.size(), batch_index));
