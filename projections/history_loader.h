@@ -1,9 +1,9 @@
 // HistoryLoader: restores one projection's history rows on a helper thread.
 //
 // Opening a store reads every history row back (ProjectionSet::load): a statement
-// entry and a usage id for each usage event, millions of rows. Reading them from the
-// store, restoring the statements and restoring the usage ids each took about a third
-// of a single thread's time. The projections do not read one another, so the caller's
+// entry and a usage id for each usage event, millions of rows. On one thread, reading
+// them from the store took 45 % of an open's samples, restoring the usage ids 25 % and
+// restoring the statements 20 % (a 2M-event store). The projections do not read one another, so the caller's
 // thread reads the rows and restores all but one projection's, and hands that one's
 // rows (copied) to a helper thread, in chunks of at most 4,096 rows or about 1 MiB
 // through a queue of at most 8 chunks.
