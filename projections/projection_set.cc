@@ -100,8 +100,7 @@ Status ProjectionSet::load(const Store& store) {
   // Then the history rows up to each projection's checkpoint; the replay below makes
   // those past it again. The balances projection's (usage ids) are restored on a
   // helper thread, the statements' on this one, which also reads them.
-  constexpr size_t kBalances = 1;
-  static_assert(kBalances < kCount);
+  constexpr size_t kBalances = 1;  // its index in all()
   TALLY_ASSERT(projections[kBalances] == &balances);
   std::optional<HistoryLoader> helper;
   if (!malformed[kBalances]) helper.emplace(&balances);

@@ -9,6 +9,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/event_format.h"
@@ -257,12 +258,14 @@ TEST(RebuildProjections, ManyChunksOfEventsGiveTheLiveRows) {
         void erase(std::string_view) override {}
         void put_history(uint64_t, std::string_view, std::string_view) override { ++rows; }
       };
-      for (const size_t p : {size_t{1}, size_t{4}}) {  // balances (usage ids) and statements
+      // The two projections with history rows: usage ids and statement entries.
+      for (const auto& [kept_by, dropped_by] : {std::pair<Projection*, Projection*>{&one_by_one.balances, &dropped.balances},
+                                                 std::pair<Projection*, Projection*>{&one_by_one.statements, &dropped.statements}}) {
         HistoryCount kept, none;
-        one_by_one.all()[p]->flush_history(&kept);
-        dropped.all()[p]->flush_history(&none);
-        EXPECT_GT(kept.rows, one_by_one.applied_seq() / 2) << one_by_one.all()[p]->name();
-        EXPECT_EQ(none.rows, 0u) << dropped.all()[p]->name();
+        kept_by->flush_history(&kept);
+        dropped_by->flush_history(&none);
+        EXPECT_GT(kept.rows, one_by_one.applied_seq() / 2) << kept_by->name();
+        EXPECT_EQ(none.rows, 0u) << dropped_by->name();
       }
     }
   }
