@@ -27,7 +27,9 @@ constexpr const char* kStateFamily = "state";
 constexpr const char* kHistoryFamily = "history";
 // The state row that names the store format, written when the store is created.
 constexpr std::string_view kFormatKey = "meta/format";
-constexpr std::string_view kFormat = "tally-log-2";
+constexpr std::string_view kFormat = "tally-log-3";
+// Format 2 wrote a log entry per record. Format 3 reads those entries as they are.
+constexpr std::string_view kFormat2 = "tally-log-2";
 // Format 1 kept history rows in the state family. Its log and chain are format 2's;
 // Store::open drops its projection rows, which are then rebuilt from the log.
 constexpr std::string_view kFormat1 = "tally-log-1";
@@ -110,6 +112,42 @@ bool decode_record(std::string_view record, std::string_view* envelope) {
   return true;
 }
 
+// ---- Segments ------------------------------------------------------------------------
+
+std::string segment_key(uint64_t first_seq, uint64_t last_seq) { return be64(first_seq) + be64(last_seq); }
+
+void append_frame(std::string* segment, std::string_view head, std::string_view tail) {
+  const size_t length = head.size() + tail.size();
+  TALLY_ASSERT(length <= kRecordBytesMax && segment->size() % 8 == 0);
+  char header[kFrameHeaderBytes] = {};
+  for (size_t i = 0; i < 4; ++i) header[i] = static_cast<char>((length >> (8 * i)) & 0xff);
+  segment->append(header, sizeof header);
+  segment->append(head);
+  segment->append(tail);
+  segment->append((8 - length % 8) % 8, '\0');
+}
+
+bool SegmentReader::next(std::string_view* record) {
+  if (malformed_ || pos_ == segment_.size()) return false;
+  const auto bad = [this] {
+    malformed_ = true;
+    return false;
+  };
+  if (segment_.size() - pos_ < kFrameHeaderBytes) return bad();
+  const auto* header = reinterpret_cast<const uint8_t*>(segment_.data() + pos_);
+  size_t length = 0;
+  for (size_t i = 0; i < 4; ++i) length |= size_t{header[i]} << (8 * i);
+  if ((header[4] | header[5] | header[6] | header[7]) != 0) return bad();
+  const size_t padded = length + (8 - length % 8) % 8;
+  if (segment_.size() - pos_ - kFrameHeaderBytes < padded) return bad();
+  *record = segment_.substr(pos_ + kFrameHeaderBytes, length);
+  for (size_t i = length; i < padded; ++i) {
+    if (segment_[pos_ + kFrameHeaderBytes + i] != '\0') return bad();
+  }
+  pos_ += kFrameHeaderBytes + padded;
+  return true;
+}
+
 // ---- ChainHasher ---------------------------------------------------------------------
 
 ChainHasher::ChainHasher(const Sha256& previous) : context_(EVP_MD_CTX_new()) {
@@ -145,6 +183,7 @@ Sha256 ChainHasher::finish() {
 struct LogBatch::Impl {
   explicit Impl(const Sha256& previous) : hasher(previous) {}
   std::unique_ptr<rocksdb::WriteBatch> batch;  // null once committed
+  std::string segment;                         // the records' frames, put at seal()
   ChainHasher hasher;
   rocksdb::ColumnFamilyHandle* log = nullptr;
   rocksdb::ColumnFamilyHandle* state = nullptr;
@@ -158,15 +197,12 @@ void LogBatch::append(uint64_t seq, std::string_view envelope) {
   if (records_ == 0) first_seq_ = seq;
   last_seq_ = seq;
   ++records_;
-  // The record (checksum, then envelope) goes into the batch in two parts, without a
+  // The record (checksum, then envelope) is hashed and framed in two parts, without a
   // copy of its own: this runs for every event.
   const RecordChecksum checksum = record_checksum(envelope);
   const std::string_view head = view(checksum);
   impl_->hasher.add(seq, head, envelope);
-  const std::string key = be64(seq);
-  const rocksdb::Slice key_part = slice(key);
-  const rocksdb::Slice value_parts[] = {slice(head), slice(envelope)};
-  impl_->batch->Put(impl_->log, rocksdb::SliceParts(&key_part, 1), rocksdb::SliceParts(value_parts, 2));
+  append_frame(&impl_->segment, head, envelope);
 }
 
 void LogBatch::put(std::string_view key, std::string_view value) { impl_->batch->Put(impl_->state, slice(key), slice(value)); }
@@ -180,7 +216,7 @@ void LogBatch::put_history(uint64_t seq, std::string_view key, std::string_view 
   impl_->batch->Put(impl_->history, rocksdb::SliceParts(key_parts, 2), rocksdb::SliceParts(&value_part, 1));
 }
 
-size_t LogBatch::bytes() const { return impl_->batch->GetDataSize(); }
+size_t LogBatch::bytes() const { return impl_->batch->GetDataSize() + impl_->segment.size(); }
 
 // ---- Store ---------------------------------------------------------------------------
 
@@ -191,8 +227,9 @@ struct Store::Impl {
   rocksdb::ColumnFamilyHandle* chain = nullptr;
   rocksdb::ColumnFamilyHandle* state = nullptr;
   rocksdb::ColumnFamilyHandle* history = nullptr;
-  // The last committed batch, emptied, whose buffer the next batch reuses.
+  // The last committed batch, emptied, whose buffers the next batch reuses.
   std::unique_ptr<rocksdb::WriteBatch> spare;
+  std::string spare_segment;
 
   ~Impl() {
     for (auto* handle : handles) db->DestroyColumnFamilyHandle(handle);
@@ -320,11 +357,8 @@ Status Store::open(const StoreOptions& options, std::unique_ptr<Store>* out) {
   std::string format;
   bool found = false;
   if (Status s = store->get_row(kFormatKey, &format, &found); !s.ok()) return s;
-  if (!found) {
-    rocksdb::WriteOptions write;
-    write.sync = true;
-    status = db->Put(write, store->impl_->state, slice(kFormatKey), slice(kFormat));
-    if (!status.ok()) return storage_error(status, "cannot write the store format");
+  if (!found || format == kFormat2) {
+    if (Status s = store->write_format(); !s.ok()) return s;
   } else if (format == kFormat1) {
     if (Status s = store->upgrade_format1(); !s.ok()) return s;
   } else if (format != kFormat) {
@@ -340,7 +374,12 @@ Status Store::find_head() {
   std::unique_ptr<rocksdb::Iterator> log(impl_->db->NewIterator(read, impl_->log));
   log->SeekToLast();
   if (!log->status().ok()) return storage_error(log->status(), "cannot read the log");
-  last_seq_ = log->Valid() ? read_be64(view(log->key())) : 0;
+  last_seq_ = 0;
+  if (log->Valid()) {
+    const std::string_view key = view(log->key());
+    if (key.size() != 8 && key.size() != 16) return Error(ErrorCode::kStorageError, "the log's last key is malformed");
+    last_seq_ = read_be64(key.substr(key.size() - 8));
+  }
 
   std::unique_ptr<rocksdb::Iterator> chain(impl_->db->NewIterator(read, impl_->chain));
   chain->SeekToLast();
@@ -366,6 +405,8 @@ Status Store::find_head() {
 std::unique_ptr<LogBatch> Store::begin_batch() {
   std::unique_ptr<LogBatch> batch(new LogBatch(sealed_hash_));
   batch->impl_->batch = impl_->spare != nullptr ? std::move(impl_->spare) : std::make_unique<rocksdb::WriteBatch>();
+  batch->impl_->segment = std::move(impl_->spare_segment);
+  batch->impl_->segment.clear();
   batch->impl_->log = impl_->log;
   batch->impl_->state = impl_->state;
   batch->impl_->history = impl_->history;
@@ -389,6 +430,7 @@ void Store::seal(LogBatch* batch) {
   batch->hash_ = sealed_hash_;
   if (batch->records_ == 0) return;
   TALLY_ASSERT(batch->first_seq_ == sealed_seq_ + 1);
+  batch->impl_->batch->Put(impl_->log, slice(segment_key(batch->first_seq_, batch->last_seq_)), slice(batch->impl_->segment));
   batch->hash_ = batch->impl_->hasher.finish();
   std::string value = be64(batch->last_seq_);
   value.append(reinterpret_cast<const char*>(batch->hash_.data()), batch->hash_.size());
@@ -417,6 +459,7 @@ void Store::complete(LogBatch* batch, const Status& written) {
     used->Clear();
     impl_->spare = std::move(used);
   }
+  if (batch->impl_->segment.capacity() <= kSpareBatchBytesMax) impl_->spare_segment = std::move(batch->impl_->segment);
   if (failed_) return;
   if (!written.ok()) {
     // Batches sealed after this one are not written either (the store stays failed);
@@ -440,27 +483,56 @@ Status Store::read_log(uint64_t from_seq, uint64_t to_seq,
   read.verify_checksums = true;
   std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(read, impl_->log));
   // RocksDB returns values at any address (a memtable entry follows its varint-coded
-  // key), but FlatBuffers needs aligned envelopes: copy the ones that are not.
+  // key), but FlatBuffers needs aligned envelopes: copy the entries that are not.
   std::vector<uint64_t> aligned;
+  const auto aligned_copy = [&aligned](std::string_view bytes, size_t offset) {
+    if (reinterpret_cast<uintptr_t>(bytes.data() + offset) % kEnvelopeAlignment == 0) return bytes;
+    aligned.resize(bytes.size() / sizeof(uint64_t) + 1);
+    std::memcpy(aligned.data(), bytes.data(), bytes.size());
+    return std::string_view(reinterpret_cast<const char*>(aligned.data()), bytes.size());
+  };
+  // The entry that holds from_seq is the last whose key is at most from_seq's followed
+  // by the largest last sequence number.
+  it->SeekForPrev(slice(segment_key(from_seq, ~uint64_t{0})));
+  if (!it->Valid()) it->SeekToFirst();
   uint64_t expected = from_seq;
-  for (it->Seek(slice(be64(from_seq))); it->Valid(); it->Next()) {
+  for (bool first = true; it->Valid(); it->Next(), first = false) {
     const std::string_view key = view(it->key());
-    const uint64_t seq = read_be64(key);
-    if (seq > to_seq) break;
-    if (key.size() != 8 || seq != expected) {
+    const uint64_t entry_first = read_be64(key);
+    const uint64_t entry_last = key.size() == 16 ? read_be64(key.substr(8)) : entry_first;
+    const bool well_formed = (key.size() == 8 || key.size() == 16) && entry_first <= entry_last;
+    if (well_formed && first && entry_last < from_seq) continue;  // the entry before from_seq's
+    if (entry_first > to_seq) break;
+    if (!well_formed || entry_first > expected || (entry_first < expected && !first)) {
       return Error(ErrorCode::kStorageError, fmt::format("the log has a gap or a stray key at sequence {}", expected));
     }
-    ++expected;
-    std::string_view envelope;
-    if (!decode_record(view(it->value()), &envelope)) {
-      return Error(ErrorCode::kStorageError, fmt::format("log record {} fails its checksum", seq));
+    if (key.size() == 8) {  // a record of format 2
+      std::string_view envelope;
+      if (!decode_record(view(it->value()), &envelope)) {
+        return Error(ErrorCode::kStorageError, fmt::format("log record {} fails its checksum", entry_first));
+      }
+      if (!visit(entry_first, aligned_copy(envelope, 0))) return Status::Ok();
+      ++expected;
+      continue;
     }
-    if (reinterpret_cast<uintptr_t>(envelope.data()) % kEnvelopeAlignment != 0) {
-      aligned.resize(envelope.size() / sizeof(uint64_t) + 1);
-      std::memcpy(aligned.data(), envelope.data(), envelope.size());
-      envelope = std::string_view(reinterpret_cast<const char*>(aligned.data()), envelope.size());
+    SegmentReader segment(aligned_copy(view(it->value()), 0));
+    std::string_view record;
+    for (uint64_t seq = entry_first; seq <= entry_last; ++seq) {
+      if (!segment.next(&record)) {
+        return Error(ErrorCode::kStorageError, fmt::format("log record {} is missing from its segment or malformed", seq));
+      }
+      if (seq < from_seq) continue;
+      if (seq > to_seq) return Status::Ok();
+      std::string_view envelope;
+      if (!decode_record(record, &envelope)) {
+        return Error(ErrorCode::kStorageError, fmt::format("log record {} fails its checksum", seq));
+      }
+      if (!visit(seq, envelope)) return Status::Ok();
     }
-    if (!visit(seq, envelope)) return Status::Ok();
+    if (segment.next(&record) || segment.malformed()) {
+      return Error(ErrorCode::kStorageError, fmt::format("the log's segment of records {} to {} has bytes past its last record", entry_first, entry_last));
+    }
+    expected = entry_last + 1;
   }
   if (!it->status().ok()) return storage_error(it->status(), "cannot read the log");
   return Status::Ok();
@@ -533,6 +605,14 @@ Status Store::upgrade_format1() {
   write.sync = true;
   if (status.ok()) status = impl_->db->Write(write, &batch);
   if (!status.ok()) return storage_error(status, "cannot upgrade the store from format 1");
+  return Status::Ok();
+}
+
+Status Store::write_format() {
+  rocksdb::WriteOptions write;
+  write.sync = true;
+  const rocksdb::Status status = impl_->db->Put(write, impl_->state, slice(kFormatKey), slice(kFormat));
+  if (!status.ok()) return storage_error(status, "cannot write the store format");
   return Status::Ok();
 }
 

@@ -2,7 +2,11 @@
 // one RocksDB database so that one WriteBatch commits them together.
 //
 // Column families:
-//   log    key = big-endian sequence number, value = LogRecord (checksum + Envelope)
+//   log    the records (checksum + Envelope) in sequence order, in entries of two kinds:
+//          a segment (format 3): key = big-endian first then last sequence number of
+//          one batch (16 bytes), value = its records framed one after another (see
+//          append_frame); or, in stores begun before format 3, key = big-endian
+//          sequence number (8 bytes), value = one record. Both are read.
 //   chain  key = big-endian first sequence of a batch,
 //          value = big-endian last sequence + SHA-256 of the batch (see below)
 //   state  projection rows and their checkpoints, keyed by projection
@@ -66,6 +70,36 @@ std::string encode_record(std::string_view envelope);
 // Checks the checksum; on success points `envelope` into `record`.
 bool decode_record(std::string_view record, std::string_view* envelope);
 
+// A segment's value: each record framed as its length (4 bytes, little-endian), 4 zero
+// bytes, the record, then zero bytes to a multiple of 8. Every frame begins at a
+// multiple of 8 from the segment's start, so in a segment at an 8-aligned address each
+// envelope (16 bytes into its frame) is aligned as FlatBuffers needs.
+//
+// One entry per batch instead of one per record: RocksDB's work per key (the memtable
+// insert, the flush's sort and block building, the iterator's step on a replay) is
+// done once per batch. See bench/RESULTS.md, "Runs 30-31".
+inline constexpr size_t kFrameHeaderBytes = 8;
+inline constexpr size_t kRecordBytesMax = uint32_t{0xffffffff};
+std::string segment_key(uint64_t first_seq, uint64_t last_seq);
+// Appends one record, given as head then tail (checksum, envelope), framed.
+// REQUIRES: head.size() + tail.size() <= kRecordBytesMax.
+void append_frame(std::string* segment, std::string_view head, std::string_view tail);
+
+// Walks a segment's records in order, checking the framing (not the checksums).
+class SegmentReader {
+ public:
+  explicit SegmentReader(std::string_view segment) : segment_(segment) {}
+  // The next record; false at the end of the segment or at a malformed frame (a length
+  // past the end, nonzero reserved or padding bytes), after which malformed() is true.
+  bool next(std::string_view* record);
+  bool malformed() const { return malformed_; }
+
+ private:
+  std::string_view segment_;
+  size_t pos_ = 0;
+  bool malformed_ = false;
+};
+
 // One group commit under construction: log records, projection rows, and the chain
 // row, written by Store::commit in one synced WriteBatch.
 class LogBatch : public RowSink {
@@ -101,9 +135,12 @@ struct StoreOptions {
 class Store {
  public:
   // Opens (or creates) the store at options.path and finds the log's head. A store of
-  // the previous format (tally-log-1, whose history rows were in the state family) is
-  // upgraded as it opens: its projection rows are dropped, in one synced write, and
-  // ProjectionSet::load rebuilds them from the log, which is unchanged.
+  // an earlier format is upgraded as it opens:
+  //   tally-log-2 (a log entry per record): marked format 3; its entries are read as
+  //     they are, and new batches are written as segments.
+  //   tally-log-1 (history rows in the state family): its projection rows are dropped,
+  //     in one synced write, and ProjectionSet::load rebuilds them from the log, which
+  //     is unchanged.
   static Status open(const StoreOptions& options, std::unique_ptr<Store>* store);
   ~Store();
 
@@ -171,6 +208,7 @@ class Store {
   Status find_head();
   // Drops every projection row of a format-1 store and marks it format 2.
   Status upgrade_format1();
+  Status write_format();
 
   std::unique_ptr<Impl> impl_;
   uint64_t last_seq_ = 0;

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -52,6 +53,50 @@ TEST(LogRecord, TruncatedOrExtendedRecordsFail) {
     EXPECT_FALSE(decode_record(std::string_view(record).substr(0, size), &envelope)) << size;
   }
   EXPECT_FALSE(decode_record(record + "x", &envelope));
+}
+
+// ---- segments ------------------------------------------------------------------------
+
+TEST(LogSegment, FramesReadBackInOrderEachAtAMultipleOfEight) {
+  std::string segment;
+  std::vector<std::string> records;
+  for (size_t size = 0; size <= 20; ++size) {
+    records.push_back(std::string(size, static_cast<char>('a' + size)));
+    append_frame(&segment, records.back().substr(0, size / 2), records.back().substr(size / 2));
+  }
+  SegmentReader reader(segment);
+  std::string_view record;
+  for (const std::string& expected : records) {
+    ASSERT_TRUE(reader.next(&record));
+    EXPECT_EQ(record, expected);
+    EXPECT_EQ(static_cast<size_t>(record.data() - segment.data()) % 8, 0u) << "a record begins 8 bytes into its frame";
+  }
+  EXPECT_FALSE(reader.next(&record));
+  EXPECT_FALSE(reader.malformed());
+}
+
+TEST(LogSegment, ABrokenFrameIsMalformed) {
+  std::string segment;
+  append_frame(&segment, "abc", "de");  // 8 bytes of header, 5 of record, 3 of padding
+  ASSERT_EQ(segment.size(), 16u);
+  const auto malformed = [](const std::string& bytes) {
+    SegmentReader reader(bytes);
+    std::string_view record;
+    while (reader.next(&record)) {
+    }
+    return reader.malformed();
+  };
+  EXPECT_FALSE(malformed(segment));
+  EXPECT_FALSE(malformed(""));
+  for (size_t size = 1; size < segment.size(); ++size) EXPECT_TRUE(malformed(segment.substr(0, size))) << "cut at " << size;
+  for (size_t at : {size_t{4}, size_t{7}, size_t{13}, size_t{15}}) {  // reserved and padding bytes
+    std::string bad = segment;
+    bad[at] = 1;
+    EXPECT_TRUE(malformed(bad)) << "byte " << at;
+  }
+  std::string longer = segment;
+  longer[0] = 9;  // a record of 9 bytes would need 8 + 16
+  EXPECT_TRUE(malformed(longer));
 }
 
 // ---- big-endian keys -----------------------------------------------------------------
@@ -270,6 +315,110 @@ TEST(Store, ReadLogVisitsARangeAndStopsWhenAsked) {
   EXPECT_TRUE(seen.empty());
 }
 
+TEST(Store, ABatchIsOneLogEntry) {
+  TempDir dir;
+  {
+    auto store = open_store(dir.sub("db"));
+    ASSERT_TRUE(commit(*store, {"1", "2", "3"}).ok());
+    ASSERT_TRUE(commit(*store, {"4"}).ok());
+    ASSERT_TRUE(commit(*store, {"5", "6"}).ok());
+  }
+  EXPECT_EQ(RawDb(dir.sub("db")).log_entry_count(), 3u);
+}
+
+// A store of format 2 kept a log entry per record. It opens as format 3, reads those
+// entries as they are, and adds its new batches as segments after them; reads that
+// start in either kind of entry, or in the middle of a segment, see every record once.
+TEST(Store, AFormat2LogIsReadAsItIsAndGrowsInSegments) {
+  TempDir dir;
+  Sha256 head;
+  {
+    auto store = open_store(dir.sub("db"));
+    ASSERT_TRUE(commit(*store, {"1", "2", "3"}).ok());
+    ASSERT_TRUE(commit(*store, {"4", "5"}).ok());
+    head = store->head_hash();
+  }
+  {
+    RawDb raw(dir.sub("db"));
+    raw.unsegment();
+    raw.put(RawDb::kState, "meta/format", "tally-log-2");
+    EXPECT_EQ(raw.log_entry_count(), 5u);
+  }
+  {
+    auto store = open_store(dir.sub("db"));
+    ASSERT_NE(store, nullptr);
+    EXPECT_EQ(store->last_seq(), 5u);
+    EXPECT_EQ(store->head_hash(), head);
+    ASSERT_TRUE(commit(*store, {"6", "7", "8"}).ok());
+    std::string format;
+    bool found = false;
+    ASSERT_TRUE(store->get_row("meta/format", &format, &found).ok());
+    EXPECT_EQ(format, "tally-log-3");
+  }
+  EXPECT_EQ(RawDb(dir.sub("db")).log_entry_count(), 6u);
+  auto store = open_store(dir.sub("db"));
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->last_seq(), 8u);
+  for (uint64_t from = 1; from <= 9; ++from) {
+    for (uint64_t to = from; to <= 9; ++to) {
+      std::vector<uint64_t> seen;
+      ASSERT_TRUE(store->read_log(from, to, [&](uint64_t seq, std::string_view envelope) {
+        EXPECT_EQ(envelope, std::to_string(seq));
+        seen.push_back(seq);
+        return true;
+      }).ok());
+      std::vector<uint64_t> expected;
+      for (uint64_t seq = from; seq <= std::min<uint64_t>(to, 8); ++seq) expected.push_back(seq);
+      EXPECT_EQ(seen, expected) << from << ".." << to;
+    }
+  }
+}
+
+TEST(Store, ASegmentWithBytesPastItsLastRecordIsReported) {
+  TempDir dir;
+  {
+    auto store = open_store(dir.sub("db"));
+    ASSERT_TRUE(commit(*store, {"1", "2"}).ok());
+    ASSERT_TRUE(commit(*store, {"3"}).ok());
+  }
+  {
+    RawDb raw(dir.sub("db"));
+    std::string value = raw.get(RawDb::kLog, segment_key(1, 2));
+    append_frame(&value, encode_record("stowaway"), {});
+    raw.put(RawDb::kLog, segment_key(1, 2), value);
+  }
+  auto store = open_store(dir.sub("db"));
+  ASSERT_NE(store, nullptr);
+  std::vector<uint64_t> seen;
+  const Status status = store->read_log(1, 3, [&](uint64_t seq, std::string_view) {
+    seen.push_back(seq);
+    return true;
+  });
+  EXPECT_EQ(status.code, ErrorCode::kStorageError);
+  EXPECT_NE(status.message.find("records 1 to 2 has bytes past its last record"), std::string::npos) << status.message;
+  EXPECT_EQ(seen, (std::vector<uint64_t>{1, 2}));
+}
+
+TEST(Store, ASegmentShorterThanItsKeyIsReported) {
+  TempDir dir;
+  {
+    auto store = open_store(dir.sub("db"));
+    ASSERT_TRUE(commit(*store, {"1", "2", "3"}).ok());
+  }
+  {
+    RawDb raw(dir.sub("db"));
+    std::string value;
+    append_frame(&value, encode_record("1"), {});
+    append_frame(&value, encode_record("2"), {});
+    raw.put(RawDb::kLog, segment_key(1, 3), value);  // record 3 is gone, the key still names it
+  }
+  auto store = open_store(dir.sub("db"));
+  ASSERT_NE(store, nullptr);
+  const Status status = store->read_log(1, 3, [](uint64_t, std::string_view) { return true; });
+  EXPECT_EQ(status.code, ErrorCode::kStorageError);
+  EXPECT_NE(status.message.find("log record 3 is missing from its segment"), std::string::npos) << status.message;
+}
+
 TEST(Store, ReopeningFindsTheHeadAndItsHash) {
   TempDir dir;
   Sha256 head;
@@ -433,7 +582,7 @@ TEST(Store, AHistoryKeyTooShortForASequenceNumberIsAStorageError) {
   EXPECT_EQ(status.code, ErrorCode::kStorageError);
 }
 
-// A format-1 store kept history rows in the state family. It opens as format 2 with
+// A format-1 store kept history rows in the state family. It opens as format 3 with
 // every projection row gone (to be rebuilt from the log); its log and chain are kept.
 TEST(Store, AFormat1StoreOpensUpgradedWithoutItsProjectionRows) {
   TempDir dir;
@@ -448,7 +597,7 @@ TEST(Store, AFormat1StoreOpensUpgradedWithoutItsProjectionRows) {
   std::vector<std::string> state;
   ASSERT_TRUE(store->read_rows("", [&](std::string_view key, std::string_view value) { state.push_back(fmt::format("{}={}", key, value)); })
                   .ok());
-  EXPECT_EQ(state, std::vector<std::string>{"meta/format=tally-log-2"});
+  EXPECT_EQ(state, std::vector<std::string>{"meta/format=tally-log-3"});
   EXPECT_EQ(read_all(*store), (std::vector<std::pair<uint64_t, std::string>>{{1, "a"}, {2, "b"}}));
   EXPECT_EQ(read_chain(*store).size(), 1u);
   EXPECT_EQ(store->head_hash(), expected_hash(Sha256{}, 1, {"a", "b"}));
@@ -462,10 +611,10 @@ TEST(Store, ACorruptRecordIsReportedWithItsSequenceNumber) {
   }
   {
     RawDb raw(dir.sub("db"));
-    std::string record = raw.get(RawDb::kLog, be64(2));
+    std::string record = raw.record(2);
     ASSERT_EQ(record.size(), kRecordChecksumBytes + 13);
     record[kRecordChecksumBytes + 3] ^= 0x20;  // "secOnd record"
-    raw.put(RawDb::kLog, be64(2), record);
+    raw.set_record(2, record);
   }
   auto store = open_store(dir.sub("db"));
   ASSERT_NE(store, nullptr);
@@ -487,9 +636,9 @@ TEST(Store, AFlippedChecksumByteIsDetectedToo) {
   }
   {
     RawDb raw(dir.sub("db"));
-    std::string record = raw.get(RawDb::kLog, be64(1));
+    std::string record = raw.record(1);
     record[0] ^= 0x01;
-    raw.put(RawDb::kLog, be64(1), record);
+    raw.set_record(1, record);
   }
   auto store = open_store(dir.sub("db"));
   const Status status = store->read_log(1, 1, [](uint64_t, std::string_view) { return true; });
@@ -502,7 +651,7 @@ TEST(Store, AMissingRecordIsAGap) {
     auto store = open_store(dir.sub("db"));
     ASSERT_TRUE(commit(*store, {"1", "2", "3"}).ok());
   }
-  RawDb(dir.sub("db")).erase(RawDb::kLog, be64(2));
+  RawDb(dir.sub("db")).erase_record(2);
   auto store = open_store(dir.sub("db"));
   ASSERT_NE(store, nullptr);
   const Status status = store->read_log(1, 3, [](uint64_t, std::string_view) { return true; });
@@ -516,7 +665,7 @@ TEST(Store, ALogThatDisagreesWithItsChainDoesNotOpen) {
     auto store = open_store(dir.sub("db"));
     ASSERT_TRUE(commit(*store, {"1", "2"}).ok());
   }
-  RawDb(dir.sub("db")).erase(RawDb::kLog, be64(2));  // the last record vanished
+  RawDb(dir.sub("db")).erase_record(2);  // the last record vanished
   StoreOptions options;
   options.path = dir.sub("db");
   std::unique_ptr<Store> store;

@@ -9,10 +9,14 @@
 #include <rocksdb/file_system.h>
 
 #include <atomic>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "engine/log.h"
 
 namespace tally::testing {
 
@@ -109,8 +113,78 @@ class RawDb {
     const rocksdb::Status status = db_->Delete(synced(), handles_.at(family), slice(key));
     if (!status.ok()) ADD_FAILURE() << "delete: " << status.ToString();
   }
+  // visit(key, value) for every row of the family, in key order.
+  void scan(int family, const std::function<void(std::string_view key, std::string_view value)>& visit) {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, handles_.at(family)));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) visit(std::string_view(it->key().data(), it->key().size()), std::string_view(it->value().data(), it->value().size()));
+    if (!it->status().ok()) ADD_FAILURE() << "scan: " << it->status().ToString();
+  }
+
+  // The log's records (checksum and envelope), one at a time, in whichever entry holds
+  // them (a segment, or a format-2 entry of one record; engine/log.h).
+  std::string record(uint64_t seq) {
+    const LogEntry entry = entry_holding(seq);
+    return seq - entry.first < entry.records.size() ? entry.records[seq - entry.first] : std::string();
+  }
+  // Replaces the bytes of record `seq` in its entry.
+  void set_record(uint64_t seq, std::string_view record) {
+    LogEntry entry = entry_holding(seq);
+    if (entry.key.size() == 8) return put(kLog, entry.key, record);
+    entry.records.at(seq - entry.first) = std::string(record);
+    put_segment(entry.first, entry.records);
+  }
+  // Removes record `seq`: its segment is split in two around it.
+  void erase_record(uint64_t seq) {
+    const LogEntry entry = entry_holding(seq);
+    erase(kLog, entry.key);
+    const auto at = entry.records.begin() + static_cast<ptrdiff_t>(seq - entry.first);
+    if (at != entry.records.begin()) put_segment(entry.first, {entry.records.begin(), at});
+    if (at + 1 != entry.records.end()) put_segment(seq + 1, {at + 1, entry.records.end()});
+  }
+  // Adds a segment of one record.
+  void add_record(uint64_t seq, std::string_view record) { put_segment(seq, {std::string(record)}); }
+  // Rewrites the log as a format-2 store held it: an entry per record.
+  void unsegment() {
+    for (const LogEntry& entry : log_entries()) {
+      erase(kLog, entry.key);
+      for (size_t i = 0; i < entry.records.size(); ++i) put(kLog, be64(entry.first + i), entry.records[i]);
+    }
+  }
+  size_t log_entry_count() { return log_entries().size(); }
 
  private:
+  struct LogEntry {
+    std::string key;
+    uint64_t first = 0;
+    std::vector<std::string> records;
+  };
+  std::vector<LogEntry> log_entries() {
+    std::vector<LogEntry> entries;
+    scan(kLog, [&](std::string_view key, std::string_view value) {
+      LogEntry entry{std::string(key), read_be64(key), {}};
+      if (key.size() == 8) {
+        entry.records.emplace_back(value);
+      } else {
+        SegmentReader segment(value);
+        for (std::string_view record; segment.next(&record);) entry.records.emplace_back(record);
+        if (segment.malformed()) ADD_FAILURE() << "a malformed segment at " << entry.first;
+      }
+      entries.push_back(std::move(entry));
+    });
+    return entries;
+  }
+  LogEntry entry_holding(uint64_t seq) {
+    for (LogEntry& entry : log_entries()) {
+      if (entry.first <= seq && seq < entry.first + entry.records.size()) return std::move(entry);
+    }
+    ADD_FAILURE() << "no log entry holds record " << seq;
+    return {};
+  }
+  void put_segment(uint64_t first, const std::vector<std::string>& records) {
+    std::string value;
+    for (const std::string& record : records) append_frame(&value, record, {});
+    put(kLog, segment_key(first, first + records.size() - 1), value);
+  }
   static rocksdb::Slice slice(std::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
   static rocksdb::WriteOptions synced() {
     rocksdb::WriteOptions write;

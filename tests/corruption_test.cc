@@ -3,7 +3,6 @@
 // RocksDB directly, then checks what opening it and `verify` say: a clear
 // storage_error or a named problem — never a crash, never a silent success.
 #include <gtest/gtest.h>
-#include <rocksdb/db.h>
 
 #include <filesystem>
 #include <functional>
@@ -15,6 +14,7 @@
 #include "engine/engine.h"
 #include "engine/event_format.h"
 #include "engine/log.h"
+#include "engine/test_storage.h"
 #include "engine/values.h"
 #include "reliability_harness.h"
 
@@ -23,64 +23,32 @@ namespace {
 
 constexpr int64_t kStart = 1'795'428'000'000'000;  // 2026-11-23T10:00:00Z
 
-// The raw store, as RocksDB sees it: the column families of engine/log.cc.
-class RawStore {
+// The raw store, as RocksDB sees it: the column families of engine/log.cc, and the
+// log's records wherever its entries hold them.
+class RawStore : public tally::testing::RawDb {
  public:
-  explicit RawStore(const std::string& path) {
-    rocksdb::DBOptions options;
-    std::vector<rocksdb::ColumnFamilyDescriptor> families = {{rocksdb::kDefaultColumnFamilyName, {}}, {"log", {}}, {"chain", {}}, {"state", {}}, {"history", {}}};
-    rocksdb::DB* db = nullptr;
-    const rocksdb::Status status = rocksdb::DB::Open(options, path, families, &handles_, &db);
-    EXPECT_TRUE(status.ok()) << status.ToString();
-    db_.reset(db);
-  }
-  ~RawStore() {
-    for (auto* handle : handles_) db_->DestroyColumnFamilyHandle(handle);
-  }
-  rocksdb::ColumnFamilyHandle* log() { return handles_[1]; }
-  rocksdb::ColumnFamilyHandle* chain() { return handles_[2]; }
-  rocksdb::ColumnFamilyHandle* state() { return handles_[3]; }
-  rocksdb::ColumnFamilyHandle* history() { return handles_[4]; }
-
-  std::string get(rocksdb::ColumnFamilyHandle* family, const std::string& key) {
-    std::string value;
-    EXPECT_TRUE(db_->Get(rocksdb::ReadOptions(), family, key, &value).ok()) << "no such row";
-    return value;
-  }
-  void put(rocksdb::ColumnFamilyHandle* family, const std::string& key, const std::string& value) {
-    rocksdb::WriteOptions write;
-    write.sync = true;
-    EXPECT_TRUE(db_->Put(write, family, key, value).ok());
-  }
-  void erase(rocksdb::ColumnFamilyHandle* family, const std::string& key) {
-    rocksdb::WriteOptions write;
-    write.sync = true;
-    EXPECT_TRUE(db_->Delete(write, family, key).ok());
-  }
+  using RawDb::RawDb;
   // Recomputes every chain row from the log, as a forger who knows the format would.
   void rechain() {
     std::vector<std::pair<std::string, uint64_t>> batches;  // key, last seq
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), chain()));
-    for (it->SeekToFirst(); it->Valid(); it->Next()) batches.emplace_back(it->key().ToString(), read_be64(it->value().ToString()));
+    scan(kChain, [&](std::string_view key, std::string_view value) { batches.emplace_back(key, read_be64(value)); });
     Sha256 previous{};
     for (const auto& [key, last] : batches) {
       ChainHasher hasher(previous);
-      for (uint64_t seq = read_be64(key); seq <= last; ++seq) hasher.add(seq, get(log(), be64(seq)));
+      for (uint64_t seq = read_be64(key); seq <= last; ++seq) hasher.add(seq, record(seq));
       previous = hasher.finish();
-      put(chain(), key, be64(last) + std::string(reinterpret_cast<const char*>(previous.data()), previous.size()));
+      put(kChain, key, be64(last) + std::string(reinterpret_cast<const char*>(previous.data()), previous.size()));
     }
   }
   // The first key of the family that starts with `prefix`.
-  std::string first_key(rocksdb::ColumnFamilyHandle* family, const std::string& prefix) {
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), family));
-    it->Seek(prefix);
-    EXPECT_TRUE(it->Valid() && it->key().starts_with(prefix));
-    return it->Valid() ? it->key().ToString() : std::string();
+  std::string first_key(int family, const std::string& prefix) {
+    std::string found;
+    scan(family, [&](std::string_view key, std::string_view) {
+      if (found.empty() && key.starts_with(prefix)) found = key;
+    });
+    EXPECT_FALSE(found.empty()) << "no key starts with " << prefix;
+    return found;
   }
-
- private:
-  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
-  std::unique_ptr<rocksdb::DB> db_;
 };
 
 // A healthy store of a few batches; returns how many events it holds.
@@ -137,7 +105,7 @@ std::string joined(const std::vector<std::string>& problems) {
   return out;
 }
 
-class Corruption : public testing::Test {
+class Corruption : public ::testing::Test {
  protected:
   void SetUp() override { events_ = make_store(dir_.path()); }
   // Alters the closed store through RocksDB, then opens and verifies it with Tally.
@@ -154,9 +122,9 @@ class Corruption : public testing::Test {
 
 TEST_F(Corruption, FlippedByteInARecordFailsItsChecksum) {
   const Opened opened = alter([](RawStore& raw) {
-    std::string record = raw.get(raw.log(), be64(2));
+    std::string record = raw.record(2);
     record[record.size() / 2] ^= 0x01;
-    raw.put(raw.log(), be64(2), record);
+    raw.set_record(2, record);
   });
   // The open reads only the last record; verify reads them all.
   ASSERT_TRUE(opened.open.ok()) << opened.open.message;
@@ -165,15 +133,15 @@ TEST_F(Corruption, FlippedByteInARecordFailsItsChecksum) {
 
 TEST_F(Corruption, TruncatedRecordFailsItsChecksum) {
   const Opened opened = alter([](RawStore& raw) {
-    const std::string record = raw.get(raw.log(), be64(3));
-    raw.put(raw.log(), be64(3), record.substr(0, record.size() - 5));
+    const std::string record = raw.record(3);
+    raw.set_record(3, record.substr(0, record.size() - 5));
   });
   ASSERT_TRUE(opened.open.ok()) << opened.open.message;
   EXPECT_TRUE(mentions(opened.problems, "log record 3 fails its checksum")) << joined(opened.problems);
 }
 
 TEST_F(Corruption, RecordShorterThanItsChecksum) {
-  const Opened opened = alter([](RawStore& raw) { raw.put(raw.log(), be64(1), "abc"); });
+  const Opened opened = alter([](RawStore& raw) { raw.set_record(1, "abc"); });
   ASSERT_TRUE(opened.open.ok()) << opened.open.message;
   EXPECT_TRUE(mentions(opened.problems, "log record 1 fails its checksum")) << joined(opened.problems);
 }
@@ -181,9 +149,9 @@ TEST_F(Corruption, RecordShorterThanItsChecksum) {
 TEST_F(Corruption, CorruptLastRecordRefusesTheOpen) {
   const uint64_t last = events_;
   const Opened opened = alter([last](RawStore& raw) {
-    std::string record = raw.get(raw.log(), be64(last));
+    std::string record = raw.record(last);
     record.back() ^= 0x40;
-    raw.put(raw.log(), be64(last), record);
+    raw.set_record(last, record);
   });
   EXPECT_EQ(error_name(opened.open.code), "storage_error");
   EXPECT_NE(opened.open.message.find("fails its checksum"), std::string::npos) << opened.open.message;
@@ -193,13 +161,13 @@ TEST_F(Corruption, CorruptLastRecordRefusesTheOpen) {
 TEST_F(Corruption, AlteredRecordWithAValidChecksumBreaksTheHashChain) {
   const Opened opened = alter([](RawStore& raw) {
     std::string_view envelope;
-    const std::string record = raw.get(raw.log(), be64(2));
+    const std::string record = raw.record(2);
     ASSERT_TRUE(decode_record(record, &envelope));
     std::string altered(envelope);
     const size_t at = altered.find("g1");  // the grant id
     ASSERT_NE(at, std::string::npos);
     altered[at + 1] = '2';
-    raw.put(raw.log(), be64(2), encode_record(altered));
+    raw.set_record(2, encode_record(altered));
   });
   ASSERT_TRUE(opened.open.ok()) << opened.open.message;
   EXPECT_TRUE(mentions(opened.problems, "does not match: history was altered")) << joined(opened.problems);
@@ -211,7 +179,7 @@ TEST_F(Corruption, AlteredRecordWithAValidChecksumBreaksTheHashChain) {
 TEST_F(Corruption, ImpossibleEventWithARecomputedChainIsNotAValidEnvelope) {
   const Opened opened = alter([](RawStore& raw) {
     std::string_view envelope;
-    const std::string record = raw.get(raw.log(), be64(2));
+    const std::string record = raw.record(2);
     ASSERT_TRUE(decode_record(record, &envelope));
     const std::string copy(envelope);
     const fb::Envelope* event = decode_envelope(copy);
@@ -229,7 +197,7 @@ TEST_F(Corruption, ImpossibleEventWithARecomputedChainIsNotAValidEnvelope) {
     forged.add_event_type(fb::Event::CreditsGranted);
     forged.add_event(payload.Union());
     b.Finish(forged.Finish());
-    raw.put(raw.log(), be64(2), encode_record(std::string_view(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize())));
+    raw.set_record(2, encode_record(std::string_view(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize())));
     raw.rechain();
   });
   ASSERT_TRUE(opened.open.ok()) << opened.open.message;
@@ -238,7 +206,7 @@ TEST_F(Corruption, ImpossibleEventWithARecomputedChainIsNotAValidEnvelope) {
 }
 
 TEST_F(Corruption, GarbageEnvelopeWithAValidChecksum) {
-  const Opened opened = alter([](RawStore& raw) { raw.put(raw.log(), be64(1), encode_record("not a flatbuffer at all")); });
+  const Opened opened = alter([](RawStore& raw) { raw.set_record(1, encode_record("not a flatbuffer at all")); });
   ASSERT_TRUE(opened.open.ok()) << opened.open.message;
   EXPECT_FALSE(opened.problems.empty());
   EXPECT_TRUE(mentions(opened.problems, "record 1 is not a valid envelope") || mentions(opened.problems, "history was altered"))
@@ -246,27 +214,27 @@ TEST_F(Corruption, GarbageEnvelopeWithAValidChecksum) {
 }
 
 TEST_F(Corruption, MissingRecordIsAGap) {
-  const Opened opened = alter([](RawStore& raw) { raw.erase(raw.log(), be64(2)); });
+  const Opened opened = alter([](RawStore& raw) { raw.erase_record(2); });
   ASSERT_TRUE(opened.open.ok()) << opened.open.message;
   EXPECT_TRUE(mentions(opened.problems, "gap or a stray key at sequence 2")) << joined(opened.problems);
 }
 
 TEST_F(Corruption, RecordBeyondTheChainRefusesTheOpen) {
   const uint64_t next = events_ + 1;
-  const Opened opened = alter([next](RawStore& raw) { raw.put(raw.log(), be64(next), raw.get(raw.log(), be64(next - 1))); });
+  const Opened opened = alter([next](RawStore& raw) { raw.add_record(next, raw.record(next - 1)); });
   EXPECT_EQ(error_name(opened.open.code), "storage_error");
   EXPECT_NE(opened.open.message.find("the store was altered"), std::string::npos) << opened.open.message;
 }
 
 TEST_F(Corruption, LostLastRecordRefusesTheOpen) {
   const uint64_t last = events_;
-  const Opened opened = alter([last](RawStore& raw) { raw.erase(raw.log(), be64(last)); });
+  const Opened opened = alter([last](RawStore& raw) { raw.erase_record(last); });
   EXPECT_EQ(error_name(opened.open.code), "storage_error");
   EXPECT_NE(opened.open.message.find("the store was altered"), std::string::npos) << opened.open.message;
 }
 
 TEST_F(Corruption, MalformedChainRowRefusesTheOpen) {
-  const Opened opened = alter([](RawStore& raw) { raw.put(raw.chain(), be64(1'000'000), "short"); });  // sorts last: the head's row
+  const Opened opened = alter([](RawStore& raw) { raw.put(RawStore::kChain, be64(1'000'000), "short"); });  // sorts last: the head's row
   EXPECT_EQ(error_name(opened.open.code), "storage_error");
   EXPECT_NE(opened.open.message.find("malformed"), std::string::npos) << opened.open.message;
 }
@@ -275,8 +243,8 @@ TEST_F(Corruption, MalformedChainRowRefusesTheOpen) {
 // at the open, and verify names the stored row that differs.
 TEST_F(Corruption, DamagedProjectionRowIsRebuiltFromTheLog) {
   const Opened opened = alter([](RawStore& raw) {
-    const std::string key = raw.first_key(raw.state(), "balances/o");
-    raw.put(raw.state(), key, "garbage");
+    const std::string key = raw.first_key(RawStore::kState, "balances/o");
+    raw.put(RawStore::kState, key, "garbage");
   });
   ASSERT_TRUE(opened.open.ok()) << opened.open.message;
   EXPECT_TRUE(mentions(opened.problems, "stored projections: row balances/o")) << joined(opened.problems);
@@ -284,7 +252,7 @@ TEST_F(Corruption, DamagedProjectionRowIsRebuiltFromTheLog) {
 }
 
 TEST_F(Corruption, ForeignFormatRefusesTheOpen) {
-  const Opened opened = alter([](RawStore& raw) { raw.put(raw.state(), "meta/format", "tally-log-99"); });
+  const Opened opened = alter([](RawStore& raw) { raw.put(RawStore::kState, "meta/format", "tally-log-99"); });
   EXPECT_EQ(error_name(opened.open.code), "storage_error");
   EXPECT_NE(opened.open.message.find("tally-log-99"), std::string::npos) << opened.open.message;
 }

@@ -1,13 +1,13 @@
-// libFuzzer target: the log record decoders (engine/log.cc decode_record,
-// engine/event_format.cc decode_envelope) over arbitrary bytes, and the projections
+// libFuzzer target: the log record decoders (engine/log.cc decode_record and
+// SegmentReader, engine/event_format.cc decode_envelope) over arbitrary bytes, and the projections
 // over any envelope that passes the FlatBuffers verifier. A damaged or forged log must
 // be reported by verify, never crash the program reading it; so any envelope that
 // verifies is applied — to fresh projections, and on top of a real history — then
 // flushed, dumped, reloaded and checked, and none of it may crash.
 //
-// The input is read both as a log record (checksum + envelope) and as a bare envelope;
-// a misaligned envelope must be refused (RocksDB hands out values at any address, and
-// Store::read_log aligns them first).
+// The input is read as a log record (checksum + envelope), as a log segment (framed
+// records, engine/log.h) and as a bare envelope; a misaligned envelope must be refused
+// (RocksDB hands out values at any address, and Store::read_log aligns them first).
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -118,6 +118,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string record = tally::encode_record(bytes);
   std::string_view back;
   if (!tally::decode_record(record, &back) || back != bytes) std::abort();
+  // As a log segment: its records come out within its bytes, in order, and framed
+  // again they give the same bytes back, unless the reader called it malformed.
+  tally::SegmentReader segment(bytes);
+  std::string reframed;
+  for (std::string_view framed; segment.next(&framed);) {
+    if (framed.data() < bytes.data() || framed.data() + framed.size() > bytes.data() + bytes.size()) std::abort();
+    tally::append_frame(&reframed, framed, {});
+  }
+  if (!segment.malformed() && reframed != bytes) std::abort();
+  if (segment.malformed() && reframed.size() >= bytes.size()) std::abort();
   // As a bare envelope (libFuzzer's buffer is malloc-aligned)...
   apply_envelope(bytes);
   // ...and at an odd address, where reading it in place would be undefined: refused.
