@@ -6,11 +6,6 @@
 namespace tally {
 namespace {
 
-void put(std::string& out, uint64_t value) {
-  char bytes[kVarintBytesMax];
-  out.append(bytes, put_varint(bytes, value));
-}
-
 uint64_t get(const std::string& in, size_t* pos) {
   uint64_t value;
   const char* end = get_varint(in.data() + *pos, in.data() + in.size(), &value);
@@ -59,13 +54,17 @@ bool StatementAccount::append(uint64_t seq, int64_t time_us, EntryKind kind, int
     groups_.push_back(Group{last_seq_, last_time_, last_balance_, {}});
     groups_.back().bytes.reserve(expected);
   }
+  // The entry's fixed part goes together into one buffer, then onto the group in one
+  // append: an append for each varint took a tenth of the rebuild's reading thread.
+  char head[1 + 5 * kVarintBytesMax];
+  head[0] = static_cast<char>(kind);
+  char* end = put_varint(head + 1, seq - last_seq_);
+  end = put_varint(end, zigzag(static_cast<int64_t>(static_cast<uint64_t>(time_us) - static_cast<uint64_t>(last_time_))));
+  end = put_varint(end, zigzag(amount));
+  end = put_varint(end, other_workspace);
+  end = put_varint(end, ref.size());
   std::string& out = groups_.back().bytes;
-  out += static_cast<char>(kind);
-  put(out, seq - last_seq_);
-  put(out, zigzag(static_cast<int64_t>(static_cast<uint64_t>(time_us) - static_cast<uint64_t>(last_time_))));
-  put(out, zigzag(amount));
-  put(out, other_workspace);
-  put(out, ref.size());
+  out.append(head, static_cast<size_t>(end - head));
   out += ref;
   ++size_;
   last_seq_ = seq;
