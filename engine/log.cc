@@ -431,6 +431,10 @@ void Store::seal(LogBatch* batch) {
   if (batch->records_ == 0) return;
   TALLY_ASSERT(batch->first_seq_ == sealed_seq_ + 1);
   batch->impl_->batch->Put(impl_->log, slice(segment_key(batch->first_seq_, batch->last_seq_)), slice(batch->impl_->segment));
+  // The write batch has the segment's bytes now: its buffer goes to the next batch at
+  // once, so that batches in flight do not each hold one.
+  if (batch->impl_->segment.capacity() <= kSpareBatchBytesMax) impl_->spare_segment = std::move(batch->impl_->segment);
+  batch->impl_->segment = std::string();
   batch->hash_ = batch->impl_->hasher.finish();
   std::string value = be64(batch->last_seq_);
   value.append(reinterpret_cast<const char*>(batch->hash_.data()), batch->hash_.size());
@@ -459,7 +463,6 @@ void Store::complete(LogBatch* batch, const Status& written) {
     used->Clear();
     impl_->spare = std::move(used);
   }
-  if (batch->impl_->segment.capacity() <= kSpareBatchBytesMax) impl_->spare_segment = std::move(batch->impl_->segment);
   if (failed_) return;
   if (!written.ok()) {
     // Batches sealed after this one are not written either (the store stays failed);
