@@ -184,6 +184,7 @@ struct LogBatch::Impl {
   explicit Impl(const Sha256& previous) : hasher(previous) {}
   std::unique_ptr<rocksdb::WriteBatch> batch;  // null once committed
   std::string segment;                         // the records' frames, put at seal()
+  rocksdb::Status sealed;                      // the segment's put: write() refuses the batch if it failed
   ChainHasher hasher;
   rocksdb::ColumnFamilyHandle* log = nullptr;
   rocksdb::ColumnFamilyHandle* state = nullptr;
@@ -430,7 +431,10 @@ void Store::seal(LogBatch* batch) {
   batch->hash_ = sealed_hash_;
   if (batch->records_ == 0) return;
   TALLY_ASSERT(batch->first_seq_ == sealed_seq_ + 1);
-  batch->impl_->batch->Put(impl_->log, slice(segment_key(batch->first_seq_, batch->last_seq_)), slice(batch->impl_->segment));
+  // RocksDB refuses a value of 4 GiB or more. No batch the engine makes comes near
+  // (16,384 commands of at most 64 KiB each), but should one, write() refuses it and the
+  // store turns read-only, rather than commit a chain row without its records.
+  batch->impl_->sealed = batch->impl_->batch->Put(impl_->log, slice(segment_key(batch->first_seq_, batch->last_seq_)), slice(batch->impl_->segment));
   // The write batch has the segment's bytes now: its buffer goes to the next batch at
   // once, so that batches in flight do not each hold one.
   if (batch->impl_->segment.capacity() <= kSpareBatchBytesMax) impl_->spare_segment = std::move(batch->impl_->segment);
@@ -448,6 +452,7 @@ Status Store::write(LogBatch* batch) const {
   rocksdb::WriteOptions write;
   write.sync = true;         // nothing is acknowledged before it is on disk
   write.disableWAL = false;  // the WAL is what makes the batch durable
+  if (!batch->impl_->sealed.ok()) return storage_error(batch->impl_->sealed, "a batch's log segment was refused; the engine is now read-only");
   const rocksdb::Status status = impl_->db->Write(write, batch->impl_->batch.get());
   if (!status.ok()) return storage_error(status, "the write of a batch failed; the engine is now read-only");
   return Status::Ok();
