@@ -205,6 +205,14 @@ std::vector<std::pair<uint64_t, std::string>> read_all(const Store& store) {
   return records;
 }
 
+// The sequence numbers read_log(from, to) hands out, into `seen`, and its status.
+Status read_seqs(const Store& store, uint64_t from, uint64_t to, std::vector<uint64_t>* seen) {
+  return store.read_log(from, to, [seen](uint64_t seq, std::string_view) {
+    seen->push_back(seq);
+    return true;
+  });
+}
+
 struct ChainRow {
   uint64_t first, last;
   Sha256 hash;
@@ -390,10 +398,7 @@ TEST(Store, ASegmentWithBytesPastItsLastRecordIsReported) {
   auto store = open_store(dir.sub("db"));
   ASSERT_NE(store, nullptr);
   std::vector<uint64_t> seen;
-  const Status status = store->read_log(1, 3, [&](uint64_t seq, std::string_view) {
-    seen.push_back(seq);
-    return true;
-  });
+  const Status status = read_seqs(*store, 1, 3, &seen);
   EXPECT_EQ(status.code, ErrorCode::kStorageError);
   EXPECT_NE(status.message.find("records 1 to 2 has bytes past its last record"), std::string::npos) << status.message;
   EXPECT_EQ(seen, (std::vector<uint64_t>{1, 2}));
@@ -619,10 +624,7 @@ TEST(Store, ACorruptRecordIsReportedWithItsSequenceNumber) {
   auto store = open_store(dir.sub("db"));
   ASSERT_NE(store, nullptr);
   std::vector<uint64_t> seen;
-  const Status status = store->read_log(1, 3, [&](uint64_t seq, std::string_view) {
-    seen.push_back(seq);
-    return true;
-  });
+  const Status status = read_seqs(*store, 1, 3, &seen);
   EXPECT_EQ(status.code, ErrorCode::kStorageError);
   EXPECT_NE(status.message.find("record 2"), std::string::npos) << status.message;
   EXPECT_EQ(seen, (std::vector<uint64_t>{1})) << "nothing at or after the corrupt record is handed out";
