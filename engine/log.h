@@ -206,8 +206,9 @@ class Store {
   struct Impl;
   Store();
   Status find_head();
-  // Drops every projection row of a format-1 store and marks it format 2.
+  // Drops every projection row of a format-1 store and marks it with this format.
   Status upgrade_format1();
+  // Writes this format's row, synced: for a new store, or one of format 2.
   Status write_format();
 
   std::unique_ptr<Impl> impl_;
