@@ -493,8 +493,8 @@ Status Store::read_log(uint64_t from_seq, uint64_t to_seq,
   // RocksDB returns values at any address (a memtable entry follows its varint-coded
   // key), but FlatBuffers needs aligned envelopes: copy the entries that are not.
   std::vector<uint64_t> aligned;
-  const auto aligned_copy = [&aligned](std::string_view bytes, size_t offset) {
-    if (reinterpret_cast<uintptr_t>(bytes.data() + offset) % kEnvelopeAlignment == 0) return bytes;
+  const auto aligned_copy = [&aligned](std::string_view bytes) {
+    if (reinterpret_cast<uintptr_t>(bytes.data()) % kEnvelopeAlignment == 0) return bytes;
     aligned.resize(bytes.size() / sizeof(uint64_t) + 1);
     std::memcpy(aligned.data(), bytes.data(), bytes.size());
     return std::string_view(reinterpret_cast<const char*>(aligned.data()), bytes.size());
@@ -519,11 +519,11 @@ Status Store::read_log(uint64_t from_seq, uint64_t to_seq,
       if (!decode_record(view(it->value()), &envelope)) {
         return Error(ErrorCode::kStorageError, fmt::format("log record {} fails its checksum", entry_first));
       }
-      if (!visit(entry_first, aligned_copy(envelope, 0))) return Status::Ok();
+      if (!visit(entry_first, aligned_copy(envelope))) return Status::Ok();
       ++expected;
       continue;
     }
-    SegmentReader segment(aligned_copy(view(it->value()), 0));
+    SegmentReader segment(aligned_copy(view(it->value())));
     std::string_view record;
     for (uint64_t seq = entry_first; seq <= entry_last; ++seq) {
       if (!segment.next(&record)) {
