@@ -24,6 +24,7 @@
 #include <fmt/format.h>
 
 #include "bench/usage_workload.h"
+#include "engine/allocator.h"
 #include "engine/engine.h"
 #include "replay/replay.h"
 
@@ -88,6 +89,7 @@ int rebuild_existing(const std::string& data_dir, bool json) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  tally::tune_allocator_for_batches();  // as the tally program does
   CLI::App app{"tally_load: the SPEC §5 usage-ingest workload against Tally"};
   std::string mode = "inprocess";
   std::string data_dir;

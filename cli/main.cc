@@ -15,6 +15,7 @@
 #include "cli/io.h"
 #include "cli/load.h"
 #include "cli/remote.h"
+#include "engine/allocator.h"
 #include "engine/engine.h"
 #include "replay/export.h"
 #include "replay/replay.h"
@@ -164,6 +165,8 @@ int run_import(const std::string& data_dir, const std::string& input) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // False only off glibc or under a sanitizer's allocator: Tally then runs, only slower.
+  if (!tally::tune_allocator_for_batches()) spdlog::debug("the allocator keeps its default thresholds");
   // Our own stdin buffer lets apply see whether more input is ready (in_avail).
   std::ios::sync_with_stdio(false);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %l %v", spdlog::pattern_time_type::utc);
