@@ -6,6 +6,9 @@
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
+// XXH3 compiled here, with this build's flags, rather than called in libxxhash: it is
+// in the path of every record written and read back.
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include <cstring>

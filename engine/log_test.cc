@@ -1,11 +1,14 @@
 #include "engine/log.h"
 
 #include <gtest/gtest.h>
+#include <xxhash.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -53,6 +56,24 @@ TEST(LogRecord, TruncatedOrExtendedRecordsFail) {
     EXPECT_FALSE(decode_record(std::string_view(record).substr(0, size), &envelope)) << size;
   }
   EXPECT_FALSE(decode_record(record + "x", &envelope));
+}
+
+// log.cc compiles XXH3 from xxhash.h (XXH_INLINE_ALL); the checksums it writes must be
+// the library's, which is what every store written before was checked with. Lengths
+// cover each of XXH3's code paths (0, 1-3, 4-8, 9-16, 17-128, 129-240, longer, and
+// past one 1,024-byte block).
+TEST(LogRecord, TheChecksumIsLibxxhashsXXH3OfTheEnvelope) {
+  std::mt19937_64 random(7);
+  std::string bytes(3000, '\0');
+  for (char& c : bytes) c = static_cast<char>(random());
+  for (size_t size = 0; size <= bytes.size(); size += size < 300 ? 1 : 97) {
+    const std::string_view envelope = std::string_view(bytes).substr(bytes.size() - size);
+    const uint64_t library = XXH3_64bits(envelope.data(), envelope.size());
+    uint64_t ours;
+    const RecordChecksum checksum = record_checksum(envelope);
+    std::memcpy(&ours, checksum.data(), sizeof ours);
+    ASSERT_EQ(ours, library) << size;
+  }
 }
 
 // ---- segments ------------------------------------------------------------------------

@@ -1,5 +1,8 @@
 #include "projections/usage_ids.h"
 
+// XXH3 compiled here rather than called in libxxhash: every usage id is hashed twice
+// (its prefetch, then its insert), and ids are short, where a call costs most.
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include <cstring>
