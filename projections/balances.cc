@@ -31,12 +31,13 @@ uint32_t read_be32(std::string_view s) {
   return v;
 }
 
-std::vector<LotPortion> portions_of(const flatbuffers::Vector<const fb::LotAmount*>* lots) {
-  std::vector<LotPortion> out;
-  if (lots == nullptr) return out;
-  out.reserve(lots->size());
-  for (const fb::LotAmount* portion : *lots) out.push_back({portion->lot(), portion->amount()});
-  return out;
+// Replaces *out with the event's portions (reusing its capacity: a usage event brings
+// some, and the replay meets millions of them).
+void portions_of(const flatbuffers::Vector<const fb::LotAmount*>* lots, std::vector<LotPortion>* out) {
+  out->clear();
+  if (lots == nullptr) return;
+  out->reserve(lots->size());
+  for (const fb::LotAmount* portion : *lots) out->push_back({portion->lot(), portion->amount()});
 }
 
 void roll(SpendCounter& counter, int64_t bucket) {
@@ -311,9 +312,9 @@ void BalancesProjection::apply(const fb::Envelope& event) {
       const auto* e = event.event_as_CreditsMoved();
       OrgBalances* o = org(str(e->org()), &id_key);
       if (o == nullptr) return;
-      const std::vector<LotPortion> lots = portions_of(e->lots());
-      take(*o, *id_key, e->from_workspace(), lots);
-      give(*o, *id_key, e->to_workspace(), lots);
+      portions_of(e->lots(), &portions_);
+      take(*o, *id_key, e->from_workspace(), portions_);
+      give(*o, *id_key, e->to_workspace(), portions_);
       return;
     }
     case fb::Event::LotExpired: {
@@ -353,9 +354,9 @@ void BalancesProjection::apply(const fb::Envelope& event) {
       OrgBalances* o = org(str(e->org()), &id_key);
       if (o == nullptr) return;
       const std::string& id = *id_key;
-      const std::vector<LotPortion> lots = portions_of(e->lots());
-      take(*o, id, e->funding_workspace(), lots);
-      for (const LotPortion& portion : lots) {
+      portions_of(e->lots(), &portions_);
+      take(*o, id, e->funding_workspace(), portions_);
+      for (const LotPortion& portion : portions_) {
         if (portion.lot >= o->lots.size()) continue;
         o->lots[portion.lot].consumed += portion.amount;
         lot_changed(*o, id, portion.lot);
@@ -393,7 +394,7 @@ void BalancesProjection::apply(const fb::Envelope& event) {
         return;
       }
       Hold& hold = it->second;
-      hold.lots = portions_of(e->lots());
+      portions_of(e->lots(), &hold.lots);
       take(*o, id, e->funding_workspace(), hold.lots);
       hold.workspace = e->workspace();
       hold.funding_workspace = e->funding_workspace();
@@ -428,12 +429,14 @@ void BalancesProjection::apply(const fb::Envelope& event) {
       }
       Hold& hold = it->second;
       timers_.erase(Timer{hold.expires_at_us, id, 0, it->first});
-      for (const LotPortion& portion : portions_of(e->consumed_lots())) {
+      portions_of(e->consumed_lots(), &portions_);
+      for (const LotPortion& portion : portions_) {
         if (portion.lot >= o->lots.size()) continue;
         o->lots[portion.lot].consumed += portion.amount;
         lot_changed(*o, id, portion.lot);
       }
-      for (const LotPortion& portion : portions_of(e->expired_lots())) {
+      portions_of(e->expired_lots(), &portions_);
+      for (const LotPortion& portion : portions_) {
         if (portion.lot >= o->lots.size()) continue;
         Lot& lot = o->lots[portion.lot];
         if (lot.kind == LotKind::OneTime) {
@@ -445,7 +448,8 @@ void BalancesProjection::apply(const fb::Envelope& event) {
         }
         lot_changed(*o, id, portion.lot);
       }
-      give(*o, id, e->returned_to(), portions_of(e->returned_lots()));
+      portions_of(e->returned_lots(), &portions_);
+      give(*o, id, e->returned_to(), portions_);
       if (WorkspaceBalance* w = workspace(*o, id, hold.workspace)) {
         w->held -= hold.amount;
         w->consumed += e->amount();
@@ -489,9 +493,14 @@ void BalancesProjection::apply(const fb::Envelope& event) {
 // `held_time_us` (the hold's reservation time), if those buckets are still current.
 void BalancesProjection::spend(Spend& s, int64_t time_us, int64_t spent, int64_t held, int64_t held_time_us) {
   if (held >= 0) {
-    // Usage and new reservations: counted in the current bucket.
-    roll(s.day, day_of(time_us));
-    roll(s.month, month_of(time_us));
+    // Usage and new reservations: counted in the current bucket. The buckets roll
+    // together, and a day lies in one month, so the month (a civil-calendar sum, twice
+    // per usage event) is worked out only when the day changes.
+    const int64_t day = day_of(time_us);
+    if (s.day.bucket != day) {
+      roll(s.day, day);
+      roll(s.month, month_of(time_us));
+    }
     s.day.spent += spent;
     s.day.held += held;
     s.month.spent += spent;

@@ -188,6 +188,8 @@ class BalancesProjection final : public Projection {
   // with every batch (flush_history) rather than with the other rows.
   std::vector<Changed> recorded_;
   uint64_t anomalies_ = 0;
+  // The portions of the event being applied (usage, transfers): one buffer for all.
+  std::vector<LotPortion> portions_;
   // The last organization of load_row or load_history_row (map nodes never move).
   OrgBalances* loading_ = nullptr;
   std::string loading_id_;
