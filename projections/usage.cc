@@ -26,7 +26,7 @@ uint32_t UsageProjection::product(std::string_view tool, std::string_view model)
 uint32_t UsageProjection::user(OrgUsage& org, std::string_view name) {
   const auto next = static_cast<uint32_t>(org.users.size());
   const auto [index, added] = org.user_index.insert(std::hash<std::string_view>{}(name), next, [&](uint32_t i) { return org.users[i] == name; });
-  if (added) org.users.emplace_back(name);
+  if (added) org.users.add(name);
   return index;
 }
 

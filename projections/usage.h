@@ -69,8 +69,25 @@ class UsageProjection final : public Projection {
     uint32_t workspace = 0;
     std::string user, tool, model;
   };
+  // Interned names, by number, their bytes end to end in one string: comparing one
+  // reads one run of memory, where a std::string longer than its inline buffer (a
+  // member id such as "m1234@example.com") sends the read on to a heap copy. A view
+  // from operator[] is valid until the next add().
+  struct Names {
+    std::string bytes;
+    std::vector<size_t> ends;  // ends[i]: one past the last byte of name i
+    size_t size() const { return ends.size(); }
+    std::string_view operator[](size_t i) const {
+      const size_t begin = i == 0 ? 0 : ends[i - 1];
+      return std::string_view(bytes).substr(begin, ends[i] - begin);
+    }
+    void add(std::string_view name) {
+      bytes.append(name);
+      ends.push_back(bytes.size());
+    }
+  };
   struct OrgUsage {
-    std::vector<std::string> users;  // interned member ids, by number
+    Names users;  // interned member ids, by number
     HashIndex user_index;
     // Cells by number, in the order they first occurred (a deque: they never move, and
     // growing it copies nothing).
