@@ -13,9 +13,6 @@
 namespace tally {
 namespace {
 
-constexpr uint64_t kHandleMask = (uint64_t{1} << 48) - 1;
-constexpr uint64_t kTagMask = ~kHandleMask;
-
 uint64_t hash_of(std::string_view id) { return XXH3_64bits(id.data(), id.size()); }
 
 }  // namespace
@@ -50,7 +47,7 @@ size_t UsageIds::record_size(Handle handle) const {
 size_t UsageIds::probe(std::string_view id, uint64_t hash) const {
   const size_t mask = slots_.size() - 1;
   const uint64_t tag = hash & kTagMask;
-  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+  for (size_t i = hash >> (64 - bits_);; i = (i + 1) & mask) {
     const uint64_t slot = slots_[i];
     if (slot == 0) return i;
     if ((slot & kTagMask) == tag && id_at((slot & kHandleMask) - 1) == id) return i;
@@ -58,7 +55,7 @@ size_t UsageIds::probe(std::string_view id, uint64_t hash) const {
 }
 
 void UsageIds::prefetch(std::string_view id) const {
-  if (!slots_.empty()) __builtin_prefetch(&slots_[hash_of(id) & (slots_.size() - 1)]);
+  if (!slots_.empty()) __builtin_prefetch(&slots_[hash_of(id) >> (64 - bits_)]);
 }
 
 std::optional<UsageRef> UsageIds::find(std::string_view id) const {
@@ -87,7 +84,8 @@ std::pair<UsageIds::Handle, bool> UsageIds::insert(std::string_view id, const Us
   if (chunks_.empty() || tail_used_ + bytes > chunk_capacity(chunks_.size() - 1)) {
     if (!chunks_.empty()) chunk_used_.push_back(static_cast<uint32_t>(tail_used_));
     // Not zeroed: only the bytes written count toward the process's memory.
-    chunks_.push_back(std::unique_ptr<char[]>(new char[chunk_capacity(chunks_.size())]));
+    const size_t bytes = chunk_capacity(chunks_.size());
+    chunks_.push_back(std::unique_ptr<char[], FreeChunk>(HugePageAllocator<char>().allocate(bytes), FreeChunk{bytes}));
     tail_used_ = 0;
   }
   const Handle handle = (static_cast<Handle>(chunks_.size() - 1) << kChunkBits) | tail_used_;
@@ -99,14 +97,22 @@ std::pair<UsageIds::Handle, bool> UsageIds::insert(std::string_view id, const Us
   return {handle, true};
 }
 
+size_t UsageIds::home(uint64_t slot, unsigned bits) const {
+  // The slot's top bits are its hash's, as far as it keeps them.
+  if (bits <= kHashBits) return static_cast<size_t>(slot >> (64 - bits));
+  return static_cast<size_t>(hash_of(id_at((slot & kHandleMask) - 1)) >> (64 - bits));
+}
+
 void UsageIds::grow() {
-  std::vector<uint64_t> old = std::move(slots_);
-  slots_.assign(old.empty() ? 64 : old.size() * 2, 0);
+  auto old = std::move(slots_);
+  bits_ = old.empty() ? 6 : bits_ + 1;
+  slots_.assign(size_t{1} << bits_, 0);
   const size_t mask = slots_.size() - 1;
+  // Old slots in order have their homes in order (but for a run that wrapped around
+  // the end), so these writes go front to back too.
   for (const uint64_t slot : old) {
     if (slot == 0) continue;
-    // The tag keeps only the top 16 bits of the hash: hash the id again for the rest.
-    size_t i = hash_of(id_at((slot & kHandleMask) - 1)) & mask;
+    size_t i = home(slot, bits_);
     while (slots_[i] != 0) i = (i + 1) & mask;
     slots_[i] = slot;
   }

@@ -5,16 +5,23 @@
 // entry is packed into an append-only arena of chunks (one length byte, the id's bytes,
 // the 8-byte fingerprint, then seq and amount as LEB128 varints, the amount zigzagged;
 // chunks grow from 4 KiB to 4 MiB, so an organization with few ids holds little), and
-// an open-addressing table of 8-byte slots points into it (16 bits of the id's hash
-// beside a 48-bit arena position). About 15 + id-length bytes of record and 9 to 18 of
-// table per id, against about 90 for a std::unordered_map<std::string, …> node and its
-// bucket. Entries are never removed.
+// an open-addressing table of 8-byte slots points into it (the top 28 bits of the id's
+// hash above a 36-bit arena position). About 15 + id-length bytes of record and 9 to 18
+// of table per id, against about 90 for a std::unordered_map<std::string, …> node and
+// its bucket. Entries are never removed.
+//
+// A slot's home is the top bits of its id's hash, which the slot keeps: the table is in
+// hash order, and growing it doubles every home, so the new table is written front to
+// back from the old one read front to back, without reading a single id (up to 2^28
+// slots; past that the ids are hashed again).
 //
 // Contract:
 //   - find() and insert() compare ids byte for byte; the hash only narrows the search.
 //   - A Handle names an entry for good: it stays valid while the index lives and is
 //     not cleared (the arena never moves an entry).
 //   - Ids are at most kIdBytesMax (255) bytes; insert() of a longer id is a caller bug.
+//   - The records of one index take at most 64 GiB (2^36 bytes, some two billion ids,
+//     far past what memory holds); insert() stops the process rather than go past.
 //   - for_each() visits the entries in insertion order.
 //   - Not thread-safe; like every projection it belongs to one thread at a time.
 #pragma once
@@ -26,6 +33,8 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "projections/huge_pages.h"
 
 namespace tally {
 
@@ -88,11 +97,25 @@ class UsageIds {
   const char* record(Handle handle) const { return chunks_[handle >> kChunkBits].get() + (handle & (kChunkBytes - 1)); }
   // The slot holding id, or the empty slot where it would go.
   size_t probe(std::string_view id, uint64_t hash) const;
+  // Where the probe for the id of `slot` begins in a table of 2^bits slots.
+  size_t home(uint64_t slot, unsigned bits) const;
   void grow();
+  friend struct UsageIdsPeer;  // the tests' view of home()
 
-  // A slot: 0 when empty, else the hash's top 16 bits, then handle + 1 in the low 48.
-  std::vector<uint64_t> slots_;
-  std::vector<std::unique_ptr<char[]>> chunks_;
+  // A slot: 0 when empty, else the hash's top kHashBits bits, then handle + 1 in the
+  // low kHandleBits.
+  static constexpr unsigned kHandleBits = 36;
+  static constexpr unsigned kHashBits = 64 - kHandleBits;
+  static constexpr uint64_t kHandleMask = (uint64_t{1} << kHandleBits) - 1;
+  static constexpr uint64_t kTagMask = ~kHandleMask;
+  std::vector<uint64_t, HugePageAllocator<uint64_t>> slots_;
+  unsigned bits_ = 0;  // slots_.size() == 2^bits_ when not empty
+  // The arena's chunks, chunk_capacity(i) bytes each, from HugePageAllocator.
+  struct FreeChunk {
+    size_t bytes;
+    void operator()(char* chunk) const { HugePageAllocator<char>().deallocate(chunk, bytes); }
+  };
+  std::vector<std::unique_ptr<char[], FreeChunk>> chunks_;
   std::vector<uint32_t> chunk_used_;  // bytes used in each chunk but the last
   size_t tail_used_ = 0;              // bytes used in the last chunk
   size_t size_ = 0;

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <xxhash.h>
 
 #include <limits>
 #include <map>
@@ -9,6 +10,14 @@
 #include <string>
 
 namespace tally {
+
+// What the tests may see of the table: its slots and where each one's probe begins.
+struct UsageIdsPeer {
+  static const auto& slots(const UsageIds& ids) { return ids.slots_; }
+  static size_t home(const UsageIds& ids, uint64_t slot, unsigned bits) { return ids.home(slot, bits); }
+  static UsageIds::Handle handle(uint64_t slot) { return (slot & UsageIds::kHandleMask) - 1; }
+};
+
 namespace {
 
 UsageRef ref_for(uint64_t n) { return UsageRef{n, n * 0x9e3779b97f4a7c15ull, static_cast<int64_t>(n % 1000) - 500}; }
@@ -118,6 +127,37 @@ TEST(UsageIdsTest, MatchesAMapThroughGrowthAndVisitsInInsertionOrder) {
   ids.clear();
   EXPECT_EQ(ids.size(), 0u);
   EXPECT_FALSE(ids.find(order.front()).has_value());
+}
+
+}  // namespace
+}  // namespace tally
+
+namespace tally {
+namespace {
+
+// Growing reads a slot's home from the hash bits the slot keeps, and past them hashes
+// the id again (tables of more than 2^28 slots, too large to build here): both must
+// give the top bits of the id's hash, the same place a lookup begins.
+TEST(UsageIdsTest, ASlotsHomeIsTheTopOfItsIdsHashFromTheSlotOrTheId) {
+  UsageIds ids;
+  std::map<uint64_t, std::string> id_by_handle;
+  for (uint64_t n = 0; n < 5'000; ++n) {
+    const std::string id = fmt::format("usage-{}", n * 7919);
+    const auto [handle, added] = ids.insert(id, ref_for(n));
+    ASSERT_TRUE(added);
+    id_by_handle[handle] = id;
+  }
+  size_t checked = 0;
+  for (const uint64_t slot : UsageIdsPeer::slots(ids)) {
+    if (slot == 0) continue;
+    const std::string& id = id_by_handle.at(UsageIdsPeer::handle(slot));
+    const uint64_t hash = XXH3_64bits(id.data(), id.size());
+    for (const unsigned bits : {6u, 13u, 28u, 29u, 40u, 63u}) {
+      ASSERT_EQ(UsageIdsPeer::home(ids, slot, bits), hash >> (64 - bits)) << id << " in a table of 2^" << bits;
+    }
+    ++checked;
+  }
+  EXPECT_EQ(checked, ids.size());
 }
 
 }  // namespace
