@@ -187,6 +187,8 @@ struct LogBatch::Impl {
   explicit Impl(const Sha256& previous) : hasher(previous) {}
   std::unique_ptr<rocksdb::WriteBatch> batch;  // null once committed
   std::string segment;                         // the records' frames, put at seal()
+  // Where each segment after the first begins: (offset in `segment`, its first seq).
+  std::vector<std::pair<size_t, uint64_t>> cuts;
   rocksdb::Status sealed;                      // the segment's put: write() refuses the batch if it failed
   ChainHasher hasher;
   rocksdb::ColumnFamilyHandle* log = nullptr;
@@ -206,6 +208,8 @@ void LogBatch::append(uint64_t seq, std::string_view envelope) {
   const RecordChecksum checksum = record_checksum(envelope);
   const std::string_view head = view(checksum);
   impl_->hasher.add(seq, head, envelope);
+  const size_t segment_begin = impl_->cuts.empty() ? 0 : impl_->cuts.back().first;
+  if (impl_->segment.size() - segment_begin >= kSegmentBytesTarget) impl_->cuts.emplace_back(impl_->segment.size(), seq);
   append_frame(&impl_->segment, head, envelope);
 }
 
@@ -434,10 +438,25 @@ void Store::seal(LogBatch* batch) {
   batch->hash_ = sealed_hash_;
   if (batch->records_ == 0) return;
   TALLY_ASSERT(batch->first_seq_ == sealed_seq_ + 1);
-  // RocksDB refuses a value of 4 GiB or more. No batch the engine makes comes near
-  // (16,384 commands of at most 64 KiB each), but should one, write() refuses it and the
-  // store turns read-only, rather than commit a chain row without its records.
-  batch->impl_->sealed = batch->impl_->batch->Put(impl_->log, slice(segment_key(batch->first_seq_, batch->last_seq_)), slice(batch->impl_->segment));
+  // The segments cut at append(), each under its own key. RocksDB refuses a value of
+  // 4 GiB or more, and a segment is kSegmentBytesTarget plus at most one record, so
+  // none comes near; but should a put fail, write() refuses the batch and the store
+  // turns read-only, rather than commit a chain row without its records.
+  const std::string& frames = batch->impl_->segment;
+  size_t begin = 0;
+  uint64_t first = batch->first_seq_;
+  rocksdb::Status sealed;
+  const auto put = [&](size_t end, uint64_t last) {
+    const rocksdb::Status status = batch->impl_->batch->Put(impl_->log, slice(segment_key(first, last)), rocksdb::Slice(frames.data() + begin, end - begin));
+    if (sealed.ok()) sealed = status;  // the first failure, if any
+  };
+  for (const auto& [offset, seq] : batch->impl_->cuts) {
+    put(offset, seq - 1);
+    begin = offset;
+    first = seq;
+  }
+  put(frames.size(), batch->last_seq_);
+  batch->impl_->sealed = sealed;
   // The write batch has the segment's bytes now: its buffer goes to the next batch at
   // once, so that batches in flight do not each hold one.
   if (batch->impl_->segment.capacity() <= kSpareBatchBytesMax) impl_->spare_segment = std::move(batch->impl_->segment);

@@ -4,7 +4,8 @@
 // Column families:
 //   log    the records (checksum + Envelope) in sequence order, in entries of two kinds:
 //          a segment (format 3): key = big-endian first then last sequence number of
-//          one batch (16 bytes), value = its records framed one after another (see
+//          a run of one batch's records (16 bytes; a batch is one segment or more, see
+//          kSegmentBytesTarget), value = those records framed one after another (see
 //          append_frame); or, in stores begun before format 3, key = big-endian
 //          sequence number (8 bytes), value = one record. Both are read.
 //   chain  key = big-endian first sequence of a batch,
@@ -75,9 +76,15 @@ bool decode_record(std::string_view record, std::string_view* envelope);
 // multiple of 8 from the segment's start, so in a segment at an 8-aligned address each
 // envelope (16 bytes into its frame) is aligned as FlatBuffers needs.
 //
-// One entry per batch instead of one per record: RocksDB's work per key (the memtable
+// A batch's records go into segments of about kSegmentBytesTarget each: LogBatch
+// starts a new segment before a record once the current one holds that many bytes.
+// Entries of 64 KiB rather than one per record: RocksDB's work per key (the memtable
 // insert, the flush's sort and block building, the iterator's step on a replay) is
-// done once per batch. See bench/RESULTS.md, "Runs 30-31".
+// done once per segment (bench/RESULTS.md, "Runs 30-31"). Rather than one per batch
+// (megabytes): a replay reads each segment back, decompressed, copies it, checks
+// each record and decodes it, and a segment of 64 KiB stays in the core's cache
+// through all of that ("Runs 34-35").
+inline constexpr size_t kSegmentBytesTarget = 64 << 10;
 inline constexpr size_t kFrameHeaderBytes = 8;
 inline constexpr size_t kRecordBytesMax = uint32_t{0xffffffff};
 std::string segment_key(uint64_t first_seq, uint64_t last_seq);

@@ -344,7 +344,7 @@ TEST(Store, ReadLogVisitsARangeAndStopsWhenAsked) {
   EXPECT_TRUE(seen.empty());
 }
 
-TEST(Store, ABatchIsOneLogEntry) {
+TEST(Store, ASmallBatchIsOneLogEntry) {
   TempDir dir;
   {
     auto store = open_store(dir.sub("db"));
@@ -353,6 +353,45 @@ TEST(Store, ABatchIsOneLogEntry) {
     ASSERT_TRUE(commit(*store, {"5", "6"}).ok());
   }
   EXPECT_EQ(RawDb(dir.sub("db")).log_entry_count(), 3u);
+}
+
+// A larger batch is cut into segments: a new one begins before the record that finds
+// the current one holding kSegmentBytesTarget bytes or more (each record framed: an
+// 8-byte header, its 8-byte checksum and the envelope, padded to a multiple of 8).
+TEST(Store, ABatchIsCutIntoSegmentsOfAboutSixtyFourKiB) {
+  TempDir dir;
+  std::vector<std::string> envelopes;
+  for (int i = 0; i < 100; ++i) envelopes.push_back(std::string(1000 + 37 * i, static_cast<char>('a' + i % 26)));
+  {
+    auto store = open_store(dir.sub("db"));
+    ASSERT_TRUE(commit(*store, envelopes).ok());
+    ASSERT_TRUE(commit(*store, {"last"}).ok());
+    const auto records = read_all(*store);
+    ASSERT_EQ(records.size(), envelopes.size() + 1);
+    for (size_t i = 0; i < envelopes.size(); ++i) EXPECT_EQ(records[i], std::make_pair(uint64_t{i + 1}, envelopes[i]));
+  }
+  // The segments the rule gives, as (first seq, records).
+  std::vector<std::pair<uint64_t, size_t>> expected;
+  size_t bytes = 0;
+  for (size_t i = 0; i < envelopes.size(); ++i) {
+    if (expected.empty() || bytes >= kSegmentBytesTarget) {
+      expected.emplace_back(i + 1, 0);
+      bytes = 0;
+    }
+    ++expected.back().second;
+    const size_t record = kRecordChecksumBytes + envelopes[i].size();
+    bytes += kFrameHeaderBytes + (record + 7) / 8 * 8;
+  }
+  expected.emplace_back(envelopes.size() + 1, 1);  // the second batch
+  ASSERT_EQ(expected.size(), 6u);  // the batch (100 records, 278 KiB of frames) makes five
+  RawDb raw(dir.sub("db"));
+  const auto entries = raw.log_entries();
+  ASSERT_EQ(entries.size(), expected.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    EXPECT_EQ(entries[i].first, expected[i].first) << "segment " << i;
+    EXPECT_EQ(entries[i].records.size(), expected[i].second) << "segment " << i;
+    EXPECT_EQ(entries[i].key, segment_key(expected[i].first, expected[i].first + expected[i].second - 1)) << "segment " << i;
+  }
 }
 
 // A store of format 2 kept a log entry per record. It opens as format 3, reads those

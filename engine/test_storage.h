@@ -152,12 +152,13 @@ class RawDb {
   }
   size_t log_entry_count() { return log_entries().size(); }
 
- private:
+  // A log entry: a segment, or a format-2 entry of one record.
   struct LogEntry {
     std::string key;
     uint64_t first = 0;
     std::vector<std::string> records;
   };
+  // Every log entry, in key order.
   std::vector<LogEntry> log_entries() {
     std::vector<LogEntry> entries;
     scan(kLog, [&](std::string_view key, std::string_view value) {
@@ -173,6 +174,8 @@ class RawDb {
     });
     return entries;
   }
+
+ private:
   LogEntry entry_holding(uint64_t seq) {
     for (LogEntry& entry : log_entries()) {
       if (entry.first <= seq && seq < entry.first + entry.records.size()) return std::move(entry);
