@@ -246,7 +246,7 @@ void BalancesProjection::apply(const fb::Envelope& event) {
   const std::string* id_key = nullptr;
   switch (event.event_type()) {
     case fb::Event::OrgCreated: {
-      auto [it, inserted] = orgs_.try_emplace(std::string(str(event.event_as_OrgCreated()->org())));
+      auto [it, inserted] = orgs_.emplace(str(event.event_as_OrgCreated()->org()));
       if (!inserted) {
         ++anomalies_;
         return;
@@ -624,7 +624,7 @@ OrgBalances& BalancesProjection::loading_org(std::string_view org_id) {
   // organization's after another's): look it up once per run.
   if (loading_ == nullptr || loading_id_ != org_id) {
     auto it = orgs_.find(org_id);
-    if (it == orgs_.end()) it = orgs_.emplace(std::string(org_id), OrgBalances{}).first;
+    if (it == orgs_.end()) it = orgs_.emplace(org_id).first;
     loading_ = &it->second;
     loading_id_ = org_id;
   }

@@ -181,7 +181,7 @@ class BalancesProjection final : public Projection {
   OrgBalances& loading_org(std::string_view org_id);
   void rebuild_timers();
 
-  std::map<std::string, OrgBalances, std::less<>> orgs_;
+  IndexedMap<OrgBalances> orgs_;
   std::set<Timer> timers_;
   std::vector<Changed> changed_;
   // Usage ids recorded since the last flush (RowKind::kUsage): history rows, written

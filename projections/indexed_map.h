@@ -7,6 +7,12 @@
 // hash and, as a rule, one comparison. Iteration stays in key order, which rows,
 // listings and dumps depend on.
 //
+// Each projection also keeps its organizations in one, however few there are: a usage
+// event looks its organization up in four projections (two of them twice), and with
+// std::map each lookup walked three or four nodes, a string comparison at each: 6-9 %
+// of a rebuild's samples, nearly all on its helper thread (bench/RESULTS.md, "Runs
+// 36-37").
+//
 // The index holds the tree's own iterators (std::map nodes never move), so it stays
 // valid through inserts, erases of other keys and moves of the whole map; a copy
 // rebuilds it. Only the operations the projections use are offered.
@@ -28,6 +34,7 @@ class IndexedMap {
   using Tree = std::map<std::string, V, std::less<>>;
   using iterator = typename Tree::iterator;
   using const_iterator = typename Tree::const_iterator;
+  using value_type = typename Tree::value_type;
 
   IndexedMap() = default;
   IndexedMap(const IndexedMap& other) : tree_(other.tree_) { reindex(); }

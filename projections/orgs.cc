@@ -335,7 +335,7 @@ bool OrgsProjection::load_row(std::string_view key, std::string_view value) {
   if ((kind == 'o') != (nul == std::string_view::npos)) return false;
 
   // Rows load in key order, so an organization's members and keys may come before it.
-  auto [it, inserted] = orgs_.try_emplace(std::string(org_id));
+  auto [it, inserted] = orgs_.emplace(org_id);
   if (inserted) {
     it->second = std::make_unique<Org>();
     it->second->id = org_id;

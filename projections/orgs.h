@@ -79,7 +79,7 @@ class OrgsProjection final : public Projection {
   void clear() override;
 
   const Org* find(std::string_view org) const;
-  const std::map<std::string, std::unique_ptr<Org>, std::less<>>& orgs() const { return orgs_; }
+  const IndexedMap<std::unique_ptr<Org>>& orgs() const { return orgs_; }
   // Events that referred to something that does not exist; always 0 for a sound log.
   uint64_t anomalies() const { return anomalies_; }
 
@@ -92,7 +92,7 @@ class OrgsProjection final : public Projection {
   void write_row(const RowId& row, RowSink* sink) const;
   void write_org_rows(const Org& org, RowSink* sink) const;
 
-  std::map<std::string, std::unique_ptr<Org>, std::less<>> orgs_;
+  IndexedMap<std::unique_ptr<Org>> orgs_;
   std::set<RowId> dirty_;
   uint64_t anomalies_ = 0;
 };

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "projections/indexed_map.h"
 #include "projections/projection.h"
 #include "projections/statement_account.h"
 
@@ -47,7 +48,7 @@ class StatementsProjection final : public Projection {
            uint32_t other);
   void write_row(const std::string& org, uint32_t workspace, const StatementEntry& entry, RowSink* sink) const;
 
-  std::map<std::string, Accounts, std::less<>> orgs_;
+  IndexedMap<Accounts> orgs_;
   std::vector<Pending> pending_;  // entries not yet flushed
   uint64_t anomalies_ = 0;
 };

@@ -52,11 +52,11 @@ void UsageProjection::add(OrgMap::value_type& org, const Cell& cell, int64_t qua
 void UsageProjection::apply(const fb::Envelope& event) {
   checkpoint_ = event.seq();
   if (const auto* e = event.event_as_UsageRecorded()) {
-    auto [it, inserted] = orgs_.try_emplace(std::string(str(e->org())));
+    auto [it, inserted] = orgs_.emplace(str(e->org()));
     const Cell cell{e->workspace(), user(it->second, str(e->user())), product(str(e->tool()), str(e->model())), hour_start(e->occurred_at())};
     add(*it, cell, e->quantity(), e->amount());
   } else if (const auto* e = event.event_as_HoldReserved()) {
-    auto [it, inserted] = orgs_.try_emplace(std::string(str(e->org())));
+    auto [it, inserted] = orgs_.emplace(str(e->org()));
     it->second.open_holds[std::string(str(e->hold()))] =
         OpenHold{e->workspace(), std::string(str(e->user())), std::string(str(e->tool())), std::string(str(e->model()))};
     changed_holds_.emplace_back(it->first, str(e->hold()));
@@ -146,7 +146,7 @@ bool UsageProjection::load_row(std::string_view key, std::string_view value) {
     const std::string_view body = rest.substr(2);
     const size_t nul = body.find('\0');
     if (nul == std::string_view::npos) return false;
-    OpenHold& hold = orgs_[std::string(body.substr(0, nul))].open_holds[std::string(body.substr(nul + 1))];
+    OpenHold& hold = orgs_[body.substr(0, nul)].open_holds[std::string(body.substr(nul + 1))];
     hold.workspace = in.u32();
     hold.user = in.str();
     hold.tool = in.str();
@@ -168,7 +168,7 @@ bool UsageProjection::load_row(std::string_view key, std::string_view value) {
   const size_t first = middle.find('\0');
   const size_t second = first == std::string_view::npos ? first : middle.find('\0', first + 1);
   if (second == std::string_view::npos) return false;
-  auto [it, inserted] = orgs_.try_emplace(std::string(body.substr(0, org_end)));
+  auto [it, inserted] = orgs_.emplace(body.substr(0, org_end));
   cell.user = user(it->second, middle.substr(0, first));
   cell.product = product(middle.substr(first + 1, second - first - 1), middle.substr(second + 1));
   cell.hour_us = static_cast<int64_t>(read_be64(body.substr(body.size() - 8)));

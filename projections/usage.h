@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "projections/hash_index.h"
+#include "projections/indexed_map.h"
 #include "projections/projection.h"
 
 namespace tally {
@@ -95,7 +96,7 @@ class UsageProjection final : public Projection {
     HashIndex cell_index;
     std::map<std::string, OpenHold, std::less<>> open_holds;  // by hold id
   };
-  using OrgMap = std::map<std::string, OrgUsage, std::less<>>;
+  using OrgMap = IndexedMap<OrgUsage>;
 
   uint32_t product(std::string_view tool, std::string_view model);
   static uint32_t user(OrgUsage& org, std::string_view name);
