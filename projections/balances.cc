@@ -623,9 +623,7 @@ OrgBalances& BalancesProjection::loading_org(std::string_view org_id) {
   // Rows arrive in key order, an organization's together (and usage rows mostly one
   // organization's after another's): look it up once per run.
   if (loading_ == nullptr || loading_id_ != org_id) {
-    auto it = orgs_.find(org_id);
-    if (it == orgs_.end()) it = orgs_.emplace(org_id).first;
-    loading_ = &it->second;
+    loading_ = &orgs_.emplace(org_id).first->second;
     loading_id_ = org_id;
   }
   return *loading_;

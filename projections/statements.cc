@@ -44,8 +44,7 @@ const StatementAccount* StatementsProjection::entries(std::string_view org, uint
 }
 
 StatementAccount& StatementsProjection::account(std::string_view org, uint32_t workspace, const std::string** org_key) {
-  auto it = orgs_.find(org);
-  if (it == orgs_.end()) it = orgs_.emplace(org).first;
+  auto it = orgs_.emplace(org).first;  // the organization's accounts, added if new
   Accounts& accounts = it->second;
   if (accounts.size() <= workspace) accounts.resize(workspace + 1);
   if (org_key != nullptr) *org_key = &it->first;

@@ -3,7 +3,6 @@
 // debited from the primary workspace's statement and names the workspace it was for.
 #pragma once
 
-#include <map>
 #include <set>
 #include <string>
 #include <string_view>
