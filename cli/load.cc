@@ -45,7 +45,7 @@ Status run_all(server::Client& client, const std::vector<std::string>& lines, st
     if (Status s = client.execute(part, &results); !s.ok()) return s;
     for (size_t i = 0; i < results.size(); ++i) {
       if (!results[i].status.ok()) return Error(results[i].status.code, fmt::format("{}: {}", part[i], results[i].status.message));
-      if (last_extra != nullptr) *last_extra = results[i].extra;
+      if (last_extra != nullptr) *last_extra = results[i].members();
     }
   }
   return Status::Ok();

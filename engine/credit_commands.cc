@@ -150,13 +150,15 @@ Status transfer_credits(CommandContext& context) {
 // keys act for any member in that member's workspace; the platform for anyone.
 // The user a usage or hold is for: users act only for themselves; service keys and
 // the platform name the user.
-Status acting_user(const Command& command, std::string* user) {
-  *user = command.user;
+// *user points into `command` (no copy: this runs for every usage event).
+Status acting_user(const Command& command, const std::string** user) {
   if (actor_kind(command.actor) == ActorKind::kUser) {
-    if (!user->empty() && *user != command.actor) return Error(ErrorCode::kForbidden, "users use tools only for themselves");
-    *user = command.actor;
-  } else if (user->empty()) {
+    if (!command.user.empty() && command.user != command.actor) return Error(ErrorCode::kForbidden, "users use tools only for themselves");
+    *user = &command.actor;
+  } else if (command.user.empty()) {
     return Error(ErrorCode::kMissingField, "a service key or the platform must name the \"user\"");
+  } else {
+    *user = &command.user;
   }
   return Status::Ok();
 }
@@ -170,16 +172,16 @@ Status known_tool(const CommandContext& context, std::string_view tool) {
                fmt::format("unknown tool \"{}\": use chat, image, video, audio or music, or register it with set_price", tool));
 }
 
-Status resolve_user(const CommandContext& context, const Org& org, std::string* user, uint32_t* workspace) {
+Status resolve_user(const CommandContext& context, const Org& org, const std::string** user, uint32_t* workspace) {
   const Command& command = context.command();
   const ActorKind kind = actor_kind(command.actor);
   if (Status s = acting_user(command, user); !s.ok()) return s;
-  const Member* member = org.active_member(*user);
-  if (member == nullptr) return Error(ErrorCode::kUnknownMember, fmt::format("{} is not an active member of \"{}\"", *user, org.id));
+  const Member* member = org.active_member(**user);
+  if (member == nullptr) return Error(ErrorCode::kUnknownMember, fmt::format("{} is not an active member of \"{}\"", **user, org.id));
   const auto found = org.find_workspace(command.workspace);
   if (!found) return Error(ErrorCode::kUnknownWorkspace, fmt::format("no workspace \"{}\"", command.workspace));
   if (kind != ActorKind::kPlatform && *found != member->workspace_id) {
-    return Error(ErrorCode::kForbidden, fmt::format("{} uses tools only in workspace \"{}\"", *user, org.workspaces[member->workspace_id].name));
+    return Error(ErrorCode::kForbidden, fmt::format("{} uses tools only in workspace \"{}\"", **user, org.workspaces[member->workspace_id].name));
   }
   *workspace = *found;
   return Status::Ok();
@@ -252,16 +254,16 @@ Status record_usage(CommandContext& context) {
   const Command& command = context.command();
   // Idempotency first: a retry gets the first answer even if the member has moved or
   // left since. The fingerprint covers the command as sent (names, not ids).
-  std::string user;
+  const std::string* user = nullptr;
   if (Status s = acting_user(command, &user); !s.ok()) return s;
   const OrgBalances& balances = balances_of(context, *org);
-  const uint64_t fingerprint = usage_fingerprint(command, user);
+  const uint64_t fingerprint = usage_fingerprint(command, *user);
   if (const std::optional<UsageRef> seen = balances.usage_ids.find(command.id)) {
     if (seen->content_hash != fingerprint) {
       return Error(ErrorCode::kIdConflict, fmt::format("usage \"{}\" was recorded with different content", command.id));
     }
     context.answer_duplicate(seen->seq);
-    context.add_result("credits", format_credits(seen->amount));
+    context.set_amount("credits", seen->amount);
     return Status::Ok();
   }
   uint32_t workspace;
@@ -291,15 +293,15 @@ Status record_usage(CommandContext& context) {
     }
     priced = true;
   }
-  if (Status s = check_spend(context, *org, workspace, user, amount); !s.ok()) return s;
+  if (Status s = check_spend(context, *org, workspace, *user, amount); !s.ok()) return s;
 
   const uint32_t funding = funding_workspace(*org, workspace);
   const std::vector<fb::LotAmount> lots = to_fb(OrgBalances::draw(balances.workspaces.at(funding).holdings, amount));
-  auto payload = fb::CreateUsageRecordedDirect(context.builder(), org->id.c_str(), command.id.c_str(), workspace, user.c_str(),
+  auto payload = fb::CreateUsageRecordedDirect(context.builder(), org->id.c_str(), command.id.c_str(), workspace, user->c_str(),
                                                command.tool.c_str(), command.model.c_str(), *command.quantity, command.unit.c_str(),
                                                amount, occurred_at, funding, &lots, priced, fingerprint);
   context.emit(fb::Event::UsageRecorded, payload.Union());
-  context.add_result("credits", format_credits(amount));
+  context.set_amount("credits", amount);
   return Status::Ok();
 }
 
@@ -307,18 +309,18 @@ Status reserve(CommandContext& context) {
   const Org* org;
   if (Status s = authorized_org(context, Action::kUseTools, &org); !s.ok()) return s;
   const Command& command = context.command();
-  std::string user;
+  const std::string* user = nullptr;
   uint32_t workspace;
   if (Status s = resolve_user(context, *org, &user, &workspace); !s.ok()) return s;
   if (Status s = known_tool(context, command.tool); !s.ok()) return s;
   if (Status s = positive(command.credits_micro, "credits"); !s.ok()) return s;
   const OrgBalances& balances = balances_of(context, *org);
   if (balances.holds.contains(command.hold)) return Error(ErrorCode::kHoldExists, fmt::format("hold \"{}\" exists", command.hold));
-  if (Status s = check_spend(context, *org, workspace, user, *command.credits_micro); !s.ok()) return s;
+  if (Status s = check_spend(context, *org, workspace, *user, *command.credits_micro); !s.ok()) return s;
   const uint32_t funding = funding_workspace(*org, workspace);
   const int64_t expires_at = context.now_us() + *command.timeout_s * 1'000'000;
   const std::vector<fb::LotAmount> lots = to_fb(OrgBalances::draw(balances.workspaces.at(funding).holdings, *command.credits_micro));
-  auto payload = fb::CreateHoldReservedDirect(context.builder(), org->id.c_str(), command.hold.c_str(), workspace, user.c_str(),
+  auto payload = fb::CreateHoldReservedDirect(context.builder(), org->id.c_str(), command.hold.c_str(), workspace, user->c_str(),
                                               command.tool.c_str(), command.model.c_str(), *command.credits_micro, expires_at, funding, &lots);
   context.emit(fb::Event::HoldReserved, payload.Union());
   context.add_result("expires_at", format_time(expires_at));
@@ -379,7 +381,7 @@ Status settle(CommandContext& context) {
   // What comes back may be less than held minus settled: held credits of a lot that
   // expired meanwhile expire now instead of returning.
   const int64_t returned = emit_hold_closed(context, *org, context.command().hold, fb::HoldEnd::Settled, credits);
-  context.add_result("returned", format_credits(returned));
+  context.set_amount("returned", returned);
   return Status::Ok();
 }
 

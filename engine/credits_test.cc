@@ -593,20 +593,20 @@ TEST_F(CreditsTest, UsageIdsAreIdempotentAcrossRestarts) {
   const std::string first = usage("u1", "bob@acme.io", "w1", "2");
   const CommandResult recorded = run(first);
   ASSERT_TRUE(recorded.status.ok());
-  EXPECT_EQ(recorded.extra, R"("credits":"2")");
+  EXPECT_EQ(recorded.members(), R"("credits":"2")");
   const uint64_t log_end = engine_->store().last_seq();
 
   const CommandResult again = run(first);
   ASSERT_TRUE(again.status.ok());
   EXPECT_EQ(again.seq, recorded.seq);
   EXPECT_EQ(again.events, 0u);
-  EXPECT_EQ(again.extra, R"("duplicate":true,"credits":"2")");
+  EXPECT_EQ(again.members(), R"("duplicate":true,"credits":"2")");
 
   restart();
   const CommandResult after_restart = run(first);
   ASSERT_TRUE(after_restart.status.ok());
   EXPECT_EQ(after_restart.seq, recorded.seq);
-  EXPECT_EQ(after_restart.extra, R"("duplicate":true,"credits":"2")");
+  EXPECT_EQ(after_restart.members(), R"("duplicate":true,"credits":"2")");
   // The same content through the service key is the same usage.
   std::string by_key = first;
   by_key.replace(by_key.find(R"("actor":"bob@acme.io")"), 21, R"("actor":"key:backend","user":"bob@acme.io")");
@@ -669,9 +669,9 @@ TEST_F(CreditsTest, UsageIsPricedByTheRateInEffectWhenItOccurred) {
   ok(fmt::format(R"({{"cmd":"set_price","actor":"platform","tool":"image","model":"flux","unit":"image","credits_per_unit":"0.25","effective_at":"{}"}})",
                  format_time(now - kMinute)));
   const CommandResult old_price = run(priced_usage("u1", "flux", "image", 3, now - 2 * kMinute));
-  EXPECT_EQ(old_price.extra, R"("credits":"1.5")");
+  EXPECT_EQ(old_price.members(), R"("credits":"1.5")");
   const CommandResult new_price = run(priced_usage("u2", "flux", "image", 3, now));
-  EXPECT_EQ(new_price.extra, R"("credits":"0.75")");
+  EXPECT_EQ(new_price.members(), R"("credits":"0.75")");
   EXPECT_EQ(balances().consumed, millis(2250));
   EXPECT_EQ(refused(R"({"cmd":"set_price","actor":"alice@acme.io","tool":"image","model":"flux","unit":"image","credits_per_unit":"1"})"),
             ErrorCode::kForbidden);
@@ -754,7 +754,7 @@ TEST_F(CreditsTest, SettleAtMostTheHeldAmountAndTheRestReturns) {
   EXPECT_EQ(refused(settle("h1", "bob@acme.io", "5.000001")), ErrorCode::kInvalidAmount);
   const CommandResult settled = run(settle("h1", "bob@acme.io", "3"));
   ASSERT_TRUE(settled.status.ok());
-  EXPECT_EQ(settled.extra, R"("returned":"2")");
+  EXPECT_EQ(settled.members(), R"("returned":"2")");
   EXPECT_EQ(workspace("primary").available, credits(7));
   EXPECT_EQ(workspace("w1").held, 0);
   EXPECT_EQ(workspace("w1").consumed, credits(3));
@@ -776,7 +776,7 @@ TEST_F(CreditsTest, AHoldTimesOutAtReserveTimePlusTimeout) {
   const int64_t reserved_at = clock_.now_us() + kSecond;
   clock_.set(reserved_at);
   const CommandResult reserved = run(reserve("h1", "bob@acme.io", "w1", "4", 600));
-  EXPECT_EQ(reserved.extra, fmt::format(R"("expires_at":"{}")", format_time(reserved_at + 600 * kSecond)));
+  EXPECT_EQ(reserved.members(), fmt::format(R"("expires_at":"{}")", format_time(reserved_at + 600 * kSecond)));
   clock_.set(reserved_at + 600 * kSecond - 1);
   tick();
   EXPECT_EQ(balances().holds.at("h1").state, HoldState::kOpen);
@@ -1131,7 +1131,7 @@ TEST_F(CreditsTest, UsageRetryAfterItsWorkspaceWasDeletedIsADuplicate) {
   CommandResult again = run(first);
   EXPECT_TRUE(again.status.ok()) << again.to_json();
   EXPECT_EQ(again.seq, seq);
-  EXPECT_EQ(again.extra, R"("duplicate":true,"credits":"2")");
+  EXPECT_EQ(again.members(), R"("duplicate":true,"credits":"2")");
 
   ok(R"({"cmd":"delete_workspace","actor":"alice@acme.io","org":"acme","workspace":"w1"})");
   for (const std::string& retry : {first, by_key}) {

@@ -13,6 +13,7 @@
 #include "engine/event_format.h"
 #include "engine/handlers.h"
 #include "engine/json_writer.h"
+#include "engine/values.h"
 #include "projections/split_applier.h"
 
 namespace tally {
@@ -23,16 +24,21 @@ class LiveContext final : public CommandContext {
  public:
   // `split`, if not null, applies the events and appends them to the batch in place of
   // state.apply and batch->append (a large batch).
+  // `builder` is the engine's, lent for this command (one context at a time): a
+  // builder of its own would allocate its buffer for every command.
   LiveContext(ProjectionSet& state, SplitApplier* split, const Command& command, LogBatch* batch, uint64_t next_seq,
-              int64_t now_us, int64_t last_time_us, EngineStats* stats)
-      : state_(state),
+              int64_t now_us, int64_t last_time_us, EngineStats* stats, flatbuffers::FlatBufferBuilder& builder)
+      : builder_(builder),
+        state_(state),
         split_(split),
         command_(command),
         batch_(batch),
         stats_(stats),
         next_seq_(next_seq),
         now_us_(now_us),
-        last_time_us_(last_time_us) {}
+        last_time_us_(last_time_us) {
+    builder_.Clear();  // keeps its buffer
+  }
 
   const ProjectionSet& state() const override { return state_; }
   const Command& command() const override { return command_; }
@@ -70,13 +76,21 @@ class LiveContext final : public CommandContext {
     ++stats_->events_by_type[static_cast<size_t>(type)];
   }
 
-  // Written straight into the answer's members: this runs for every usage event.
   void add_result(std::string_view key, std::string_view value) override {
     if (!extra_.empty()) extra_ += ',';
     append_json_string(&extra_, key);
     extra_ += ':';
     append_json_string(&extra_, value);
   }
+  // Kept as a number: this runs for every usage event, and formatting it into the
+  // members here cost the writer a heap string per event.
+  void set_amount(std::string_view key, int64_t credits_micro) override {
+    TALLY_ASSERT(amount_key_.empty() && !key.empty());
+    amount_key_ = key;
+    amount_micro_ = credits_micro;
+  }
+  std::string_view amount_key() const { return amount_key_; }
+  int64_t amount_micro() const { return amount_micro_; }
 
   uint64_t first_seq() const { return first_seq_; }
   uint64_t next_seq() const { return next_seq_; }
@@ -91,18 +105,20 @@ class LiveContext final : public CommandContext {
   std::string take_extra() { return std::move(extra_); }
 
  private:
+  flatbuffers::FlatBufferBuilder& builder_;
   ProjectionSet& state_;
   SplitApplier* split_;
   const Command& command_;
   LogBatch* batch_;
   EngineStats* stats_;
-  flatbuffers::FlatBufferBuilder builder_{512};
   uint64_t next_seq_;
   uint64_t first_seq_ = 0;
   int64_t now_us_;
   int64_t last_time_us_;
   uint32_t events_ = 0;
   std::string extra_;
+  std::string_view amount_key_;
+  int64_t amount_micro_ = 0;
   bool duplicate_ = false;
   uint64_t duplicate_seq_ = 0;
 };
@@ -135,14 +151,53 @@ std::string CommandResult::to_json() const {
     out.field("ok", false).field("error", error_name(status.code)).field("message", status.message);
   }
   if (!id.empty()) out.field("id", id);
-  // The object stays open so the handler's extra members can follow.
+  // The object stays open so the answer's members can follow.
   std::string json = out.take();
-  if (!extra.empty()) json += ',' + extra;
+  if (duplicate || !amount_key.empty() || !extra.empty()) {
+    json += ',';
+    append_members(&json);
+  }
   json += '}';
   return json;
 }
 
-Engine::Engine() = default;
+void CommandResult::append_members(std::string* out) const {
+  bool first = true;
+  const auto separate = [&] {
+    if (!first) *out += ',';
+    first = false;
+  };
+  if (duplicate) {
+    separate();
+    *out += "\"duplicate\":true";
+  }
+  if (!amount_key.empty()) {
+    separate();
+    append_json_string(out, amount_key);
+    *out += ":\"";
+    append_credits(out, amount_micro);  // digits, '-' and '.': nothing to escape
+    *out += '"';
+  }
+  if (!extra.empty()) {
+    separate();
+    *out += extra;
+  }
+}
+
+std::string CommandResult::members() const {
+  std::string out;
+  append_members(&out);
+  return out;
+}
+
+void CommandResult::clear_members() {
+  duplicate = false;
+  amount_key = {};
+  amount_micro = 0;
+  extra.clear();
+}
+
+Engine::Engine() : event_builder_(std::make_unique<flatbuffers::FlatBufferBuilder>(512)) {}
 
 Engine::~Engine() {
   while (!in_flight_.empty()) finish();  // their callers never asked; they are written all the same
@@ -191,7 +246,7 @@ CommandResult Engine::execute_one(const Command& command, TimeSource time, LogBa
   int64_t now_us = clock_->now_us();
   if (time == TimeSource::kCommand && command.at_us) now_us = *command.at_us;
   if (time == TimeSource::kClock && command.type != CommandType::kTick) run_due_timers(now_us, batch, split);
-  LiveContext context(state_, split, command, batch, store_->sealed_seq() + batch_events_ + 1, now_us, last_time_us_, &stats_);
+  LiveContext context(state_, split, command, batch, store_->sealed_seq() + batch_events_ + 1, now_us, last_time_us_, &stats_, *event_builder_);
   CommandResult result;
   result.id = command.id;
   result.status = handle_command(context);
@@ -203,8 +258,10 @@ CommandResult Engine::execute_one(const Command& command, TimeSource time, LogBa
   TALLY_ASSERT((context.events() > 0) != context.duplicate());
   result.seq = context.duplicate() ? context.duplicate_seq() : context.first_seq();
   result.events = context.events();
+  result.duplicate = context.duplicate() && result.seq != 0;
+  result.amount_key = context.amount_key();
+  result.amount_micro = context.amount_micro();
   result.extra = context.take_extra();
-  if (context.duplicate() && result.seq != 0) result.extra = "\"duplicate\":true" + (result.extra.empty() ? "" : "," + result.extra);
   last_time_us_ = context.last_time_us();
   return result;
 }
@@ -218,7 +275,7 @@ void Engine::run_due_timers(int64_t now_us, LogBatch* batch, SplitApplier* split
   Command tick;
   tick.type = CommandType::kTick;
   tick.actor = "platform";
-  LiveContext context(state_, split, tick, batch, store_->sealed_seq() + batch_events_ + 1, time_us, last_time_us_, &stats_);
+  LiveContext context(state_, split, tick, batch, store_->sealed_seq() + batch_events_ + 1, time_us, last_time_us_, &stats_, *event_builder_);
   const Status status = handle_command(context);
   batch_events_ += context.events();
   TALLY_ASSERT(status.ok() && context.events() > 0);
@@ -232,11 +289,25 @@ std::vector<CommandResult> Engine::execute(std::span<const Command> commands, Ti
 }
 
 void Engine::prefetch(const Command& command, PrefetchStage stage) const {
+  if (stage == PrefetchStage::kCommand) {
+    const char* bytes = reinterpret_cast<const char*>(&command);
+    for (size_t at = 0; at < sizeof command; at += 64) __builtin_prefetch(bytes + at);
+    return;
+  }
   if (command.type != CommandType::kRecordUsage) return;
   // The member the command names, or else its actor (a wrong guess costs nothing).
   const std::string_view user = command.user.empty() ? std::string_view(command.actor) : std::string_view(command.user);
+  if (stage == PrefetchStage::kStrings) {
+    __builtin_prefetch(user.data());
+    __builtin_prefetch(command.id.data());
+    return;
+  }
   const auto hint = [&](const auto& members) {
-    stage == PrefetchStage::kSlot ? members.prefetch(user) : members.prefetch_entry(user);
+    switch (stage) {
+      case PrefetchStage::kSlot: members.prefetch(user); break;
+      case PrefetchStage::kEntry: members.prefetch_entry(user); break;
+      default: members.prefetch_key(user); break;
+    }
   };
   if (const Org* org = state_.orgs.find(command.org)) hint(org->members);
   if (const OrgBalances* org = state_.balances.find(command.org)) {
@@ -281,13 +352,17 @@ void Engine::begin(std::span<const Command* const> commands, TimeSource time) {
     }
     SplitApplier* const splitter = split ? &*split : nullptr;
     for (size_t i = 0; i < commands.size(); ++i) {
-      // Usage looks its member up in two hash maps, and its id in the idempotency
-      // index, that the batch's other work keeps pushing out of the caches: their slots
-      // are loaded 8 commands ahead, the member entries the slots point to 4 ahead.
-      // (tally_load --events 1000000: 1.2-2.5 % less time in three sets of A/B pairs
-      // for the members; bench/RESULTS.md, "Runs 23-25".)
+      // A batch's commands, and the member entries and usage ids they look up, do not
+      // stay in the caches; each is loaded a few commands ahead, in stages (see
+      // PrefetchStage). tally_load --events 1000000: the slots and entries gave
+      // 1.2-2.5 % less time in three sets of A/B pairs (bench/RESULTS.md, "Runs
+      // 23-25"); the command, its strings and the members' keys +4.9 % events/s
+      // (ten pairs; "Runs 38-39").
+      if (i + 16 < commands.size()) prefetch(*commands[i + 16], PrefetchStage::kCommand);
+      if (i + 12 < commands.size()) prefetch(*commands[i + 12], PrefetchStage::kStrings);
       if (i + 8 < commands.size()) prefetch(*commands[i + 8], PrefetchStage::kSlot);
       if (i + 4 < commands.size()) prefetch(*commands[i + 4], PrefetchStage::kEntry);
+      if (i + 2 < commands.size()) prefetch(*commands[i + 2], PrefetchStage::kKey);
       results.push_back(execute_one(*commands[i], time, batch.get(), splitter));
     }
   }
@@ -326,7 +401,7 @@ std::vector<CommandResult> Engine::finish() {
       if (result.status.ok()) {
         result.status = failure_;
         result.seq = 0;
-        result.extra.clear();
+        result.clear_members();
       }
     }
   }

@@ -31,6 +31,10 @@
 #include "engine/log.h"
 #include "projections/projection_set.h"
 
+namespace flatbuffers {
+class FlatBufferBuilder;
+}
+
 namespace tally {
 
 inline constexpr uint64_t kRowLagEventsDefault = 65536;
@@ -60,12 +64,27 @@ enum class TimeSource : uint8_t {
   kCommand,  // the command's "at" field when present (tally import replays history)
 };
 
+// The answer to one command. Past ok, seq and id, an answer may carry members: in this
+// order "duplicate":true (a retry answered with the first answer), one amount in
+// credits, then any others, already encoded. The amount is kept as an integer and only
+// written out when the answer is (the usage answer's "credits" is on every usage
+// event's path; an embedding program reads `amount_micro` and formats nothing).
 struct CommandResult {
   Status status;
   uint64_t seq = 0;     // sequence number of the command's first event
   uint32_t events = 0;  // how many events it produced
   std::string id;       // the command's client id, echoed
-  std::string extra;    // further encoded JSON members, e.g. "\"secret\":\"...\""
+  bool duplicate = false;          // answers "duplicate":true
+  std::string_view amount_key;     // if not empty: answers "<amount_key>":"<amount_micro as credits>";
+                                   // points at a string that outlives the result (a literal)
+  int64_t amount_micro = 0;
+  std::string extra;  // further encoded JSON members, e.g. "\"secret\":\"...\""
+
+  // Appends the members above, comma-separated, without a leading or trailing comma
+  // (nothing when there are none).
+  void append_members(std::string* out) const;
+  std::string members() const;
+  void clear_members();
 
   // {"ok":true,"seq":N,...} or {"ok":false,"error":"<code>","message":"..."}.
   std::string to_json() const;
@@ -146,11 +165,14 @@ class Engine {
   };
 
   Engine();
-  // A hint that `command` is executed soon (usage only; changes nothing): starts loading
-  // the hash slots of its member in the organization and balance maps and of its usage
-  // id in the idempotency index (kSlot), or, called later, the member entries those
-  // slots point to (kEntry).
-  enum class PrefetchStage : uint8_t { kSlot, kEntry };
+  // A hint that `command` is executed soon; changes nothing. Each stage starts loading
+  // what the command's execution reads, and reads only what the stage before loaded:
+  // the command's own bytes (kCommand, any command), then for usage its user and id
+  // strings (kStrings), the hash slots of its member in the organization and balance
+  // maps and of its usage id in the idempotency index (kSlot), the member entries
+  // those slots point to (kEntry), and the members' keys (kKey). begin() calls them in
+  // this order, a few commands apart.
+  enum class PrefetchStage : uint8_t { kCommand, kStrings, kSlot, kEntry, kKey };
   void prefetch(const Command& command, PrefetchStage stage) const;
   CommandResult execute_one(const Command& command, TimeSource time, LogBatch* batch, SplitApplier* split);
   // Expires lots and times out holds that are due by the time the next command runs.
@@ -172,6 +194,7 @@ class Engine {
   Status failure_;              // the first failed write, once finish() has seen it
   bool reload_pending_ = false;  // a write failed; reload the projections once nothing is in flight
   std::unique_ptr<Committer> committer_;
+  std::unique_ptr<flatbuffers::FlatBufferBuilder> event_builder_;  // lent to each command's context in turn
 };
 
 }  // namespace tally

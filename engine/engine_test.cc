@@ -663,7 +663,7 @@ TEST_F(EngineTest, CreateServiceKeyWithAGivenHashStoresItAndShowsNoSecret) {
   const CommandResult result = ok(
       R"({"cmd":"create_service_key","actor":"platform","org":"acme","key":"given","secret_sha256":"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"})");
   EXPECT_EQ(secret_in(result), "");
-  EXPECT_EQ(result.extra, "");
+  EXPECT_EQ(result.members(), "");
   const std::string& stored = org("acme").keys.at("given").secret_sha256;
   ASSERT_EQ(stored.size(), 32u);
   std::string stored_hex;

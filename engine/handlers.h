@@ -30,6 +30,9 @@ class CommandContext {
   virtual void emit(fb::Event type, flatbuffers::Offset<void> payload) = 0;
   // Adds the member "key":"value" (value as a JSON string) to the command's answer.
   virtual void add_result(std::string_view key, std::string_view value) = 0;
+  // Sets the answer's amount, "key":"<credits_micro in credits>" (CommandResult); at
+  // most once per command, and `key` must outlive the answer (a string literal).
+  virtual void set_amount(std::string_view key, int64_t credits_micro) = 0;
   // Accepts the command without events: it repeats the command whose first event is
   // `seq` (a retried usage event), or, with seq 0, it had nothing to do (a tick).
   virtual void answer_duplicate(uint64_t seq) = 0;

@@ -137,6 +137,12 @@ bool parse_credits(std::string_view text, int64_t* credits_micro) {
 }
 
 std::string format_credits(int64_t credits_micro) {
+  std::string out;
+  append_credits(&out, credits_micro);
+  return out;
+}
+
+void append_credits(std::string* out, int64_t credits_micro) {
   const bool negative = credits_micro < 0;
   // Work in unsigned so INT64_MIN formats too.
   const uint64_t magnitude = negative ? 0 - static_cast<uint64_t>(credits_micro) : static_cast<uint64_t>(credits_micro);
@@ -159,7 +165,7 @@ std::string format_credits(int64_t credits_micro) {
     }
     end += digits;
   }
-  return std::string(text, end);
+  out->append(text, end);
 }
 
 bool parse_time(std::string_view text, int64_t* time_us) {

@@ -42,6 +42,8 @@ inline constexpr int64_t kCreditsMicroMax = 1'000'000'000LL * kMicrosPerCredit;
 bool parse_credits(std::string_view text, int64_t* credits_micro);
 // The canonical form: shortest exact decimal, no trailing zeros ("1328", "2.42").
 std::string format_credits(int64_t credits_micro);
+// The same, appended to *out.
+void append_credits(std::string* out, int64_t credits_micro);
 
 // ---- time ----------------------------------------------------------------------------
 // Parses RFC 3339 UTC: "2026-11-23T10:00:00Z", with an optional fraction of up to six

@@ -51,7 +51,7 @@ TEST(Tokens, CreateRevokeReopenExportImport) {
                                  R"({"cmd":"revoke_user_token","actor":"bob@acme.io","token":"t1"})",
                                  R"({"cmd":"revoke_user_token","actor":"platform","token":"t9"})"});
     EXPECT_TRUE(results[0].status.ok());
-    EXPECT_NE(results[0].extra.find("\"secret\":\"tut_"), std::string::npos);
+    EXPECT_NE(results[0].members().find("\"secret\":\"tut_"), std::string::npos);
     EXPECT_TRUE(results[1].status.ok());
     EXPECT_EQ(results[2].status.code, ErrorCode::kKeyExists);
     EXPECT_EQ(results[3].status.code, ErrorCode::kForbidden);

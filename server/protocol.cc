@@ -8,14 +8,18 @@ namespace {
 
 std::string_view view(const flatbuffers::String* s) { return s == nullptr ? std::string_view() : s->string_view(); }
 
-flatbuffers::Offset<protocol::Result> build_result(flatbuffers::FlatBufferBuilder& builder, const CommandResult& result) {
+// `members` is scratch space, reused from one result to the next.
+flatbuffers::Offset<protocol::Result> build_result(flatbuffers::FlatBufferBuilder& builder, const CommandResult& result,
+                                                   std::string* members) {
   flatbuffers::Offset<flatbuffers::String> error, message, id, extra;
   if (!result.status.ok()) {
     error = builder.CreateString(error_name(result.status.code));
     message = builder.CreateString(result.status.message);
   }
   if (!result.id.empty()) id = builder.CreateString(result.id);
-  if (!result.extra.empty()) extra = builder.CreateString(result.extra);
+  members->clear();
+  result.append_members(members);
+  if (!members->empty()) extra = builder.CreateString(*members);
   protocol::ResultBuilder out(builder);
   out.add_ok(result.status.ok());
   out.add_seq(result.seq);
@@ -66,7 +70,8 @@ std::string results_frame(uint64_t request_id, std::span<const CommandResult> re
   flatbuffers::FlatBufferBuilder builder(64 + results.size() * 48);
   std::vector<flatbuffers::Offset<protocol::Result>> offsets;
   offsets.reserve(results.size());
-  for (const CommandResult& result : results) offsets.push_back(build_result(builder, result));
+  std::string members;
+  for (const CommandResult& result : results) offsets.push_back(build_result(builder, result, &members));
   auto vector = builder.CreateVector(offsets);
   protocol::ResponseBuilder response(builder);
   response.add_request_id(request_id);

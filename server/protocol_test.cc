@@ -29,23 +29,32 @@ TEST(Protocol, FramesCarryTheirLengthAndVerify) {
 }
 
 TEST(Protocol, ResultsRoundTripToTheSameAnswerLines) {
-  std::vector<CommandResult> results(3);
+  std::vector<CommandResult> results(4);
   results[0].seq = 12;
   results[0].id = "c-1";
   results[0].extra = "\"credits\":\"2\"";
   results[1].status = Error(ErrorCode::kInsufficientCredits, "not enough");
   results[1].id = "c-2";
   results[2].seq = 13;
+  // A typed amount and the duplicate flag travel as members, written as the JSON
+  // answer writes them.
+  results[3].seq = 14;
+  results[3].id = "c-3";
+  results[3].duplicate = true;
+  results[3].amount_key = "credits";
+  results[3].amount_micro = 2'420'000;
   FrameBuffer buffer;
   const protocol::Frame* frame = receive(results_frame(99, results), &buffer);
   ASSERT_NE(frame, nullptr);
   const protocol::Response* response = frame->message_as_Response();
   ASSERT_NE(response, nullptr);
   EXPECT_EQ(response->request_id(), 99u);
-  ASSERT_EQ(response->results()->size(), 3u);
+  ASSERT_EQ(response->results()->size(), 4u);
   for (size_t i = 0; i < results.size(); ++i) {
     EXPECT_EQ(result_of(*response->results()->Get(static_cast<flatbuffers::uoffset_t>(i))).to_json(), results[i].to_json());
   }
+  EXPECT_EQ(results[3].to_json(), R"({"ok":true,"seq":14,"id":"c-3","duplicate":true,"credits":"2.42"})");
+  EXPECT_EQ(result_of(*response->results()->Get(3)).members(), R"("duplicate":true,"credits":"2.42")");
 }
 
 TEST(Protocol, TypedUsageIsCheckedLikeJson) {

@@ -568,7 +568,7 @@ class Harness {
     if (expected.expires_at) members.push_back(fmt::format("\"expires_at\":\"{}\"", format_time(*expected.expires_at)));
     if (expected.returned) members.push_back(fmt::format("\"returned\":\"{}\"", format_credits(*expected.returned)));
     const std::string extra = fmt::format("{}", fmt::join(members, ","));
-    if (result.extra != extra) fail(fmt::format("expected the answer members {}, got {}", extra, result.extra));
+    if (result.members() != extra) fail(fmt::format("expected the answer members {}, got {}", extra, result.members()));
   }
 
   // Verify, and a balance as of an earlier sequence number equals what it was then.

@@ -244,7 +244,7 @@ class Simulation {
     if (!decode_command(line, &c).ok() || c.type != CommandType::kRecordUsage) return;
     auto seen = seen_usage_.find(c.id);
     if (seen == seen_usage_.end()) {
-      if (result.status.ok()) seen_usage_[c.id] = SeenUsage{line, result.seq, result.extra};
+      if (result.status.ok()) seen_usage_[c.id] = SeenUsage{line, result.seq, result.members()};
       return;
     }
     const ErrorCode code = result.status.code;
