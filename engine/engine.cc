@@ -303,11 +303,7 @@ void Engine::prefetch(const Command& command, PrefetchStage stage) const {
     return;
   }
   const auto hint = [&](const auto& members) {
-    switch (stage) {
-      case PrefetchStage::kSlot: members.prefetch(user); break;
-      case PrefetchStage::kEntry: members.prefetch_entry(user); break;
-      default: members.prefetch_key(user); break;
-    }
+    stage == PrefetchStage::kSlot ? members.prefetch(user) : members.prefetch_entry(user);
   };
   if (const Org* org = state_.orgs.find(command.org)) hint(org->members);
   if (const OrgBalances* org = state_.balances.find(command.org)) {
@@ -356,13 +352,12 @@ void Engine::begin(std::span<const Command* const> commands, TimeSource time) {
       // stay in the caches; each is loaded a few commands ahead, in stages (see
       // PrefetchStage). tally_load --events 1000000: the slots and entries gave
       // 1.2-2.5 % less time in three sets of A/B pairs (bench/RESULTS.md, "Runs
-      // 23-25"); the command, its strings and the members' keys +4.9 % events/s
-      // (ten pairs; "Runs 38-39").
+      // 23-25"); the command and its strings +4.9 % events/s (ten pairs; "Runs
+      // 38-39").
       if (i + 16 < commands.size()) prefetch(*commands[i + 16], PrefetchStage::kCommand);
       if (i + 12 < commands.size()) prefetch(*commands[i + 12], PrefetchStage::kStrings);
       if (i + 8 < commands.size()) prefetch(*commands[i + 8], PrefetchStage::kSlot);
       if (i + 4 < commands.size()) prefetch(*commands[i + 4], PrefetchStage::kEntry);
-      if (i + 2 < commands.size()) prefetch(*commands[i + 2], PrefetchStage::kKey);
       results.push_back(execute_one(*commands[i], time, batch.get(), splitter));
     }
   }

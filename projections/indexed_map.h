@@ -83,14 +83,6 @@ class IndexedMap {
     const Slot& slot = slots_[hash & (slots_.size() - 1)];
     if (slot.hash == hash) __builtin_prefetch(&*slot.node);
   }
-  // Called later still, once the entry is loaded: starts loading the entry's key where
-  // a long key keeps it, apart from the entry, for the lookup's comparison.
-  void prefetch_key(std::string_view key) const {
-    if (slots_.empty()) return;
-    const size_t hash = hash_of(key);
-    const Slot& slot = slots_[hash & (slots_.size() - 1)];
-    if (slot.hash == hash) __builtin_prefetch(slot.node->first.data());
-  }
   size_t count(std::string_view key) const { return contains(key) ? 1 : 0; }
 
   // The value for `key`; the key must be present (std::out_of_range otherwise).
