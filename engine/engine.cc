@@ -151,12 +151,13 @@ std::string CommandResult::to_json() const {
     out.field("ok", false).field("error", error_name(status.code)).field("message", status.message);
   }
   if (!id.empty()) out.field("id", id);
-  // The object stays open so the answer's members can follow.
+  // The object stays open so the answer's members can follow; the comma goes again if
+  // there are none.
   std::string json = out.take();
-  if (duplicate || !amount_key.empty() || !extra.empty()) {
-    json += ',';
-    append_members(&json);
-  }
+  json += ',';
+  const size_t members_at = json.size();
+  append_members(&json);
+  if (json.size() == members_at) json.pop_back();
   json += '}';
   return json;
 }
