@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
   bool json = false;
   uint64_t row_lag = kRowLagEventsDefault;
   size_t split_apply = kSplitApplyCommandsDefault;
-  size_t pipeline = kPipelineDepthMax;
+  size_t pipeline = 2;
   app.add_option("--mode", mode, "inprocess")->check(CLI::IsMember({"inprocess"}))->capture_default_str();
   app.add_option("--events", events, "Usage events to record")->check(CLI::Range(uint64_t{1}, uint64_t{50'000'000}))->capture_default_str();
   app.add_option("--batch", batch, "Commands per group commit")->check(CLI::Range(size_t{1}, kBatchCommandsMax))->capture_default_str();
@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
                  "Batches of at least this many commands apply usage and statements on a helper thread (EngineOptions::split_apply_commands; 0: never)")
       ->check(CLI::Range(size_t{0}, kBatchCommandsMax))
       ->capture_default_str();
-  app.add_option("--pipeline", pipeline, "Batches in flight: 1 waits for each batch's write before executing the next, 2 executes the next meanwhile (Engine::begin)")
+  app.add_option("--pipeline", pipeline, "Batches in flight: 1 waits for each batch's write before executing the next, 2 executes the next meanwhile, 3 the next two (Engine::begin)")
       ->check(CLI::Range(size_t{1}, kPipelineDepthMax))
       ->capture_default_str();
   app.add_flag("--rebuild", rebuild, "Also time rebuilding every projection from the log");

@@ -101,8 +101,10 @@ struct EngineStats {
   int64_t last_commit_duration_us = 0;  // from handing the last batch over to its write's end
 };
 
-// Batches begun and not yet finished, at most (Engine::begin).
-inline constexpr size_t kPipelineDepthMax = 2;
+// Batches begun and not yet finished, at most (Engine::begin). tally serve's writer
+// keeps one bulk batch in flight while it executes the next, and may begin a small
+// express batch between them.
+inline constexpr size_t kPipelineDepthMax = 3;
 
 struct Query;
 class SplitApplier;

@@ -41,7 +41,7 @@ struct ServerOptions {
   // Bulk commands per group commit, at most, while small interactive requests keep
   // coming (WriterOptions::express_batch_commands_max): smaller answers those requests
   // sooner and takes bulk ingest in more, costlier commits.
-  size_t express_batch_commands = 2048;
+  size_t express_batch_commands = 512;
   ServerLimits limits;
   std::chrono::milliseconds tick_interval{1000};
   // Null means the system clock. Not owned; must outlive the server.

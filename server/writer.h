@@ -17,12 +17,15 @@
 // puts a request in the express lane only when nothing else of its own is still queued
 // or running (the sessions ask lane_for).
 //
-// Bulk batches of usage alone are pipelined (Engine::begin): the writer executes the
-// next bulk batch while the last one is written, and answers a batch after the next
-// one has been executed, once the batch is durable. Every other batch, and the express
-// lane, queries, tasks and ticks, first wait for the batches in flight to be answered,
-// so they see durable state only, and the observer of such a batch sees the engine's
-// state just after it.
+// Batches of usage and holds alone (record_usage, reserve, settle, release_hold; see
+// pipelined()) are pipelined (Engine::begin): the writer executes the next bulk batch
+// while the last one is written, and answers a batch after the next one has been
+// executed, once the batch is durable. An express batch of them is begun on top of the
+// bulk batch in flight and answered right after it, once the next bulk batch has been
+// executed, so express work does not stop the bulk ingest. Every other batch, queries,
+// tasks and ticks first wait for the batches in flight to be answered, so they see
+// durable state only, and the observer of such a batch sees the engine's state just
+// after it.
 #pragma once
 
 #include <chrono>
@@ -57,10 +60,10 @@ struct WriterOptions {
   // are capped at this instead: an express request waits for the bulk batch in
   // progress, and a smaller one ends sooner. Without express work, bulk batches stay
   // large, spreading each commit's cost over more commands.
-  size_t express_batch_commands_max = 2048;
+  size_t express_batch_commands_max = 512;
   std::chrono::milliseconds express_recent{1000};
   std::chrono::milliseconds tick_interval{1000};
-  // Overlap a bulk usage batch's write with the next batch's execution (see above).
+  // Overlap a batch of usage and holds' write with the next batch's execution (see above).
   bool pipeline = true;
 };
 
@@ -71,8 +74,8 @@ class Writer {
   using QueryDone = std::function<void(std::string answer)>;
   using Task = std::function<void(Engine& engine)>;
   // Runs on the writer thread once a batch is durable (or has failed), before any
-  // completion of it. The engine's state may already show the next batch, begun and not
-  // yet durable, unless the observed batch holds anything but record_usage.
+  // completion of it. The engine's state may already show the next batches, begun and
+  // not yet durable, unless the observed batch holds a command pipelined() refuses.
   using BatchObserver = std::function<void(const Engine& engine, std::span<const Command* const> commands,
                                            std::span<const CommandResult> results)>;
 
@@ -97,6 +100,11 @@ class Writer {
   Admission submit(std::vector<Command>& commands, CommandsDone& done, Lane lane = Lane::kBulk);
   Admission submit(Query& query, QueryDone& done, Lane lane = Lane::kBulk);
   Admission submit(Task task);
+  // Whether a batch of commands of this type may stay in flight while the next one is
+  // executed: those that move only balances, usage and holds. The rest (credentials,
+  // members, organizations) are answered before anything else begins, so the observer
+  // sees the state just after them.
+  static bool pipelined(CommandType type);
   // Refuses further work, runs everything already queued, and joins the thread.
   void stop();
   // After stop(): the engine, so its owner decides when the store closes.
@@ -163,6 +171,7 @@ class Writer {
   std::deque<Part> parts_;      // writer thread only: in begin order
   std::vector<const Command*> spare_commands_;  // writer thread only: a finished part's vector, for reuse
   std::deque<Item> started_;    // writer thread only: bulk command requests taken, not yet answered
+  std::deque<Item> express_started_;  // writer thread only: the same for pipelined express requests
   size_t started_commands_ = 0;  // writer thread only: commands of started_ not yet begun
   std::chrono::steady_clock::time_point last_express_;  // writer thread only: when express work was last taken
 };

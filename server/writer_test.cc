@@ -4,7 +4,9 @@
 
 #include <atomic>
 #include <filesystem>
+#include <functional>
 #include <future>
+#include <map>
 
 #include <fmt/format.h>
 
@@ -295,6 +297,80 @@ TEST_F(WriterTest, BulkUsageBatchesArePipelinedAndAnsweredOnceDurable) {
     }
   }
   EXPECT_NE(balance.find(fmt::format("\"as_of_seq\":{}", previous)), std::string::npos) << balance;  // r9's last event is the log's last
+}
+
+// An express reserve, and the settle sent on its answer, are begun on top of the bulk
+// batch in flight rather than after it is answered: each is answered with the bulk
+// batch after it already begun, in lane order, its event between the bulk batches'.
+TEST_F(WriterTest, ExpressHoldsArePipelinedBetweenBulkBatches) {
+  fund(*engine_);
+  WriterOptions options;
+  options.batch_commands_max = 100;
+  options.express_batch_commands_max = 100;
+  std::vector<std::string> order;            // writer thread only, read after stop()
+  std::map<std::string, size_t> in_flight;   // the same: engine.in_flight() when each request's batch was observed
+  std::map<std::string, std::vector<CommandResult>> answers;
+  int bulk_batches = 0;
+  std::function<void(const std::string&, const std::string&)> express = [&](const std::string& line, const std::string& name) {
+    std::vector<Command> commands(1);
+    ASSERT_TRUE(decode_command(line, &commands.front()).ok());
+    Writer::CommandsDone done = [&, name](std::vector<CommandResult> results) {
+      order.push_back(name);
+      answers[name] = std::move(results);
+      if (name == "reserve") {
+        express(R"({"cmd":"settle","actor":"alice@acme.io","org":"acme","hold":"h1","credits":"3"})", "settle");
+      }
+    };
+    ASSERT_EQ(writer_->submit(commands, done, Writer::Lane::kExpress), Writer::Admission::kQueued);
+  };
+  writer_ = std::make_unique<Writer>(
+      std::move(engine_), options, [&](const Engine& engine, std::span<const Command* const> commands, std::span<const CommandResult>) {
+        switch (commands.front()->type) {
+          case CommandType::kRecordUsage:
+            // Once the first bulk batch is answered (the second is in flight), a reserve arrives.
+            if (++bulk_batches == 1) {
+              express(R"({"cmd":"reserve","actor":"alice@acme.io","org":"acme","workspace":"primary","hold":"h1","credits":"5","timeout_s":60})",
+                      "reserve");
+            }
+            break;
+          case CommandType::kReserve:
+            in_flight["reserve"] = engine.in_flight();
+            break;
+          case CommandType::kSettle:
+            in_flight["settle"] = engine.in_flight();
+            break;
+          default:
+            break;
+        }
+      });
+  std::promise<void> last_answered;  // stop() refuses new work: wait for the express requests' turn
+  for (int r = 0; r < 6; ++r) {
+    std::vector<Command> commands = usage_commands(r * 100, 100);
+    const std::string name = fmt::format("r{}", r);
+    Writer::CommandsDone done = [&, name, r](std::vector<CommandResult> results) {
+      order.push_back(name);
+      answers[name] = std::move(results);
+      if (r == 5) last_answered.set_value();
+    };
+    ASSERT_EQ(writer_->submit(commands, done), Writer::Admission::kQueued);
+  }
+  writer_->start();
+  last_answered.get_future().wait();
+  writer_->stop();
+  // The reserve is begun on top of r1, in flight, and answered right after it, once r2
+  // has begun; the settle likewise between r2 and r3.
+  EXPECT_EQ(order, (std::vector<std::string>{"r0", "r1", "reserve", "r2", "settle", "r3", "r4", "r5"}));
+  EXPECT_EQ(in_flight["reserve"], 1u);
+  EXPECT_EQ(in_flight["settle"], 1u);
+  for (const auto& [name, results] : answers) {
+    for (const CommandResult& result : results) ASSERT_TRUE(result.status.ok()) << name << ": " << result.to_json();
+  }
+  ASSERT_EQ(answers["reserve"].size(), 1u);
+  ASSERT_EQ(answers["settle"].size(), 1u);
+  EXPECT_GT(answers["reserve"].front().seq, answers["r1"].back().seq);
+  EXPECT_LT(answers["reserve"].front().seq, answers["r2"].front().seq);
+  EXPECT_GT(answers["settle"].front().seq, answers["r2"].back().seq);
+  EXPECT_LT(answers["settle"].front().seq, answers["r3"].front().seq);
 }
 
 // A write that fails while bulk batches are pipelined: every request is answered once;
