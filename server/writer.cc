@@ -153,7 +153,6 @@ void Writer::run() {
       next_tick = Clock::now() + options_.tick_interval;
     }
     if (bulk_max > 0) {
-      if (parts_.size() == kPipelineDepthMax) finish_part();
       started_commands_ -= begin_part(started_, bulk_max);
       // A bulk batch of usage and holds stays in flight while the next one is
       // executed; then the parts begun before it are answered (an express part among
@@ -179,10 +178,7 @@ void Writer::run() {
         commands += item.commands.size();
         express_started_.push_back(std::move(item));
       }
-      while (commands > 0) {
-        if (parts_.size() == kPipelineDepthMax) finish_part();
-        commands -= begin_part(express_started_, options_.batch_commands_max);
-      }
+      while (commands > 0) commands -= begin_part(express_started_, options_.batch_commands_max);
       continue;
     }
     // Everything else sees durable state: first answer what is in flight.
@@ -218,6 +214,7 @@ bool Writer::pipelined(CommandType type) {
 
 size_t Writer::begin_part(std::deque<Item>& items, size_t max) {
   TALLY_ASSERT(max >= 1);
+  if (parts_.size() == kPipelineDepthMax) finish_part();
   Part& part = parts_.emplace_back();
   part.items = &items;
   part.commands = std::move(spare_commands_);

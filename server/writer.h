@@ -147,8 +147,9 @@ class Writer {
   void take_bulk(size_t max);
   void run();
   // Begins up to `max` commands of the command requests in `items`, from the first one
-  // not yet begun, as one batch (Engine::begin). Returns how many commands it took.
-  // The requests stay in `items` until finish_part() answers them.
+  // not yet begun, as one batch (Engine::begin), first answering the oldest part when
+  // kPipelineDepthMax are in flight. Returns how many commands it took. The requests
+  // stay in `items` until finish_part() answers them.
   size_t begin_part(std::deque<Item>& items, size_t max);
   // Finishes the oldest part begun: gives each request its results, and completes and
   // removes each request whose last result it holds.
