@@ -35,6 +35,13 @@ Status Committer::wait() {
   return status;
 }
 
+size_t Committer::written_ok() const {
+  std::lock_guard lock(mutex_);
+  size_t ok = 0;
+  while (ok < written_.size() && written_[ok].ok()) ++ok;
+  return ok;
+}
+
 void Committer::run() {
   Status failure;  // the first failed write; every later batch gets it, unwritten
   std::unique_lock lock(mutex_);

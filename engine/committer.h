@@ -7,7 +7,8 @@
 //
 // Contract: one thread (the engine's writer) calls hand_over() and wait(). A batch
 // handed over belongs to the committer until wait() has returned its status; wait()
-// returns the statuses in hand-over order. The destructor waits for the writes in
+// returns the statuses in hand-over order; written_ok() tells, without blocking, how
+// many of them are ready and Ok. The destructor waits for the writes in
 // progress.
 #pragma once
 
@@ -38,13 +39,16 @@ class Committer {
   Status wait();
   // Batches handed over whose status wait() has not yet returned.
   size_t pending() const { return pending_; }
+  // How many of those, from the oldest, are written and were written successfully: the
+  // next written_ok() calls of wait() return Ok at once. Never waits for a write.
+  size_t written_ok() const;
 
  private:
   void run();
 
   const Store* const store_;
   size_t pending_ = 0;  // caller's thread only
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::condition_variable changed_;
   std::deque<LogBatch*> to_write_;  // guarded by mutex_
   std::deque<Status> written_;      // guarded by mutex_, in hand-over order

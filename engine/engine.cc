@@ -315,15 +315,16 @@ void Engine::prefetch(const Command& command, PrefetchStage stage) const {
   }
 }
 
-void Engine::begin(std::span<const Command> commands, TimeSource time) {
+size_t Engine::begin(std::span<const Command> commands, TimeSource time, const Between& between) {
   command_pointers_.clear();
   for (const Command& command : commands) command_pointers_.push_back(&command);
-  begin(std::span<const Command* const>(command_pointers_), time);
+  return begin(std::span<const Command* const>(command_pointers_), time, between);
 }
 
-void Engine::begin(std::span<const Command* const> commands, TimeSource time) {
+size_t Engine::begin(std::span<const Command* const> commands, TimeSource time, const Between& between) {
   TALLY_ASSERT(commands.size() <= kBatchCommandsMax);
   TALLY_ASSERT(in_flight_.size() < kPipelineDepthMax);
+  TALLY_ASSERT(!beginning_);
   InFlight& flight = in_flight_.emplace_back();
   std::vector<CommandResult>& results = flight.results;
   results.reserve(commands.size());
@@ -334,7 +335,7 @@ void Engine::begin(std::span<const Command* const> commands, TimeSource time) {
       result.status = Error(ErrorCode::kReadOnly, "the engine is read-only after a storage failure; restart it once the disk is healthy");
       results.push_back(std::move(result));
     }
-    return;
+    return results.size();
   }
   flight.executed = true;
   std::unique_ptr<LogBatch> batch = store_->begin_batch();
@@ -360,20 +361,43 @@ void Engine::begin(std::span<const Command* const> commands, TimeSource time) {
       if (i + 8 < commands.size()) prefetch(*commands[i + 8], PrefetchStage::kSlot);
       if (i + 4 < commands.size()) prefetch(*commands[i + 4], PrefetchStage::kEntry);
       results.push_back(execute_one(*commands[i], time, batch.get(), splitter));
+      // The batches before this one may become durable meanwhile: let the caller
+      // answer them now. finish() touches neither the projections nor this batch (a
+      // failed write is never finished here: durable_in_flight() stops before it).
+      if (between && i % kBetweenCommands == kBetweenCommands - 1 && i + 1 < commands.size()) {
+        beginning_ = true;
+        const bool end_here = between();
+        beginning_ = false;
+        if (end_here) break;
+      }
     }
   }
   TALLY_ASSERT(batch->records() == batch_events_);
-  if (batch->records() == 0) return;  // nothing accepted: nothing to write
+  if (batch->records() == 0) return results.size();  // nothing accepted: nothing to write
 
   state_.flush_due(batch.get(), row_lag_events_);
   store_->seal(batch.get());
   flight.handed_over = std::chrono::steady_clock::now();
   committer_->hand_over(batch.get());
   flight.batch = std::move(batch);
+  return results.size();
+}
+
+size_t Engine::durable_in_flight() const {
+  const size_t finished = in_flight_.size() - (beginning_ ? 1 : 0);
+  size_t written = committer_->written_ok();
+  size_t durable = 0;
+  for (; durable < finished; ++durable) {
+    if (in_flight_[durable].batch == nullptr) continue;  // nothing to write
+    if (written == 0) break;
+    --written;
+  }
+  return durable;
 }
 
 std::vector<CommandResult> Engine::finish() {
   TALLY_ASSERT(!in_flight_.empty());
+  TALLY_ASSERT(!beginning_ || durable_in_flight() > 0);
   InFlight flight = std::move(in_flight_.front());
   in_flight_.pop_front();
   if (flight.batch != nullptr) {

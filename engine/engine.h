@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -106,6 +107,11 @@ struct EngineStats {
 // express batch between them.
 inline constexpr size_t kPipelineDepthMax = 3;
 
+// Engine::begin calls its `between` after every this many commands: often enough that
+// a batch durable meanwhile is answered within about 0.2 ms of executing (a usage
+// event takes about 3.5 µs), seldom enough to cost nothing measurable.
+inline constexpr size_t kBetweenCommands = 64;
+
 struct Query;
 class SplitApplier;
 class Committer;
@@ -132,19 +138,33 @@ class Engine {
   // Pipelined execute(): executes the commands against the projections (which then
   // show their effects, not yet durable) and hands the batch's write to the commit
   // thread without waiting for it. The commands are only read during the call.
+  //
+  // `between`, if set, is called after every kBetweenCommands commands executed (not
+  // after the last one), so the caller can answer batches begun before this one as
+  // soon as they are durable rather than once this one is executed: from inside
+  // `between` it may call durable_in_flight() and, while that is above 0, finish(),
+  // and nothing else of the engine. If it returns true, the batch ends there: the
+  // commands after those executed are not, and the caller begins them later.
+  // Returns how many commands, from the first, the batch executed.
   // REQUIRES: in_flight() < kPipelineDepthMax.
-  void begin(std::span<const Command> commands, TimeSource time = TimeSource::kClock);
+  using Between = std::function<bool()>;
+  size_t begin(std::span<const Command> commands, TimeSource time = TimeSource::kClock, const Between& between = {});
   // The same for commands that lie in several places (the server's writer runs a batch
   // out of several requests' vectors, and a Command is large to move): one pointer per
   // command, none null.
-  void begin(std::span<const Command* const> commands, TimeSource time = TimeSource::kClock);
+  size_t begin(std::span<const Command* const> commands, TimeSource time = TimeSource::kClock, const Between& between = {});
   // Waits for the oldest batch begun and not finished to be durable, and returns its
   // results, as execute() would have. If the write of that batch or of one begun before
   // it failed, its accepted commands are answered with that failure, and once no batch
-  // is in flight the projections are reloaded from the store. REQUIRES: in_flight() > 0.
+  // is in flight the projections are reloaded from the store. REQUIRES: in_flight() > 0
+  // and, from inside begin()'s `between`, durable_in_flight() > 0.
   std::vector<CommandResult> finish();
   // Batches begun and not yet finished.
   size_t in_flight() const { return in_flight_.size(); }
+  // How many of them, from the oldest, finish() would return at once with results
+  // that are final: each one's write has succeeded, or it had nothing to write. Never
+  // waits for a write; the batch begin() is executing, if any, is not counted.
+  size_t durable_in_flight() const;
 
   // Answers one JSON query (SPEC §4) with one JSON line. REQUIRES: in_flight() == 0.
   std::string query(std::string_view json);
@@ -195,6 +215,7 @@ class Engine {
   std::vector<const Command*> command_pointers_;  // begin(span<const Command>)'s, reused
   Status failure_;              // the first failed write, once finish() has seen it
   bool reload_pending_ = false;  // a write failed; reload the projections once nothing is in flight
+  bool beginning_ = false;       // begin() is executing the newest batch in flight
   std::unique_ptr<Committer> committer_;
   std::unique_ptr<flatbuffers::FlatBufferBuilder> event_builder_;  // lent to each command's context in turn
 };

@@ -4,11 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <limits>
 #include <map>
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -635,18 +637,20 @@ std::vector<Command> commands_of(const std::vector<std::string>& lines) {
 // another does; a batch's events are durable only once finish() returns them. A
 // failed write fails the batch begun on top of it too, a duplicate's answer pointing
 // into the failed batch included, and leaves the engine as it was before both.
+// An organization with two workspaces, two members and 1,000 credits, as usage_batch() wants.
+const std::vector<std::string> kPipelineSetup = {
+    R"({"cmd":"create_org","actor":"alice@acme.io","org":"acme"})",
+    R"({"cmd":"create_workspace","actor":"alice@acme.io","org":"acme","workspace":"studio"})",
+    R"({"cmd":"invite_member","actor":"alice@acme.io","org":"acme","user":"bob@acme.io","role":"member","workspace":"studio"})",
+    R"({"cmd":"accept_invite","actor":"bob@acme.io","org":"acme"})",
+    R"({"cmd":"grant_credits","actor":"platform","org":"acme","grant":"g1","kind":"plan","credits":"1000"})"};
+
 TEST(Pipeline, BatchesInFlightTogetherEqualOneBatchAfterAnother) {
   testing::FaultEnv fault;
   TestEngine piped("piped", fault.env.get());
   TestEngine in_turn("in_turn");
-  const std::vector<std::string> setup = {
-      R"({"cmd":"create_org","actor":"alice@acme.io","org":"acme"})",
-      R"({"cmd":"create_workspace","actor":"alice@acme.io","org":"acme","workspace":"studio"})",
-      R"({"cmd":"invite_member","actor":"alice@acme.io","org":"acme","user":"bob@acme.io","role":"member","workspace":"studio"})",
-      R"({"cmd":"accept_invite","actor":"bob@acme.io","org":"acme"})",
-      R"({"cmd":"grant_credits","actor":"platform","org":"acme","grant":"g1","kind":"plan","credits":"1000"})"};
-  piped.run_batch(setup);
-  in_turn.run_batch(setup);
+  piped.run_batch(kPipelineSetup);
+  in_turn.run_batch(kPipelineSetup);
   std::vector<std::vector<Command>> batches;
   for (int round = 0; round < 6; ++round) {
     std::vector<std::string> batch = usage_batch(piped, round * 200, 200);
@@ -714,6 +718,84 @@ TEST(Pipeline, BatchesInFlightTogetherEqualOneBatchAfterAnother) {
   }
   fault.file_system->fail_writes(false);
   EXPECT_EQ(projection_rows(piped.engine().state()), live);
+}
+
+// begin()'s `between` lets the caller finish the batches begun before, as their writes
+// end, while it executes the next one (here large enough for the helper thread): what
+// it finishes there is what it would have finished after begin() returned, the batch
+// being executed is never counted durable, and neither is a failed write.
+TEST(Pipeline, BatchesDurableMeanwhileAreFinishedFromInsideBegin) {
+  testing::FaultEnv fault;
+  TestEngine piped("piped", fault.env.get());
+  TestEngine in_turn("in_turn");
+  piped.run_batch(kPipelineSetup);
+  in_turn.run_batch(kPipelineSetup);
+  const std::vector<Command> a = commands_of(usage_batch(piped, 0, 10));
+  const std::vector<Command> b = commands_of(usage_batch(piped, 10, 1100));
+  ASSERT_GE(b.size(), kSplitApplyCommandsDefault);
+  const std::vector<CommandResult> a_expected = in_turn.engine().execute(a);
+  const std::vector<CommandResult> b_expected = in_turn.engine().execute(b);
+
+  Engine& engine = piped.engine();
+  engine.begin(a);
+  // Wait (10 s at most) for a's write, so the first call of `between` finds it durable.
+  for (int ms = 0; ms < 10'000 && engine.durable_in_flight() == 0; ++ms) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_EQ(engine.durable_in_flight(), 1u);
+  std::vector<CommandResult> a_got;
+  size_t calls = 0;
+  engine.begin(b, TimeSource::kClock, [&] {
+    ++calls;
+    EXPECT_EQ(engine.in_flight(), a_got.empty() ? 2u : 1u);
+    EXPECT_EQ(engine.durable_in_flight(), a_got.empty() ? 1u : 0u);  // b, being executed, is not counted
+    if (a_got.empty()) a_got = engine.finish();
+    return false;
+  });
+  EXPECT_EQ(calls, (b.size() - 1) / kBetweenCommands);  // after 64, 128, ... commands, not after the last
+  EXPECT_EQ(engine.in_flight(), 1u);
+  const std::vector<CommandResult> b_got = engine.finish();
+  ASSERT_EQ(a_got.size(), a_expected.size());
+  for (size_t i = 0; i < a_got.size(); ++i) EXPECT_EQ(a_got[i].to_json(), a_expected[i].to_json()) << "a, command " << i;
+  ASSERT_EQ(b_got.size(), b_expected.size());
+  for (size_t i = 0; i < b_got.size(); ++i) EXPECT_EQ(b_got[i].to_json(), b_expected[i].to_json()) << "b, command " << i;
+  EXPECT_EQ(engine.store().head_hash(), in_turn.engine().store().head_hash());
+  const auto live = projection_rows(engine.state());
+  EXPECT_EQ(live, projection_rows(in_turn.engine().state()));
+
+  // `between` ends batch e at its second call: the rest, begun as a batch of its own,
+  // answers and logs what e as one batch does.
+  const std::vector<Command> e = commands_of(usage_batch(piped, 1200, 300));
+  const std::vector<CommandResult> e_expected = in_turn.engine().execute(e);
+  size_t e_calls = 0;
+  ASSERT_EQ(engine.begin(e, TimeSource::kClock, [&] { return ++e_calls == 2; }), 2 * kBetweenCommands);
+  ASSERT_EQ(engine.begin(std::span(e).subspan(2 * kBetweenCommands)), e.size() - 2 * kBetweenCommands);
+  std::vector<CommandResult> e_got = engine.finish();
+  for (CommandResult& result : engine.finish()) e_got.push_back(std::move(result));
+  ASSERT_EQ(e_got.size(), e_expected.size());
+  for (size_t i = 0; i < e_got.size(); ++i) EXPECT_EQ(e_got[i].to_json(), e_expected[i].to_json()) << "e, command " << i;
+  // (The head hash differs: the log's chain has a link per batch.)
+  EXPECT_EQ(testing::log_envelopes(engine.store()), testing::log_envelopes(in_turn.engine().store()));
+  const VerifyReport report = verify(engine.store(), &engine.state());
+  EXPECT_TRUE(report.ok()) << problems(report);
+  const auto live_after_e = projection_rows(engine.state());
+  EXPECT_EQ(live_after_e, projection_rows(in_turn.engine().state()));
+
+  // c's write fails: it is never counted durable, and is answered storage_error once
+  // begin() has returned; so is d, begun on top of it.
+  const std::vector<Command> c = commands_of(usage_batch(piped, 2000, 10));
+  const std::vector<Command> d = commands_of(usage_batch(piped, 2010, 200));
+  fault.file_system->fail_writes(true);
+  engine.begin(c);
+  engine.begin(d, TimeSource::kClock, [&] {
+    EXPECT_EQ(engine.durable_in_flight(), 0u);
+    return false;
+  });
+  for (int batch = 0; batch < 2; ++batch) {
+    for (const CommandResult& result : engine.finish()) EXPECT_EQ(result.status.code, ErrorCode::kStorageError) << result.to_json();
+  }
+  EXPECT_TRUE(engine.read_only());
+  EXPECT_EQ(engine.durable_in_flight(), 0u);
+  fault.file_system->fail_writes(false);
+  EXPECT_EQ(projection_rows(engine.state()), live_after_e);
 }
 
 TEST(Verify, RowsWhoseCheckpointIsPastTheLogAreReported) {

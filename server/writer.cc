@@ -36,6 +36,7 @@ Writer::Admission Writer::push(size_t weight, Lane lane, Fill fill) {
     fill(item);
     queue.push_back(std::move(item));
     queued += weight;
+    if (lane == Lane::kExpress) express_waiting_.store(true, std::memory_order_relaxed);
   }
   ready_.notify_one();
   return Admission::kQueued;
@@ -137,6 +138,7 @@ void Writer::run() {
       if (!express_.empty()) {
         last_express_ = now;
         take_run(express_, express_commands_, options_.batch_commands_max, taken);
+        express_waiting_.store(!express_.empty(), std::memory_order_relaxed);
       } else {
         const bool interactive = now - last_express_ < options_.express_recent;
         bulk_max = interactive ? options_.express_batch_commands_max : options_.batch_commands_max;
@@ -155,12 +157,14 @@ void Writer::run() {
     if (bulk_max > 0) {
       started_commands_ -= begin_part(started_, bulk_max);
       // A bulk batch of usage and holds stays in flight while the next one is
-      // executed; then the parts begun before it are answered (an express part among
-      // them was written just after the bulk part before it).
+      // executed; the parts begun before it are answered now (an express part among
+      // them was written just after the bulk part before it), unless express work
+      // waits: that is begun first, on top of them, and they are answered as they
+      // become durable while the next bulk part is executed.
       const std::vector<const Command*>& begun = parts_.back().commands;
       if (!options_.pipeline || !std::all_of(begun.begin(), begun.end(), [](const Command* c) { return pipelined(c->type); })) {
         finish_parts();
-      } else {
+      } else if (!express_waiting_.load(std::memory_order_relaxed)) {
         while (parts_.size() > 1) finish_part();
       }
       continue;
@@ -222,12 +226,20 @@ size_t Writer::begin_part(std::deque<Item>& items, size_t max) {
   for (Item& item : items) {
     const size_t take = std::min(item.commands.size() - item.ran, max - part.commands.size());
     for (size_t i = item.ran; i < item.ran + take; ++i) part.commands.push_back(&item.commands[i]);
-    item.ran += take;
     if (part.commands.size() == max) break;
   }
   TALLY_ASSERT(!part.commands.empty());
-  engine_->begin(part.commands);
-  return part.commands.size();
+  // The engine may end the part early (between_commands()): only what it executed counts as begun.
+  const size_t begun = engine_->begin(part.commands, TimeSource::kClock, between_);
+  TALLY_ASSERT(begun >= 1 && begun <= part.commands.size());
+  part.commands.resize(begun);
+  size_t left = begun;
+  for (auto item = items.begin(); left > 0; ++item) {
+    const size_t take = std::min(item->commands.size() - item->ran, left);
+    item->ran += take;
+    left -= take;
+  }
+  return begun;
 }
 
 void Writer::finish_part() {
@@ -255,6 +267,16 @@ void Writer::finish_part() {
 
 void Writer::finish_parts() {
   while (!parts_.empty()) finish_part();
+}
+
+bool Writer::between_commands() {
+  // parts_.back() is being executed; Engine::durable_in_flight() does not count it, and
+  // finish_part() leaves it and its requests where they are (a deque keeps its other
+  // elements in place when the front is removed).
+  for (size_t durable = engine_->durable_in_flight(); durable > 0; --durable) finish_part();
+  // Express work has come: a bulk part ends here, so that it waits for at most
+  // kBetweenCommands more commands rather than for the rest of the part.
+  return parts_.back().items == &started_ && express_waiting_.load(std::memory_order_relaxed);
 }
 
 void Writer::run_tick() {

@@ -19,15 +19,17 @@
 //
 // Batches of usage and holds alone (record_usage, reserve, settle, release_hold; see
 // pipelined()) are pipelined (Engine::begin): the writer executes the next bulk batch
-// while the last one is written, and answers a batch after the next one has been
-// executed, once the batch is durable. An express batch of them is begun on top of the
-// bulk batch in flight and answered right after it, once the next bulk batch has been
-// executed, so express work does not stop the bulk ingest. Every other batch, queries,
+// while the last one is written, and answers a batch once it is durable, in begin
+// order: while executing the next batch it looks every kBetweenCommands commands for
+// batches durable meanwhile, and the rest it answers once that batch is executed. An
+// express batch of them is begun on top of the bulk batch in flight and answered right
+// after it, so express work does not stop the bulk ingest. Every other batch, queries,
 // tasks and ticks first wait for the batches in flight to be answered, so they see
 // durable state only, and the observer of such a batch sees the engine's state just
 // after it.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -148,13 +150,18 @@ class Writer {
   void run();
   // Begins up to `max` commands of the command requests in `items`, from the first one
   // not yet begun, as one batch (Engine::begin), first answering the oldest part when
-  // kPipelineDepthMax are in flight. Returns how many commands it took. The requests
-  // stay in `items` until finish_part() answers them.
+  // kPipelineDepthMax are in flight. Returns how many commands it took: fewer when a
+  // bulk part ends early for express work (between_commands()). The requests stay in
+  // `items` until finish_part() answers them.
   size_t begin_part(std::deque<Item>& items, size_t max);
   // Finishes the oldest part begun: gives each request its results, and completes and
   // removes each request whose last result it holds.
   void finish_part();
   void finish_parts();  // every part in flight
+  // Called by Engine::begin while it executes the newest part: finishes the parts
+  // before it whose writes are durable already, and tells it to end a bulk part there
+  // when express work is waiting.
+  bool between_commands();
   void run_tick();
 
   std::unique_ptr<Engine> engine_;
@@ -168,8 +175,12 @@ class Writer {
   std::deque<Item> express_;  // the express lane
   size_t express_commands_ = 0;
   bool stopping_ = false;
+  // Whether express_ holds anything: set with it under mutex_, read without it by
+  // between_commands() (a stale answer only delays or hastens one cut).
+  std::atomic<bool> express_waiting_{false};
   std::thread thread_;
   std::deque<Part> parts_;      // writer thread only: in begin order
+  const Engine::Between between_ = [this] { return between_commands(); };  // Engine::begin's hook
   std::vector<const Command*> spare_commands_;  // writer thread only: a finished part's vector, for reuse
   std::deque<Item> started_;    // writer thread only: bulk command requests taken, not yet answered
   std::deque<Item> express_started_;  // writer thread only: the same for pipelined express requests

@@ -7,6 +7,7 @@
 #include <functional>
 #include <future>
 #include <map>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -302,11 +303,14 @@ TEST_F(WriterTest, BulkUsageBatchesArePipelinedAndAnsweredOnceDurable) {
 // An express reserve, and the settle sent on its answer, are begun on top of the bulk
 // batch in flight rather than after it is answered: each is answered with the bulk
 // batch after it already begun, in lane order, its event between the bulk batches'.
+// The batches are shorter than kBetweenCommands, so the writer looks for durable
+// batches and express work only between them, whatever the disk's speed.
 TEST_F(WriterTest, ExpressHoldsArePipelinedBetweenBulkBatches) {
   fund(*engine_);
   WriterOptions options;
-  options.batch_commands_max = 100;
-  options.express_batch_commands_max = 100;
+  options.batch_commands_max = 50;
+  options.express_batch_commands_max = 50;
+  static_assert(50 < kBetweenCommands);
   std::vector<std::string> order;            // writer thread only, read after stop()
   std::map<std::string, size_t> in_flight;   // the same: engine.in_flight() when each request's batch was observed
   std::map<std::string, std::vector<CommandResult>> answers;
@@ -345,7 +349,7 @@ TEST_F(WriterTest, ExpressHoldsArePipelinedBetweenBulkBatches) {
       });
   std::promise<void> last_answered;  // stop() refuses new work: wait for the express requests' turn
   for (int r = 0; r < 6; ++r) {
-    std::vector<Command> commands = usage_commands(r * 100, 100);
+    std::vector<Command> commands = usage_commands(r * 50, 50);
     const std::string name = fmt::format("r{}", r);
     Writer::CommandsDone done = [&, name, r](std::vector<CommandResult> results) {
       order.push_back(name);
@@ -371,6 +375,103 @@ TEST_F(WriterTest, ExpressHoldsArePipelinedBetweenBulkBatches) {
   EXPECT_LT(answers["reserve"].front().seq, answers["r2"].front().seq);
   EXPECT_GT(answers["settle"].front().seq, answers["r2"].back().seq);
   EXPECT_LT(answers["settle"].front().seq, answers["r3"].front().seq);
+}
+
+// A system clock that, once armed, holds each command the engine executes until every
+// batch begun before the one executing is durable (for at most 10 s), and counts those
+// commands. The engine calls it on the writer thread, inside Engine::begin.
+class DurableGateClock final : public Clock {
+ public:
+  // Call before the writer starts; the engine must outlive the clock's use.
+  void arm(const Engine* engine) { engine_ = engine; }
+  int64_t now_us() override {
+    if (engine_ != nullptr) {
+      ++commands_;
+      for (int ms = 0; ms < 10'000 && engine_->durable_in_flight() + 1 < engine_->in_flight(); ++ms) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
+    return SystemClock().now_us();
+  }
+  size_t commands() const { return commands_; }
+
+ private:
+  const Engine* engine_ = nullptr;
+  size_t commands_ = 0;
+};
+
+// Express work that comes while a bulk batch is executed ends that batch at the
+// writer's next look (every kBetweenCommands commands), and a pipelined batch is
+// answered as soon as it is durable, while the writer executes the next one. The clock
+// makes it deterministic: each command waits until the batches before it are durable.
+// r0's answer, at r1's first look, sends a reserve: r1 ends there, after 64 commands;
+// the reserve is begun on top of it, then r1's other 36 commands and r2's first 64 as
+// one batch, whose first look answers the reserve.
+TEST_F(WriterTest, ExpressWorkEndsTheBulkBatchAndIsAnsweredOnceDurable) {
+  DurableGateClock clock;
+  engine_.reset();
+  std::filesystem::remove_all(dir_);
+  EngineOptions engine_options;
+  engine_options.data_dir = dir_.string();
+  engine_options.clock = &clock;
+  ASSERT_TRUE(Engine::open(engine_options, &engine_).ok());
+  fund(*engine_);
+  clock.arm(engine_.get());
+  WriterOptions options;
+  options.batch_commands_max = 100;
+  options.express_batch_commands_max = 100;
+  options.tick_interval = std::chrono::hours(1);  // no tick among the counted commands
+  std::vector<std::string> order;         // writer thread only, read after stop()
+  std::map<std::string, size_t> answered;  // the same: commands executed when each request was answered
+  std::map<std::string, std::vector<CommandResult>> answers;
+  auto done_for = [&](const std::string& name) {
+    return [&, name](std::vector<CommandResult> results) {
+      order.push_back(name);
+      answered[name] = clock.commands();
+      answers[name] = std::move(results);
+    };
+  };
+  bool reserved = false;
+  writer_ = std::make_unique<Writer>(std::move(engine_), options, [&](const Engine&, std::span<const Command* const> commands, std::span<const CommandResult>) {
+    // Once r0 is answered (r1 in flight), a reserve arrives.
+    if (commands.front()->type != CommandType::kRecordUsage || reserved) return;
+    reserved = true;
+    std::vector<Command> reserve(1);
+    ASSERT_TRUE(decode_command(R"({"cmd":"reserve","actor":"alice@acme.io","org":"acme","workspace":"primary","hold":"h1","credits":"5","timeout_s":60})",
+                               &reserve.front())
+                    .ok());
+    Writer::CommandsDone done = done_for("reserve");
+    ASSERT_EQ(writer_->submit(reserve, done, Writer::Lane::kExpress), Writer::Admission::kQueued);
+  });
+  std::promise<void> last_answered;
+  for (int r = 0; r < 3; ++r) {
+    std::vector<Command> commands = usage_commands(r * 100, 100);
+    const std::string name = fmt::format("r{}", r);
+    Writer::CommandsDone done = [&, name, r, answer = done_for(name)](std::vector<CommandResult> results) {
+      answer(std::move(results));
+      if (r == 2) last_answered.set_value();
+    };
+    ASSERT_EQ(writer_->submit(commands, done), Writer::Admission::kQueued);
+  }
+  writer_->start();
+  last_answered.get_future().wait();
+  writer_->stop();
+  EXPECT_EQ(order, (std::vector<std::string>{"r0", "reserve", "r1", "r2"}));
+  // Commands executed when each was answered: r0, then r1 up to the first look.
+  EXPECT_EQ(answered["r0"], 100 + kBetweenCommands);
+  // Then the reserve, and the next batch up to its first look.
+  EXPECT_EQ(answered["reserve"], 100 + kBetweenCommands + 1 + kBetweenCommands);
+  // r1 and r2 once all is executed.
+  EXPECT_EQ(answered["r1"], 100 + 1 + 100 + 100u);
+  EXPECT_EQ(answered["r2"], answered["r1"]);
+  for (const auto& [name, results] : answers) {
+    ASSERT_EQ(results.size(), name == "reserve" ? 1u : 100u) << name;
+    for (const CommandResult& result : results) ASSERT_TRUE(result.status.ok()) << name << ": " << result.to_json();
+  }
+  // The reserve's event lies between r1's 64th command's and its 65th's.
+  EXPECT_GT(answers["reserve"].front().seq, answers["r1"][kBetweenCommands - 1].seq);
+  EXPECT_LT(answers["reserve"].front().seq, answers["r1"][kBetweenCommands].seq);
+  writer_.reset();  // the engine goes before the clock it uses
 }
 
 // A write that fails while bulk batches are pipelined: every request is answered once;
