@@ -39,8 +39,8 @@ class Committer {
   Status wait();
   // Batches handed over whose status wait() has not yet returned.
   size_t pending() const { return pending_; }
-  // How many of those, from the oldest, are written and were written successfully: the
-  // next written_ok() calls of wait() return Ok at once. Never waits for a write.
+  // How many of those, from the oldest, are written, each successfully: that many next
+  // calls of wait() return Ok at once. Never waits for a write.
   size_t written_ok() const;
 
  private:

@@ -143,7 +143,7 @@ class Engine {
   // after the last one), so the caller can answer batches begun before this one as
   // soon as they are durable rather than once this one is executed: from inside
   // `between` it may call durable_in_flight() and, while that is above 0, finish(),
-  // and nothing else of the engine. If it returns true, the batch ends there: the
+  // and read the engine through its const members; nothing else. If it returns true, the batch ends there: the
   // commands after those executed are not, and the caller begins them later.
   // Returns how many commands, from the first, the batch executed.
   // REQUIRES: in_flight() < kPipelineDepthMax.

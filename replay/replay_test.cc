@@ -761,9 +761,9 @@ TEST(Pipeline, BatchesDurableMeanwhileAreFinishedFromInsideBegin) {
   const auto live = projection_rows(engine.state());
   EXPECT_EQ(live, projection_rows(in_turn.engine().state()));
 
-  // `between` ends batch e at its second call: the rest, begun as a batch of its own,
-  // answers and logs what e as one batch does.
-  const std::vector<Command> e = commands_of(usage_batch(piped, 1200, 300));
+  // `between` ends batch e (long enough for the helper thread) at its second call: the
+  // rest, begun as a batch of its own, answers and logs what e as one batch does.
+  const std::vector<Command> e = commands_of(usage_batch(piped, 1200, 1100));
   const std::vector<CommandResult> e_expected = in_turn.engine().execute(e);
   size_t e_calls = 0;
   ASSERT_EQ(engine.begin(e, TimeSource::kClock, [&] { return ++e_calls == 2; }), 2 * kBetweenCommands);
@@ -781,8 +781,8 @@ TEST(Pipeline, BatchesDurableMeanwhileAreFinishedFromInsideBegin) {
 
   // c's write fails: it is never counted durable, and is answered storage_error once
   // begin() has returned; so is d, begun on top of it.
-  const std::vector<Command> c = commands_of(usage_batch(piped, 2000, 10));
-  const std::vector<Command> d = commands_of(usage_batch(piped, 2010, 200));
+  const std::vector<Command> c = commands_of(usage_batch(piped, 3000, 10));
+  const std::vector<Command> d = commands_of(usage_batch(piped, 3010, 200));
   fault.file_system->fail_writes(true);
   engine.begin(c);
   engine.begin(d, TimeSource::kClock, [&] {

@@ -9,13 +9,15 @@
 // query) that would otherwise wait behind the bulk queue's tens of thousands of
 // ingested events: while the express queue holds anything, the writer takes its work
 // next, as batches of their own, so an express command waits for at most the one bulk
-// batch in progress, not for the whole bulk queue; and while express work keeps coming,
-// bulk batches are kept smaller (WriterOptions::express_batch_commands_max). To keep
-// them so whatever the size of the requests, a bulk request may be split across
-// consecutive group commits: its completion runs once, after the commit holding its
-// last command. Within each lane order is kept; across lanes it is not, so a caller
-// puts a request in the express lane only when nothing else of its own is still queued
-// or running (the sessions ask lane_for).
+// batch in progress, not for the whole bulk queue; that batch even ends early, at the
+// writer's next look (every kBetweenCommands commands: Engine::begin's hook). While
+// express work keeps coming, bulk batches are also kept smaller
+// (WriterOptions::express_batch_commands_max), since an express batch is written after
+// them. To keep them so whatever the size of the requests, a bulk request may be split
+// across consecutive group commits: its completion runs once, after the commit holding
+// its last command. Within each lane order is kept; across lanes it is not, so a
+// caller puts a request in the express lane only when nothing else of its own is still
+// queued or running (the sessions ask lane_for).
 //
 // Batches of usage and holds alone (record_usage, reserve, settle, release_hold; see
 // pipelined()) are pipelined (Engine::begin): the writer executes the next bulk batch
