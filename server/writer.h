@@ -22,10 +22,11 @@
 // Batches of usage and holds alone (record_usage, reserve, settle, release_hold; see
 // pipelined()) are pipelined (Engine::begin): the writer executes the next bulk batch
 // while the last one is written, and answers a batch once it is durable, in begin
-// order: while executing the next batch it looks every kBetweenCommands commands for
-// batches durable meanwhile, and the rest it answers once that batch is executed. An
-// express batch of them is begun on top of the bulk batch in flight and answered right
-// after it, so express work does not stop the bulk ingest. Every other batch, queries,
+// order, once the next batch is executed. An express batch of them is begun on top of
+// the bulk batch in flight and answered right after it, so express work does not stop
+// the bulk ingest; while express work waits or is in flight, the writer looks every
+// kBetweenCommands commands of the next batch for batches durable meanwhile and
+// answers them there. Every other batch, queries,
 // tasks and ticks first wait for the batches in flight to be answered, so they see
 // durable state only, and the observer of such a batch sees the engine's state just
 // after it.
@@ -160,9 +161,9 @@ class Writer {
   // removes each request whose last result it holds.
   void finish_part();
   void finish_parts();  // every part in flight
-  // Called by Engine::begin while it executes the newest part: finishes the parts
-  // before it whose writes are durable already, and tells it to end a bulk part there
-  // when express work is waiting.
+  // Called by Engine::begin while it executes the newest part: when express work is
+  // waiting or in flight, finishes the parts before it whose writes are durable
+  // already, and tells it to end a bulk part there when express work is waiting.
   bool between_commands();
   void run_tick();
 

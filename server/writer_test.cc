@@ -378,15 +378,20 @@ TEST_F(WriterTest, ExpressHoldsArePipelinedBetweenBulkBatches) {
 }
 
 // A system clock that, once armed, holds each command the engine executes until every
-// batch begun before the one executing is durable (for at most 10 s), and counts those
-// commands. The engine calls it on the writer thread, inside Engine::begin.
+// batch begun before the one executing is durable (for at most 10 s), counts those
+// commands, and runs `at_command` when the given one begins. The engine calls it on
+// the writer thread, inside Engine::begin.
 class DurableGateClock final : public Clock {
  public:
   // Call before the writer starts; the engine must outlive the clock's use.
-  void arm(const Engine* engine) { engine_ = engine; }
+  void arm(const Engine* engine, size_t command, std::function<void()> at_command) {
+    engine_ = engine;
+    command_ = command;
+    at_command_ = std::move(at_command);
+  }
   int64_t now_us() override {
     if (engine_ != nullptr) {
-      ++commands_;
+      if (++commands_ == command_) at_command_();
       for (int ms = 0; ms < 10'000 && engine_->durable_in_flight() + 1 < engine_->in_flight(); ++ms) {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
       }
@@ -398,15 +403,18 @@ class DurableGateClock final : public Clock {
  private:
   const Engine* engine_ = nullptr;
   size_t commands_ = 0;
+  size_t command_ = 0;
+  std::function<void()> at_command_;
 };
 
 // Express work that comes while a bulk batch is executed ends that batch at the
-// writer's next look (every kBetweenCommands commands), and a pipelined batch is
-// answered as soon as it is durable, while the writer executes the next one. The clock
-// makes it deterministic: each command waits until the batches before it are durable.
-// r0's answer, at r1's first look, sends a reserve: r1 ends there, after 64 commands;
-// the reserve is begun on top of it, then r1's other 36 commands and r2's first 64 as
-// one batch, whose first look answers the reserve.
+// writer's next look (every kBetweenCommands commands), and the batches before it are
+// answered there as soon as they are durable, while the writer executes the next one.
+// The clock makes it deterministic: each command waits until the batches before it are
+// durable. A reserve arrives during r1 (its 20th command); at r1's first look the
+// writer answers r0 and ends r1, after 64 commands; the reserve is begun on top of it,
+// then r1's other 36 commands and r2's first 64 as one batch, whose first look answers
+// the reserve.
 TEST_F(WriterTest, ExpressWorkEndsTheBulkBatchAndIsAnsweredOnceDurable) {
   DurableGateClock clock;
   engine_.reset();
@@ -416,7 +424,6 @@ TEST_F(WriterTest, ExpressWorkEndsTheBulkBatchAndIsAnsweredOnceDurable) {
   engine_options.clock = &clock;
   ASSERT_TRUE(Engine::open(engine_options, &engine_).ok());
   fund(*engine_);
-  clock.arm(engine_.get());
   WriterOptions options;
   options.batch_commands_max = 100;
   options.express_batch_commands_max = 100;
@@ -431,11 +438,7 @@ TEST_F(WriterTest, ExpressWorkEndsTheBulkBatchAndIsAnsweredOnceDurable) {
       answers[name] = std::move(results);
     };
   };
-  bool reserved = false;
-  writer_ = std::make_unique<Writer>(std::move(engine_), options, [&](const Engine&, std::span<const Command* const> commands, std::span<const CommandResult>) {
-    // Once r0 is answered (r1 in flight), a reserve arrives.
-    if (commands.front()->type != CommandType::kRecordUsage || reserved) return;
-    reserved = true;
+  clock.arm(engine_.get(), 100 + 20, [&] {
     std::vector<Command> reserve(1);
     ASSERT_TRUE(decode_command(R"({"cmd":"reserve","actor":"alice@acme.io","org":"acme","workspace":"primary","hold":"h1","credits":"5","timeout_s":60})",
                                &reserve.front())
@@ -443,6 +446,7 @@ TEST_F(WriterTest, ExpressWorkEndsTheBulkBatchAndIsAnsweredOnceDurable) {
     Writer::CommandsDone done = done_for("reserve");
     ASSERT_EQ(writer_->submit(reserve, done, Writer::Lane::kExpress), Writer::Admission::kQueued);
   });
+  writer_ = std::make_unique<Writer>(std::move(engine_), options, [](const Engine&, std::span<const Command* const>, std::span<const CommandResult>) {});
   std::promise<void> last_answered;
   for (int r = 0; r < 3; ++r) {
     std::vector<Command> commands = usage_commands(r * 100, 100);
