@@ -632,11 +632,6 @@ std::vector<Command> commands_of(const std::vector<std::string>& lines) {
   return commands;
 }
 
-// Pipelined batches (Engine::begin, the next batch executed while the last one is
-// written) must answer, log and leave behind exactly what executing one batch after
-// another does; a batch's events are durable only once finish() returns them. A
-// failed write fails the batch begun on top of it too, a duplicate's answer pointing
-// into the failed batch included, and leaves the engine as it was before both.
 // An organization with two workspaces, two members and 1,000 credits, as usage_batch() wants.
 const std::vector<std::string> kPipelineSetup = {
     R"({"cmd":"create_org","actor":"alice@acme.io","org":"acme"})",
@@ -645,6 +640,17 @@ const std::vector<std::string> kPipelineSetup = {
     R"({"cmd":"accept_invite","actor":"bob@acme.io","org":"acme"})",
     R"({"cmd":"grant_credits","actor":"platform","org":"acme","grant":"g1","kind":"plan","credits":"1000"})"};
 
+// Expects one batch's answers to equal another's, answer by answer (`what` names the batch).
+void expect_same_answers(const std::vector<CommandResult>& got, const std::vector<CommandResult>& expected, const std::string& what) {
+  ASSERT_EQ(got.size(), expected.size()) << what;
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i].to_json(), expected[i].to_json()) << what << ", command " << i;
+}
+
+// Pipelined batches (Engine::begin, the next batch executed while the last one is
+// written) must answer, log and leave behind exactly what executing one batch after
+// another does; a batch's events are durable only once finish() returns them. A
+// failed write fails the batch begun on top of it too, a duplicate's answer pointing
+// into the failed batch included, and leaves the engine as it was before both.
 TEST(Pipeline, BatchesInFlightTogetherEqualOneBatchAfterAnother) {
   testing::FaultEnv fault;
   TestEngine piped("piped", fault.env.get());
@@ -675,10 +681,7 @@ TEST(Pipeline, BatchesInFlightTogetherEqualOneBatchAfterAnother) {
   EXPECT_EQ(engine.in_flight(), kPipelineDepthMax);  // six batches, the pipeline full
   while (engine.in_flight() > 0) got.push_back(engine.finish());
   ASSERT_EQ(got.size(), expected.size());
-  for (size_t b = 0; b < got.size(); ++b) {
-    ASSERT_EQ(got[b].size(), expected[b].size());
-    for (size_t i = 0; i < got[b].size(); ++i) EXPECT_EQ(got[b][i].to_json(), expected[b][i].to_json()) << "batch " << b << " command " << i;
-  }
+  for (size_t b = 0; b < got.size(); ++b) expect_same_answers(got[b], expected[b], fmt::format("batch {}", b));
   EXPECT_EQ(engine.stats().commits, in_turn.engine().stats().commits);
   EXPECT_EQ(engine.store().head_hash(), in_turn.engine().store().head_hash());
   EXPECT_EQ(testing::log_envelopes(engine.store()), testing::log_envelopes(in_turn.engine().store()));
@@ -753,10 +756,8 @@ TEST(Pipeline, BatchesDurableMeanwhileAreFinishedFromInsideBegin) {
   EXPECT_EQ(calls, (b.size() - 1) / kBetweenCommands);  // after 64, 128, ... commands, not after the last
   EXPECT_EQ(engine.in_flight(), 1u);
   const std::vector<CommandResult> b_got = engine.finish();
-  ASSERT_EQ(a_got.size(), a_expected.size());
-  for (size_t i = 0; i < a_got.size(); ++i) EXPECT_EQ(a_got[i].to_json(), a_expected[i].to_json()) << "a, command " << i;
-  ASSERT_EQ(b_got.size(), b_expected.size());
-  for (size_t i = 0; i < b_got.size(); ++i) EXPECT_EQ(b_got[i].to_json(), b_expected[i].to_json()) << "b, command " << i;
+  expect_same_answers(a_got, a_expected, "a");
+  expect_same_answers(b_got, b_expected, "b");
   EXPECT_EQ(engine.store().head_hash(), in_turn.engine().store().head_hash());
   const auto live = projection_rows(engine.state());
   EXPECT_EQ(live, projection_rows(in_turn.engine().state()));
@@ -770,8 +771,7 @@ TEST(Pipeline, BatchesDurableMeanwhileAreFinishedFromInsideBegin) {
   ASSERT_EQ(engine.begin(std::span(e).subspan(2 * kBetweenCommands)), e.size() - 2 * kBetweenCommands);
   std::vector<CommandResult> e_got = engine.finish();
   for (CommandResult& result : engine.finish()) e_got.push_back(std::move(result));
-  ASSERT_EQ(e_got.size(), e_expected.size());
-  for (size_t i = 0; i < e_got.size(); ++i) EXPECT_EQ(e_got[i].to_json(), e_expected[i].to_json()) << "e, command " << i;
+  expect_same_answers(e_got, e_expected, "e");
   // (The head hash differs: the log's chain has a link per batch.)
   EXPECT_EQ(testing::log_envelopes(engine.store()), testing::log_envelopes(in_turn.engine().store()));
   const VerifyReport report = verify(engine.store(), &engine.state());

@@ -22,15 +22,21 @@ class WriterTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = std::filesystem::temp_directory_path() / fmt::format("tally-writer-test-{}-{}", ::getpid(), counter_++);
-    std::filesystem::remove_all(dir_);
-    EngineOptions options;
-    options.data_dir = dir_.string();
-    ASSERT_TRUE(Engine::open(options, &engine_).ok());
+    open_empty(EngineOptions());
   }
   void TearDown() override {
     writer_.reset();
     engine_.reset();
     std::filesystem::remove_all(dir_);
+  }
+
+  // Replaces the engine, if any, with one on an empty store opened with `options` (its
+  // data directory set here). Call it through ASSERT_NO_FATAL_FAILURE.
+  void open_empty(EngineOptions options) {
+    engine_.reset();
+    std::filesystem::remove_all(dir_);
+    options.data_dir = dir_.string();
+    ASSERT_TRUE(Engine::open(options, &engine_).ok());
   }
 
   static Command create_org(int i) {
@@ -417,12 +423,9 @@ class DurableGateClock final : public Clock {
 // the reserve.
 TEST_F(WriterTest, ExpressWorkEndsTheBulkBatchAndIsAnsweredOnceDurable) {
   DurableGateClock clock;
-  engine_.reset();
-  std::filesystem::remove_all(dir_);
   EngineOptions engine_options;
-  engine_options.data_dir = dir_.string();
   engine_options.clock = &clock;
-  ASSERT_TRUE(Engine::open(engine_options, &engine_).ok());
+  ASSERT_NO_FATAL_FAILURE(open_empty(engine_options));
   fund(*engine_);
   WriterOptions options;
   options.batch_commands_max = 100;
@@ -481,13 +484,10 @@ TEST_F(WriterTest, ExpressWorkEndsTheBulkBatchAndIsAnsweredOnceDurable) {
 // A write that fails while bulk batches are pipelined: every request is answered once;
 // none of the failed batch or of a batch begun on top of it is answered ok.
 TEST_F(WriterTest, AFailedWriteWhilePipelinedAnswersEveryRequestOnceAndNoneOk) {
-  engine_.reset();
-  std::filesystem::remove_all(dir_);
   testing::FaultEnv fault;
   EngineOptions engine_options;
-  engine_options.data_dir = dir_.string();
   engine_options.env = fault.env.get();
-  ASSERT_TRUE(Engine::open(engine_options, &engine_).ok());
+  ASSERT_NO_FATAL_FAILURE(open_empty(engine_options));
   fund(*engine_);
   const uint64_t setup_seq = engine_->store().last_seq();
   WriterOptions options;
