@@ -303,12 +303,20 @@ void Engine::prefetch(const Command& command, PrefetchStage stage) const {
     __builtin_prefetch(command.id.data());
     return;
   }
-  const auto hint = [&](const auto& members) {
-    stage == PrefetchStage::kSlot ? members.prefetch(user) : members.prefetch_entry(user);
+  const auto hint = [&](const auto& map, std::string_view key) {
+    switch (stage) {
+      case PrefetchStage::kSlot: map.prefetch(key); break;
+      case PrefetchStage::kEntry: map.prefetch_entry(key); break;
+      case PrefetchStage::kKey: map.prefetch_key(key); break;
+      default: break;  // kCommand and kStrings returned above
+    }
   };
-  if (const Org* org = state_.orgs.find(command.org)) hint(org->members);
+  if (const Org* org = state_.orgs.find(command.org)) {
+    hint(org->members, user);
+    hint(org->live_workspaces, command.workspace);
+  }
   if (const OrgBalances* org = state_.balances.find(command.org)) {
-    hint(org->members);
+    hint(org->members, user);
     // The usage id's slot in the idempotency index, looked up by the handler and again
     // by the apply: one of millions, nearly always a cache miss.
     if (stage == PrefetchStage::kSlot && !command.id.empty()) org->usage_ids.prefetch(command.id);
@@ -360,6 +368,7 @@ size_t Engine::begin(std::span<const Command* const> commands, TimeSource time, 
       if (i + 12 < commands.size()) prefetch(*commands[i + 12], PrefetchStage::kStrings);
       if (i + 8 < commands.size()) prefetch(*commands[i + 8], PrefetchStage::kSlot);
       if (i + 4 < commands.size()) prefetch(*commands[i + 4], PrefetchStage::kEntry);
+      if (i + 2 < commands.size()) prefetch(*commands[i + 2], PrefetchStage::kKey);
       results.push_back(execute_one(*commands[i], time, batch.get(), splitter));
       // The batches before this one may become durable meanwhile: let the caller
       // answer them now. finish() touches neither the projections nor this batch (a

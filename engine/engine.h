@@ -191,10 +191,10 @@ class Engine {
   // what the command's execution reads, and reads only what the stage before loaded:
   // the command's own bytes (kCommand, any command), then for usage its user and id
   // strings (kStrings), the hash slots of its member in the organization and balance
-  // maps and of its usage id in the idempotency index (kSlot), and the member entries
-  // those slots point to (kEntry). begin() calls them in this order, a few commands
-  // apart.
-  enum class PrefetchStage : uint8_t { kCommand, kStrings, kSlot, kEntry };
+  // maps and of its usage id in the idempotency index (kSlot), the member entries
+  // those slots point to (kEntry), and those entries' keys when they are stored apart
+  // from the entry (kKey). begin() calls them in this order, a few commands apart.
+  enum class PrefetchStage : uint8_t { kCommand, kStrings, kSlot, kEntry, kKey };
   void prefetch(const Command& command, PrefetchStage stage) const;
   CommandResult execute_one(const Command& command, TimeSource time, LogBatch* batch, SplitApplier* split);
   // Expires lots and times out holds that are due by the time the next command runs.

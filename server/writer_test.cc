@@ -27,6 +27,7 @@ class WriterTest : public ::testing::Test {
   void TearDown() override {
     writer_.reset();
     engine_.reset();
+    fault_.reset();
     std::filesystem::remove_all(dir_);
   }
 
@@ -59,6 +60,9 @@ class WriterTest : public ::testing::Test {
 
   static inline int counter_ = 0;
   std::filesystem::path dir_;
+  // A test that fails the disk keeps its FaultEnv here, not on its stack: an ASSERT that
+  // returns early would destroy the env while writer_ or engine_ still use it.
+  std::unique_ptr<testing::FaultEnv> fault_;
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<Writer> writer_;
 };
@@ -484,7 +488,8 @@ TEST_F(WriterTest, ExpressWorkEndsTheBulkBatchAndIsAnsweredOnceDurable) {
 // A write that fails while bulk batches are pipelined: every request is answered once;
 // none of the failed batch or of a batch begun on top of it is answered ok.
 TEST_F(WriterTest, AFailedWriteWhilePipelinedAnswersEveryRequestOnceAndNoneOk) {
-  testing::FaultEnv fault;
+  fault_ = std::make_unique<testing::FaultEnv>();
+  testing::FaultEnv& fault = *fault_;
   EngineOptions engine_options;
   engine_options.env = fault.env.get();
   ASSERT_NO_FATAL_FAILURE(open_empty(engine_options));
