@@ -1,5 +1,7 @@
 #include "engine/committer.h"
 
+#include <vector>
+
 #include "engine/assert.h"
 #include "engine/log.h"
 
@@ -44,17 +46,23 @@ size_t Committer::written_ok() const {
 
 void Committer::run() {
   Status failure;  // the first failed write; every later batch gets it, unwritten
+  std::vector<LogBatch*> group;
   std::unique_lock lock(mutex_);
   for (;;) {
     changed_.wait(lock, [&] { return !to_write_.empty() || stopping_; });
     if (to_write_.empty()) return;  // stopping, and every batch handed over is written
-    LogBatch* batch = to_write_.front();
-    to_write_.pop_front();
+    // Every batch waiting is written now, and synced once (group sync, committer.h):
+    // the others unsynced, then the last one synced, which makes them all durable.
+    group.assign(to_write_.begin(), to_write_.end());
+    to_write_.clear();
     lock.unlock();
-    Status status = failure.ok() ? store_->write(batch) : failure;
+    Status status = failure;
+    for (size_t i = 0; i < group.size() && status.ok(); ++i) status = store_->write(group[i], i + 1 == group.size());
+    // A failed write fails the whole group: the batches before it were never synced,
+    // and the batches after it are never written.
     if (!status.ok() && failure.ok()) failure = status;
     lock.lock();
-    written_.push_back(std::move(status));
+    for (size_t i = 0; i < group.size(); ++i) written_.push_back(status);
     changed_.notify_all();
   }
 }

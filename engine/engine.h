@@ -98,7 +98,7 @@ inline constexpr size_t kEventTypeCount = static_cast<size_t>(fb::Event::MAX) + 
 // execute().
 struct EngineStats {
   std::array<uint64_t, kEventTypeCount> events_by_type{};  // events appended, by fb::Event
-  uint64_t commits = 0;               // synced writes that succeeded
+  uint64_t commits = 0;               // batches written and durable (a group sync counts each of its batches)
   int64_t last_commit_duration_us = 0;  // from handing the last batch over to its write's end
 };
 

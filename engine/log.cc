@@ -469,10 +469,10 @@ void Store::seal(LogBatch* batch) {
   sealed_hash_ = batch->hash_;
 }
 
-Status Store::write(LogBatch* batch) const {
+Status Store::write(LogBatch* batch, bool sync) const {
   TALLY_ASSERT(batch->sealed_ && batch->impl_->batch != nullptr);
   rocksdb::WriteOptions write;
-  write.sync = true;         // nothing is acknowledged before it is on disk
+  write.sync = sync;         // nothing is acknowledged before it is on disk
   write.disableWAL = false;  // the WAL is what makes the batch durable
   if (!batch->impl_->sealed.ok()) return storage_error(batch->impl_->sealed, "a batch's log segment was refused; the engine is now read-only");
   const rocksdb::Status status = impl_->db->Write(write, batch->impl_->batch.get());

@@ -177,10 +177,14 @@ class Store {
   //   write     the synced write of a sealed batch. It uses nothing of the Store but
   //             the database, so it may run on another thread while the owner goes on
   //             with begin_batch and seal (never with commit or a second write).
+  //             With sync = false the batch reaches the WAL and the memtables but not
+  //             the disk: it is durable only once a later synced write has succeeded
+  //             (RocksDB syncs every earlier WAL write with it). Until then it must
+  //             not be completed as written.
   //   complete  on the owner's thread, with write's status: the durable head moves to
   //             the batch, or the store is marked failed. The batch is spent.
   void seal(LogBatch* batch);
-  Status write(LogBatch* batch) const;
+  Status write(LogBatch* batch, bool sync = true) const;
   void complete(LogBatch* batch, const Status& written);
 
   // Calls `visit(seq, envelope)` for each record with from_seq <= seq <= to_seq in

@@ -72,6 +72,7 @@ class FaultWritableFile final : public rocksdb::WritableFileWrapper {
   template <typename Sync>
   rocksdb::Status sync(Sync call) {
     if (env_->should_fail(FaultKind::kSync, name_)) return FaultEnv::injected(FaultKind::kSync, name_);
+    env_->wait_if_held(name_);
     rocksdb::Status status = call();
     if (status.ok()) env_->synced(name_, size_);
     return status;
@@ -172,6 +173,32 @@ void FaultEnv::set_target(std::string pattern) {
 }
 
 void FaultEnv::set_torn_writes(bool torn) { torn_writes_ = torn; }
+
+void FaultEnv::hold_syncs() {
+  std::lock_guard lock(mutex_);
+  holding_syncs_ = true;
+}
+
+void FaultEnv::release_syncs() {
+  {
+    std::lock_guard lock(mutex_);
+    holding_syncs_ = false;
+  }
+  syncs_released_.notify_all();
+}
+
+size_t FaultEnv::held_syncs() const {
+  std::lock_guard lock(mutex_);
+  return held_syncs_;
+}
+
+void FaultEnv::wait_if_held(const std::string& name) {
+  std::unique_lock lock(mutex_);
+  if (!target_.empty() && name.find(target_) == std::string::npos) return;
+  ++held_syncs_;
+  syncs_released_.wait(lock, [this] { return !holding_syncs_; });
+  --held_syncs_;
+}
 
 uint64_t FaultEnv::calls(FaultKind kind) const {
   std::lock_guard lock(mutex_);

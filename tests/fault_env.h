@@ -11,6 +11,9 @@
 // A fault is sticky: once an operation of a kind has failed, every later one of that
 // kind fails too, until clear() — a dead disk does not heal between two calls.
 //
+// hold_syncs() plays the part of a slow disk: syncs of targeted files wait until
+// release_syncs(), so that a test can queue more work behind a sync in progress.
+//
 // drop_unsynced_data() plays the part of a power cut: every file written through this
 // environment loses what was appended after its last successful sync.
 //
@@ -18,6 +21,8 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -52,6 +57,12 @@ class FaultEnv final : public rocksdb::EnvWrapper {
   void set_target(std::string pattern);
   // A failing write first writes half of its data, as a torn write would.
   void set_torn_writes(bool torn);
+  // From now on a sync of a targeted file that is not failed waits, before it reaches
+  // the disk, until release_syncs(); held_syncs() tells how many are waiting. Release
+  // before the database is closed.
+  void hold_syncs();
+  void release_syncs();
+  size_t held_syncs() const;
 
   // Calls of `kind` on targeted files so far, and how many of them failed.
   uint64_t calls(FaultKind kind) const;
@@ -78,6 +89,8 @@ class FaultEnv final : public rocksdb::EnvWrapper {
   // Counts a call of `kind` on `name` and says whether it must fail.
   bool should_fail(FaultKind kind, const std::string& name);
   bool torn_writes() const { return torn_writes_.load(); }
+  // Waits while syncs are held (hold_syncs), if `name` is targeted.
+  void wait_if_held(const std::string& name);
   // Remembers that `name` is durable up to `size` bytes.
   void synced(const std::string& name, uint64_t size);
   static rocksdb::Status injected(FaultKind kind, const std::string& name);
@@ -93,6 +106,9 @@ class FaultEnv final : public rocksdb::EnvWrapper {
   Counter counters_[kFaultKinds];
   std::string target_;
   std::atomic<bool> torn_writes_{false};
+  bool holding_syncs_ = false;  // guarded by mutex_
+  size_t held_syncs_ = 0;       // guarded by mutex_
+  std::condition_variable syncs_released_;
   std::map<std::string, uint64_t> synced_size_;  // every file written, by name
 };
 

@@ -13,8 +13,10 @@
 //     means "outcome unknown" (docs/reliability.md).
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
@@ -236,6 +238,84 @@ TEST(FaultInjection, EveryWalFaultPointLosesNothingAcknowledged) {
       expect_sound(*engine, "after the power cut");
     }
   }
+}
+
+// Group sync (engine/committer.h): batches handed to the commit thread while it waits
+// for a sync are written together next and synced once. After the setup, batch a's
+// sync is held and b and c are begun meanwhile; if `fail_group_sync`, the sync that b
+// and c share fails. Then the power goes: the reopened log must be exactly what was
+// acknowledged, and sound.
+struct GroupRun {
+  std::vector<std::vector<CommandResult>> results;  // a's, b's and c's
+  uint64_t syncs = 0;                               // WAL syncs from a's on
+  bool read_only = false;                           // the engine, after c's results
+  bool b_in_state = false;                          // b's first usage id, after c's results
+  size_t events_before = 0;                         // the log's length before a
+  std::vector<LoggedEvent> acknowledged;            // the log after c's results
+};
+
+GroupRun run_group(const std::string& name, bool fail_group_sync) {
+  GroupRun run;
+  ScratchDir dir(name);
+  ManualClock clock(kStart);
+  FaultEnv env;
+  env.set_target(".log");
+  {
+    std::unique_ptr<Engine> engine = open_engine(dir.path(), &clock, &env);
+    if (engine == nullptr) return run;
+    expect_all_ok(engine->execute(setup_commands()), "setup");
+    run.events_before = engine->store().last_seq();
+    clock.advance(1'000'000);
+    const std::vector<std::vector<Command>> batches = {
+        {usage("a-1", "1")}, {usage("b-1", "1"), usage("b-2", "0.5")}, {usage("c-1", "2")}};
+    const uint64_t syncs_before = env.calls(FaultKind::kSync);
+    env.hold_syncs();
+    engine->begin(batches[0]);
+    for (int ms = 0; ms < 10'000 && env.held_syncs() == 0; ++ms) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    EXPECT_EQ(env.held_syncs(), 1u) << "a's sync never reached the disk";
+    if (fail_group_sync) env.fail_after(FaultKind::kSync, 0);  // a's sync is past the check
+    engine->begin(batches[1]);
+    engine->begin(batches[2]);
+    EXPECT_EQ(engine->durable_in_flight(), 0u) << "nothing is durable while a's sync is held";
+    env.release_syncs();
+    for (size_t i = 0; i < batches.size(); ++i) run.results.push_back(engine->finish());
+    run.syncs = env.calls(FaultKind::kSync) - syncs_before;
+    run.read_only = engine->read_only();
+    run.b_in_state = engine->state().balances.find("acme")->usage_ids.contains("b-1");
+    run.acknowledged = read_whole_log(engine->store());
+    env.clear();
+  }
+  EXPECT_TRUE(env.drop_unsynced_data().ok());
+  std::unique_ptr<Engine> engine = open_engine(dir.path(), &clock, nullptr);
+  if (engine == nullptr) return run;
+  EXPECT_TRUE(read_whole_log(engine->store()) == run.acknowledged) << "the log is not exactly what was acknowledged";
+  expect_sound(*engine, "after the power cut");
+  return run;
+}
+
+TEST(FaultInjection, BatchesQueuedBehindASyncAreSyncedOnceTogether) {
+  const GroupRun run = run_group("group", false);
+  ASSERT_EQ(run.results.size(), 3u);
+  for (const auto& results : run.results) expect_all_ok(results, "a batch of the group");
+  EXPECT_EQ(run.syncs, 2u) << "a's sync, then one for b and c together";
+  EXPECT_FALSE(run.read_only);
+  EXPECT_EQ(run.acknowledged.size(), run.events_before + 4) << "every event of a, b and c survives the power cut";
+}
+
+TEST(FaultInjection, AFailedGroupSyncFailsEveryBatchOfTheGroup) {
+  const GroupRun run = run_group("group-fail", true);
+  ASSERT_EQ(run.results.size(), 3u);
+  expect_all_ok(run.results[0], "a, synced before the fault");
+  // b was written, unsynced, before the sync it shares with c failed: not acknowledged.
+  for (size_t batch = 1; batch < 3; ++batch) {
+    for (const CommandResult& result : run.results[batch]) {
+      EXPECT_EQ(error_name(result.status.code), "storage_error") << "batch " << batch << ": " << result.to_json();
+      EXPECT_EQ(result.seq, 0u) << result.to_json();
+    }
+  }
+  EXPECT_TRUE(run.read_only);
+  EXPECT_FALSE(run.b_in_state) << "the state was not reloaded without b";
+  EXPECT_EQ(run.acknowledged.size(), run.events_before + 1) << "only a's event is in the durable log";
 }
 
 // A store with history in both an SST file and the live WAL.
