@@ -6,7 +6,7 @@
 // write makes all of them durable (Store::write). None of them is reported written
 // before that sync has succeeded; if any write of the group fails, every batch of the
 // group gets the failure. A daemon answering small reserve and settle batches among
-// large ones syncs about a quarter less often (bench/RESULTS.md, "Run 45").
+// large ones syncs a quarter to a third less often (bench/RESULTS.md, "Runs 45-46").
 //
 // Once a write fails, the batches handed over after it are not written: each gets the
 // failure's status instead. A batch sealed on top of one that failed must never reach
