@@ -472,7 +472,7 @@ void Store::seal(LogBatch* batch) {
 Status Store::write(LogBatch* batch, bool sync) const {
   TALLY_ASSERT(batch->sealed_ && batch->impl_->batch != nullptr);
   rocksdb::WriteOptions write;
-  write.sync = sync;         // nothing is acknowledged before it is on disk
+  write.sync = sync;         // unsynced only within a group, whose last write syncs it (Committer)
   write.disableWAL = false;  // the WAL is what makes the batch durable
   if (!batch->impl_->sealed.ok()) return storage_error(batch->impl_->sealed, "a batch's log segment was refused; the engine is now read-only");
   const rocksdb::Status status = impl_->db->Write(write, batch->impl_->batch.get());
