@@ -427,7 +427,7 @@ Status Store::commit(LogBatch* batch) {
     return Error(ErrorCode::kReadOnly, "the store refused writes after an earlier write failure");
   }
   seal(batch);
-  const Status written = write(batch);
+  const Status written = write(batch, true);  // synced: commit answers once it is durable
   complete(batch, written);
   return written;
 }

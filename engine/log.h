@@ -174,9 +174,9 @@ class Store {
   // order they began; a batch begun after another is sealed only after it.
   //   seal      finishes the chain hash and adds the chain row; the sealed head moves
   //             to the batch, so the next batch chains from it.
-  //   write     the synced write of a sealed batch. It uses nothing of the Store but
-  //             the database, so it may run on another thread while the owner goes on
-  //             with begin_batch and seal (never with commit or a second write).
+  //   write     the write of a sealed batch, synced if `sync`. It uses nothing of the
+  //             Store but the database, so it may run on another thread while the owner
+  //             goes on with begin_batch and seal (never with commit or a second write).
   //             With sync = false the batch reaches the WAL and the memtables but not
   //             the disk: it is durable only once a later synced write has succeeded
   //             (RocksDB syncs every earlier WAL write with it). Until then it must
@@ -184,7 +184,7 @@ class Store {
   //   complete  on the owner's thread, with write's status: the durable head moves to
   //             the batch, or the store is marked failed. The batch is spent.
   void seal(LogBatch* batch);
-  Status write(LogBatch* batch, bool sync = true) const;
+  Status write(LogBatch* batch, bool sync) const;
   void complete(LogBatch* batch, const Status& written);
 
   // Calls `visit(seq, envelope)` for each record with from_seq <= seq <= to_seq in

@@ -194,7 +194,7 @@ size_t FaultEnv::held_syncs() const {
 
 void FaultEnv::wait_if_held(const std::string& name) {
   std::unique_lock lock(mutex_);
-  if (!target_.empty() && name.find(target_) == std::string::npos) return;
+  if (!targeted(name)) return;
   ++held_syncs_;
   syncs_released_.wait(lock, [this] { return !holding_syncs_; });
   --held_syncs_;
@@ -210,9 +210,11 @@ uint64_t FaultEnv::failures(FaultKind kind) const {
   return counters_[static_cast<int>(kind)].failures;
 }
 
+bool FaultEnv::targeted(const std::string& name) const { return target_.empty() || name.find(target_) != std::string::npos; }
+
 bool FaultEnv::should_fail(FaultKind kind, const std::string& name) {
   std::lock_guard lock(mutex_);
-  if (!target_.empty() && name.find(target_) == std::string::npos) return false;
+  if (!targeted(name)) return false;
   Counter& counter = counters_[static_cast<int>(kind)];
   const bool fail = counter.calls >= counter.fail_at;
   ++counter.calls;

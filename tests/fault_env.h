@@ -102,6 +102,9 @@ class FaultEnv final : public rocksdb::EnvWrapper {
     uint64_t fail_at = UINT64_MAX;  // the call number (0-based) from which calls fail
   };
 
+  // Whether `name` is counted and faulted (set_target). REQUIRES: mutex_ held.
+  bool targeted(const std::string& name) const;
+
   mutable std::mutex mutex_;
   Counter counters_[kFaultKinds];
   std::string target_;
