@@ -3,7 +3,7 @@
 // RocksDB checksums every WAL record with CRC32C. Debian builds it portably, without
 // SSE4.2, so its own crc32c.cc always takes the table-driven path: during binary-protocol
 // ingest that was 8.7 % of all the daemon's CPU samples, 46 % of the commit thread's
-// (bench/RESULTS.md, "Run 47"). RocksDB is linked statically, and its crc32c.cc defines
+// (bench/RESULTS.md, "Runs 47–48"). RocksDB is linked statically, and its crc32c.cc defines
 // exactly three functions, rocksdb::crc32c::Extend, Crc32cCombine and
 // IsFastCrc32Supported. crc32c.cc here defines the same three, so the linker takes them
 // from tally_core and never pulls RocksDB's object out of the archive; every CRC32C that
@@ -13,7 +13,10 @@
 // The linker only takes this object if something it already links refers to it:
 // Store::open calls crc32c_self_check(), which also refuses to open a store with a
 // CRC32C that gives wrong answers (RocksDB would read every WAL record as torn and drop
-// it at recovery). Tests (Crc32c.*) check that RocksDB's Extend is this one.
+// it at recovery). Tests (Crc32c.*) check that RocksDB's Extend is this one. Should a
+// later RocksDB add a function to its crc32c.cc that the rest of it calls, the linker
+// would pull that object too and stop on the duplicate definitions: loudly, not with a
+// silent change of CRC32C.
 //
 // Contract:
 //   - crc32c_extend(crc, data, n) is the CRC32C of the bytes whose CRC32C is `crc`
