@@ -47,7 +47,12 @@ __attribute__((target("sse4.2"))) uint32_t extend_sse42(uint32_t crc, const char
 }
 
 bool has_sse42() {
-  static const bool has = __builtin_cpu_supports("sse4.2");
+  // __builtin_cpu_init first: RocksDB may checksum from a static constructor, which can
+  // run before the one that fills in what __builtin_cpu_supports reads.
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("sse4.2") != 0;
+  }();
   return has;
 }
 #endif
