@@ -2,7 +2,6 @@
 
 #include <array>
 #include <cstring>
-#include <string>
 
 #if defined(__x86_64__)
 #include <nmmintrin.h>
@@ -104,23 +103,12 @@ uint32_t crc32c_combine(uint32_t crc1, uint32_t crc2, size_t crc2_length) {
 }  // namespace tally
 
 #if defined(__x86_64__)
-// RocksDB's util/crc32c.h, which Debian does not install, declares these.
 namespace rocksdb::crc32c {
-uint32_t Extend(uint32_t init_crc, const char* data, size_t n);
-uint32_t Crc32cCombine(uint32_t crc1, uint32_t crc2, size_t crc2len);
-std::string IsFastCrc32Supported();
 
 uint32_t Extend(uint32_t init_crc, const char* data, size_t n) { return tally::crc32c_extend(init_crc, data, n); }
 uint32_t Crc32cCombine(uint32_t crc1, uint32_t crc2, size_t crc2len) { return tally::crc32c_combine(crc1, crc2, crc2len); }
-// RocksDB writes this into its info log when a database opens.
-std::string IsFastCrc32Supported() {
-  return tally::has_sse42() ? "Supported on x86 (tally: crc32 instruction)" : "Not supported on x86 (tally: table)";
-}
+std::string IsFastCrc32Supported() { return "tally's CRC32C: " + std::string(tally::crc32c_kind()); }
 
-}  // namespace rocksdb::crc32c
-#else
-namespace rocksdb::crc32c {
-uint32_t Extend(uint32_t init_crc, const char* data, size_t n);
 }  // namespace rocksdb::crc32c
 #endif
 

@@ -31,7 +31,17 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
+
+// RocksDB's own declarations (its util/crc32c.h, which Debian does not install). On
+// x86-64 crc32c.cc defines them; elsewhere they are RocksDB's.
+namespace rocksdb::crc32c {
+uint32_t Extend(uint32_t init_crc, const char* data, size_t n);
+uint32_t Crc32cCombine(uint32_t crc1, uint32_t crc2, size_t crc2len);
+// A description RocksDB writes into its info log when a database opens.
+std::string IsFastCrc32Supported();
+}  // namespace rocksdb::crc32c
 
 namespace tally {
 

@@ -7,14 +7,6 @@
 #include <string>
 #include <vector>
 
-// RocksDB's util/crc32c.h is not installed; these are the functions engine/crc32c.cc
-// stands in for.
-namespace rocksdb::crc32c {
-uint32_t Extend(uint32_t init_crc, const char* data, size_t n);
-uint32_t Crc32cCombine(uint32_t crc1, uint32_t crc2, size_t crc2len);
-std::string IsFastCrc32Supported();
-}  // namespace rocksdb::crc32c
-
 namespace tally {
 namespace {
 
