@@ -11,7 +11,9 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstring>
+#include <tuple>
 #include <vector>
 
 #include <fmt/format.h>
@@ -31,7 +33,9 @@ constexpr const char* kStateFamily = "state";
 constexpr const char* kHistoryFamily = "history";
 // The state row that names the store format, written when the store is created.
 constexpr std::string_view kFormatKey = "meta/format";
-constexpr std::string_view kFormat = "tally-log-3";
+constexpr std::string_view kFormat = "tally-log-4";
+// Format 3 kept a history entry per row. Format 4 reads those entries as they are.
+constexpr std::string_view kFormat3 = "tally-log-3";
 // Format 2 wrote a log entry per record. Format 3 reads those entries as they are.
 constexpr std::string_view kFormat2 = "tally-log-2";
 // Format 1 kept history rows in the state family. Its log and chain are format 2's;
@@ -86,6 +90,56 @@ std::string history_key(uint64_t seq, std::string_view key) {
 }
 
 void RowSink::put_history(uint64_t seq, std::string_view key, std::string_view value) { put(history_key(seq, key), value); }
+
+std::string history_pack_key(uint64_t first_seq) {
+  std::string key = be64(first_seq);
+  key += '\0';
+  return key;
+}
+
+bool is_history_pack_key(std::string_view key) { return key.size() == 9 && key[8] == '\0'; }
+
+namespace {
+
+void append_u32(std::string* out, size_t value) {
+  TALLY_ASSERT(value <= UINT32_MAX);
+  const auto v = static_cast<uint32_t>(value);
+  out->append(reinterpret_cast<const char*>(&v), sizeof v);  // little-endian hosts only (x86-64, arm64)
+}
+
+uint32_t read_u32(const char* at) {
+  uint32_t v;
+  std::memcpy(&v, at, sizeof v);
+  return v;
+}
+
+}  // namespace
+
+void append_history_row(std::string* pack, uint64_t seq, std::string_view key, std::string_view value) {
+  pack->append(be64(seq));
+  append_u32(pack, key.size());
+  pack->append(key);
+  append_u32(pack, value.size());
+  pack->append(value);
+}
+
+bool HistoryPackReader::next(uint64_t* seq, std::string_view* key, std::string_view* value) {
+  if (malformed_ || pos_ == pack_.size()) return false;
+  const std::string_view rest = pack_.substr(pos_);
+  // Sizes are compared with what is left, never added to a position first: a length
+  // near 4 GiB cannot wrap around.
+  if (rest.size() < kHistoryRowHeaderBytes) return malformed_ = true, false;
+  const size_t key_size = read_u32(rest.data() + 8);
+  if (rest.size() - kHistoryRowHeaderBytes < key_size + size_t{4}) return malformed_ = true, false;
+  const size_t value_at = kHistoryRowHeaderBytes + key_size + 4;
+  const size_t value_size = read_u32(rest.data() + value_at - 4);
+  if (rest.size() - value_at < value_size) return malformed_ = true, false;
+  *seq = read_be64(rest);
+  *key = rest.substr(kHistoryRowHeaderBytes, key_size);
+  *value = rest.substr(value_at, value_size);
+  pos_ += value_at + value_size;
+  return true;
+}
 
 uint64_t read_be64(std::string_view bytes) {
   uint64_t value = 0;
@@ -191,6 +245,17 @@ struct LogBatch::Impl {
   // Where each segment after the first begins: (offset in `segment`, its first seq).
   std::vector<std::pair<size_t, uint64_t>> cuts;
   rocksdb::Status sealed;                      // the segment's put: write() refuses the batch if it failed
+  // History rows in the order put, each encoded as a pack holds it, and for each its
+  // seq and where it begins in `history_bytes`. write() files them in packs.
+  std::string history_bytes;
+  std::vector<std::pair<uint64_t, size_t>> history_rows;
+  std::string sorted_history;  // write()'s buffer when the rows came out of order
+  // Set for a batch that holds rows only (Store::replace_rows): its history rows are
+  // put as they come, an entry each, never held for packs. A rebuild puts every
+  // history row of the store in one batch, and holding them twice would double that.
+  bool history_unpacked = false;
+
+  rocksdb::Status put_history_packs(uint64_t first_seq, uint64_t last_seq);
   ChainHasher hasher;
   rocksdb::ColumnFamilyHandle* log = nullptr;
   rocksdb::ColumnFamilyHandle* state = nullptr;
@@ -219,13 +284,105 @@ void LogBatch::put(std::string_view key, std::string_view value) { impl_->batch-
 void LogBatch::erase(std::string_view key) { impl_->batch->Delete(impl_->state, slice(key)); }
 
 void LogBatch::put_history(uint64_t seq, std::string_view key, std::string_view value) {
-  const std::string seq_key = be64(seq);
-  const rocksdb::Slice key_parts[] = {slice(seq_key), slice(key)};
-  const rocksdb::Slice value_part = slice(value);
-  impl_->batch->Put(impl_->history, rocksdb::SliceParts(key_parts, 2), rocksdb::SliceParts(&value_part, 1));
+  if (impl_->history_unpacked) {
+    const std::string seq_key = be64(seq);
+    const rocksdb::Slice key_parts[] = {slice(seq_key), slice(key)};
+    const rocksdb::Slice value_part = slice(value);
+    impl_->batch->Put(impl_->history, rocksdb::SliceParts(key_parts, 2), rocksdb::SliceParts(&value_part, 1));
+    return;
+  }
+  impl_->history_rows.emplace_back(seq, impl_->history_bytes.size());
+  append_history_row(&impl_->history_bytes, seq, key, value);
 }
 
-size_t LogBatch::bytes() const { return impl_->batch->GetDataSize() + impl_->segment.size(); }
+size_t LogBatch::bytes() const { return impl_->batch->GetDataSize() + impl_->segment.size() + impl_->history_bytes.size(); }
+
+namespace {
+
+// The key and the whole size of the history row encoded at `row`.
+std::string_view history_row_key(const char* row) { return {row + kHistoryRowHeaderBytes, read_u32(row + 8)}; }
+size_t history_row_size(const char* row) {
+  const size_t value_at = kHistoryRowHeaderBytes + read_u32(row + 8) + 4;
+  return value_at + read_u32(row + value_at - 4);
+}
+
+}  // namespace
+
+// Puts the history rows of the batch's own events, [first_seq, last_seq], into packs,
+// in (seq, key) order; of rows put twice under one seq and key, the last. Rows of
+// earlier events (an open's replay making them again, a rebuild's dump, the repair of
+// a malformed row) are put as entries of their own, as format 3 did: a pack never
+// shares a sequence number with another, and such an entry replaces the row it
+// repeats as read_history reads them. The engine puts each projection's rows in
+// sequence order, one projection's after another's, so the rows usually need sorting:
+// only their (seq, offset) pairs are sorted (ties, the rows of one event, by key), and
+// then copied once in that order. Returns the first failed put's status, if any.
+rocksdb::Status LogBatch::Impl::put_history_packs(uint64_t first_seq, uint64_t last_seq) {
+  auto& rows = history_rows;
+  if (rows.empty()) return rocksdb::Status::OK();
+  const char* bytes = history_bytes.data();
+  rocksdb::Status status;
+  const auto ours = [&](uint64_t seq) { return first_seq <= seq && seq <= last_seq; };
+  // Whether the rows left for packs lie end to end in history_bytes.
+  bool contiguous = true;
+  if (!std::all_of(rows.begin(), rows.end(), [&](const auto& row) { return ours(row.first); })) {
+    contiguous = false;
+    size_t kept = 0;
+    for (const auto& [seq, offset] : rows) {
+      if (ours(seq)) {
+        rows[kept++] = {seq, offset};
+        continue;
+      }
+      const char* row = bytes + offset;
+      const std::string_view key = history_row_key(row);
+      const std::string seq_key = be64(seq);
+      const rocksdb::Slice key_parts[] = {slice(seq_key), slice(key)};
+      const size_t value_at = kHistoryRowHeaderBytes + key.size() + 4;
+      const rocksdb::Slice value_part(row + value_at, read_u32(row + value_at - 4));
+      const rocksdb::Status put = batch->Put(history, rocksdb::SliceParts(key_parts, 2), rocksdb::SliceParts(&value_part, 1));
+      if (status.ok()) status = put;
+    }
+    rows.resize(kept);
+    if (rows.empty()) return status;
+  }
+  const auto before = [&](const std::pair<uint64_t, size_t>& a, const std::pair<uint64_t, size_t>& b) {
+    if (a.first != b.first) return a.first < b.first;
+    return history_row_key(bytes + a.second) < history_row_key(bytes + b.second);
+  };
+  std::string_view packed = history_bytes;
+  const auto out_of_order = [&](const auto& a, const auto& b) { return !before(a, b); };
+  if (!contiguous || std::adjacent_find(rows.begin(), rows.end(), out_of_order) != rows.end()) {
+    std::stable_sort(rows.begin(), rows.end(), before);
+    std::string& sorted = sorted_history;
+    sorted.clear();
+    size_t kept = 0;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      // A row put again under the same seq and key replaces the earlier one.
+      if (i + 1 < rows.size() && !before(rows[i], rows[i + 1])) continue;
+      const char* row = bytes + rows[i].second;
+      rows[kept++] = {rows[i].first, sorted.size()};
+      sorted.append(row, history_row_size(row));
+    }
+    rows.resize(kept);
+    packed = sorted;
+  }
+  // Cut before a row whose seq differs from the last one's, once the pack is full.
+  size_t begin = 0;
+  uint64_t first = rows.front().first;
+  const auto put = [&](size_t end) {
+    const rocksdb::Status put = batch->Put(history, slice(history_pack_key(first)), slice(packed.substr(begin, end - begin)));
+    if (status.ok()) status = put;
+  };
+  for (size_t i = 1; i < rows.size(); ++i) {
+    if (rows[i].first != rows[i - 1].first && rows[i].second - begin >= kHistoryPackBytesTarget) {
+      put(rows[i].second);
+      begin = rows[i].second;
+      first = rows[i].first;
+    }
+  }
+  put(packed.size());
+  return status;
+}
 
 // ---- Store ---------------------------------------------------------------------------
 
@@ -239,6 +396,9 @@ struct Store::Impl {
   // The last committed batch, emptied, whose buffers the next batch reuses.
   std::unique_ptr<rocksdb::WriteBatch> spare;
   std::string spare_segment;
+  std::string spare_history_bytes;
+  std::vector<std::pair<uint64_t, size_t>> spare_history_rows;
+  std::string spare_sorted_history;
 
   ~Impl() {
     for (auto* handle : handles) db->DestroyColumnFamilyHandle(handle);
@@ -373,7 +533,7 @@ Status Store::open(const StoreOptions& options, std::unique_ptr<Store>* out) {
   std::string format;
   bool found = false;
   if (Status s = store->get_row(kFormatKey, &format, &found); !s.ok()) return s;
-  if (!found || format == kFormat2) {
+  if (!found || format == kFormat3 || format == kFormat2) {
     if (Status s = store->write_format(); !s.ok()) return s;
   } else if (format == kFormat1) {
     if (Status s = store->upgrade_format1(); !s.ok()) return s;
@@ -423,6 +583,11 @@ std::unique_ptr<LogBatch> Store::begin_batch() {
   batch->impl_->batch = impl_->spare != nullptr ? std::move(impl_->spare) : std::make_unique<rocksdb::WriteBatch>();
   batch->impl_->segment = std::move(impl_->spare_segment);
   batch->impl_->segment.clear();
+  batch->impl_->history_bytes = std::move(impl_->spare_history_bytes);
+  batch->impl_->history_bytes.clear();
+  batch->impl_->history_rows = std::move(impl_->spare_history_rows);
+  batch->impl_->history_rows.clear();
+  batch->impl_->sorted_history = std::move(impl_->spare_sorted_history);
   batch->impl_->log = impl_->log;
   batch->impl_->state = impl_->state;
   batch->impl_->history = impl_->history;
@@ -483,6 +648,13 @@ Status Store::write(LogBatch* batch, bool sync) const {
   write.sync = sync;         // unsynced only within a group, whose last write syncs it (Committer)
   write.disableWAL = false;  // the WAL is what makes the batch durable
   if (!batch->impl_->sealed.ok()) return storage_error(batch->impl_->sealed, "a batch's log segment was refused; the engine is now read-only");
+  // The history packs are made here, on the thread that writes, rather than in seal(),
+  // on the writer's: sorting the rows is a batch's worth of work.
+  const uint64_t first = batch->records_ == 0 ? 1 : batch->first_seq_;
+  const uint64_t last = batch->records_ == 0 ? 0 : batch->last_seq_;  // none, if the batch has no records
+  if (const rocksdb::Status packed = batch->impl_->put_history_packs(first, last); !packed.ok()) {
+    return storage_error(packed, "a batch's history rows were refused; the engine is now read-only");
+  }
   const rocksdb::Status status = impl_->db->Write(write, batch->impl_->batch.get());
   if (!status.ok()) return storage_error(status, "the write of a batch failed; the engine is now read-only");
   return Status::Ok();
@@ -497,6 +669,12 @@ void Store::complete(LogBatch* batch, const Status& written) {
   if (used->Data().capacity() <= kSpareBatchBytesMax) {
     used->Clear();
     impl_->spare = std::move(used);
+  }
+  LogBatch::Impl& spent = *batch->impl_;
+  if (spent.history_bytes.capacity() <= kSpareBatchBytesMax && spent.sorted_history.capacity() <= kSpareBatchBytesMax) {
+    impl_->spare_history_bytes = std::move(spent.history_bytes);
+    impl_->spare_history_rows = std::move(spent.history_rows);
+    impl_->spare_sorted_history = std::move(spent.sorted_history);
   }
   if (failed_) return;
   if (!written.ok()) {
@@ -620,10 +798,67 @@ Status Store::get_row(std::string_view key, std::string* value, bool* found) con
 Status Store::read_history(const std::function<void(uint64_t, std::string_view, std::string_view)>& visit) const {
   rocksdb::ReadOptions read;
   std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(read, impl_->history));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+  const auto too_short = [] { return Error(ErrorCode::kStorageError, "a history row's key is too short for a sequence number"); };
+  uint64_t last = 0;  // the last row's seq
+  // The pack being read, copied (the iterator moves past it to find the entries that
+  // repeat its rows), and its rows.
+  std::string pack;
+  struct Row {
+    uint64_t seq;
+    std::string_view key, value;
+  };
+  std::vector<Row> rows;
+  // Entries of one row, made after the pack, that repeat one of its rows or add one
+  // to its events: they sort right after it (engine/log.h).
+  struct Repeat {
+    uint64_t seq;
+    std::string key, value;
+  };
+  std::vector<Repeat> repeats;
+  it->SeekToFirst();
+  while (it->Valid()) {
     const std::string_view key = view(it->key());
-    if (key.size() < 8) return Error(ErrorCode::kStorageError, "a history row's key is too short for a sequence number");
-    visit(read_be64(key), key.substr(8), view(it->value()));
+    if (key.size() < 8) return too_short();
+    const uint64_t first = read_be64(key);
+    if (!is_history_pack_key(key)) {
+      last = first;
+      visit(first, key.substr(8), view(it->value()));
+      it->Next();
+      continue;
+    }
+    // A pack: its rows begin at the seq its key names and go on in order from there.
+    pack.assign(view(it->value()));
+    rows.clear();
+    HistoryPackReader reader(pack);
+    for (Row row; reader.next(&row.seq, &row.key, &row.value);) {
+      if ((rows.empty() && row.seq != first) || row.seq < last) {
+        return Error(ErrorCode::kStorageError, fmt::format("the history pack at sequence {} holds a row of {} out of order", first, row.seq));
+      }
+      last = row.seq;
+      rows.push_back(row);
+    }
+    if (reader.malformed() || rows.empty()) return Error(ErrorCode::kStorageError, fmt::format("the history pack at sequence {} is malformed", first));
+    repeats.clear();
+    for (it->Next(); it->Valid(); it->Next()) {
+      const std::string_view next = view(it->key());
+      if (next.size() < 8) return too_short();
+      if (is_history_pack_key(next) || read_be64(next) > last) break;
+      repeats.push_back({read_be64(next), std::string(next.substr(8)), std::string(view(it->value()))});
+    }
+    // Both in (seq, key) order: merged, and an entry of one row wins over the pack's.
+    size_t r = 0;
+    const auto repeat_first = [&](const Row& row) { return std::tie(repeats[r].seq, repeats[r].key) < std::tie(row.seq, row.key); };
+    const auto same = [&](const Row& row) { return repeats[r].seq == row.seq && repeats[r].key == row.key; };
+    for (const Row& row : rows) {
+      for (; r < repeats.size() && repeat_first(row); ++r) visit(repeats[r].seq, repeats[r].key, repeats[r].value);
+      if (r < repeats.size() && same(row)) {
+        visit(repeats[r].seq, repeats[r].key, repeats[r].value);
+        ++r;
+        continue;
+      }
+      visit(row.seq, row.key, row.value);
+    }
+    for (; r < repeats.size(); ++r) visit(repeats[r].seq, repeats[r].key, repeats[r].value);
   }
   if (!it->status().ok()) return storage_error(it->status(), "cannot read history rows");
   return Status::Ok();
@@ -657,6 +892,7 @@ Status Store::write_format() {
 Status Store::replace_rows(const std::function<void(RowSink*)>& fill) {
   if (failed_) return Error(ErrorCode::kReadOnly, "the store refused writes after an earlier write failure");
   std::unique_ptr<LogBatch> batch = begin_batch();
+  batch->impl_->history_unpacked = true;
   // History keys start with a big-endian sequence number, whose first byte is 0 below
   // 2^56 events: the range ["", "\xff") holds them all.
   const rocksdb::Status cleared = batch->impl_->batch->DeleteRange(impl_->history, slice(""), slice("\xff"));

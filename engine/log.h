@@ -12,8 +12,12 @@
 //          value = big-endian last sequence + SHA-256 of the batch (see below)
 //   state  projection rows and their checkpoints, keyed by projection
 //   history  rows written once and never changed (statement entries, recorded usage
-//          ids), key = big-endian sequence number of the event that made the row,
-//          then the projection's own key for it (see RowSink::put_history)
+//          ids), in entries of two kinds: a pack (format 4): key = big-endian sequence
+//          number of its first row, then one zero byte (9 bytes), value = rows in
+//          (sequence, key) order, encoded by append_history_row; or, in stores begun
+//          before format 4, key = big-endian sequence number of the event that made
+//          the row, then the projection's own key for it (see RowSink::put_history),
+//          value = the row's. Both are read.
 //
 // Every batch's hash is SHA-256(previous hash || for each record: seq (8 bytes BE) ||
 // length (4 bytes BE) || record bytes). The first batch chains from 32 zero bytes.
@@ -57,8 +61,42 @@ class RowSink {
   // like any other under history_key(seq, key), as this default does.
   virtual void put_history(uint64_t seq, std::string_view key, std::string_view value);
 };
-// The stored key of a history row: big-endian seq, then the projection's key.
+// The key of a history row as RowSink::put_history's default files it, and as stores
+// before format 4 stored it: big-endian seq, then the projection's key.
 std::string history_key(uint64_t seq, std::string_view key);
+
+// A pack of history rows (format 4). A batch's history rows go into packs of about
+// kHistoryPackBytesTarget each, sorted by (sequence, key), and a pack is cut only
+// between two sequence numbers, so no two packs begin at the same one. One entry per
+// pack rather than one per row: RocksDB's work per key (the WriteBatch record, the
+// memtable insert, the flush's sort, the open's iterator step) is done once per pack;
+// a usage event makes two history rows (bench/RESULTS.md, "Runs 49-50").
+//
+// A row in a pack: seq (8 bytes, big-endian), key length (4 bytes, little-endian),
+// key, value length (4 bytes, little-endian), value.
+inline constexpr size_t kHistoryPackBytesTarget = 64 << 10;
+inline constexpr size_t kHistoryRowHeaderBytes = 8 + 4;
+// The key of a pack whose first row has sequence number first_seq. A projection's key
+// never begins with a zero byte, so no key of a single row (above) is a pack's.
+std::string history_pack_key(uint64_t first_seq);
+bool is_history_pack_key(std::string_view key);
+// Appends one row to a pack. REQUIRES: key and value each shorter than 4 GiB.
+void append_history_row(std::string* pack, uint64_t seq, std::string_view key, std::string_view value);
+
+// Walks a pack's rows in order, checking its framing.
+class HistoryPackReader {
+ public:
+  explicit HistoryPackReader(std::string_view pack) : pack_(pack) {}
+  // The next row; false at the end of the pack or where a row does not fit in what is
+  // left of it, after which malformed() is true.
+  bool next(uint64_t* seq, std::string_view* key, std::string_view* value);
+  bool malformed() const { return malformed_; }
+
+ private:
+  std::string_view pack_;
+  size_t pos_ = 0;
+  bool malformed_ = false;
+};
 
 // Log record layout: 8-byte little-endian XXH3-64 of the envelope, then the envelope.
 inline constexpr size_t kRecordChecksumBytes = 8;
@@ -143,7 +181,9 @@ class Store {
  public:
   // Opens (or creates) the store at options.path and finds the log's head. A store of
   // an earlier format is upgraded as it opens:
-  //   tally-log-2 (a log entry per record): marked format 3; its entries are read as
+  //   tally-log-3 (a history entry per row): marked format 4; its rows are read as
+  //     they are, and new batches write their history rows in packs.
+  //   tally-log-2 (a log entry per record): marked format 4; its entries are read as
   //     they are, and new batches are written as segments.
   //   tally-log-1 (history rows in the state family): its projection rows are dropped,
   //     in one synced write, and ProjectionSet::load rebuilds them from the log, which
@@ -206,7 +246,8 @@ class Store {
   Status get_row(std::string_view key, std::string* value, bool* found) const;
   // Calls `visit(seq, key, value)` for each history row in sequence order (rows of one
   // event in key order); `key` is the projection's key, as put_history was given it.
-  // Returns storage_error if a key is too short to hold a sequence number.
+  // Returns storage_error if a key is too short to hold a sequence number, or a pack is
+  // malformed or out of order.
   Status read_history(const std::function<void(uint64_t seq, std::string_view key, std::string_view value)>& visit) const;
 
   // Replaces every state and history row with what `fill` writes (used by `tally

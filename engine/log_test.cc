@@ -396,7 +396,7 @@ TEST(Store, ABatchIsCutIntoSegmentsOfAboutSixtyFourKiB) {
   }
 }
 
-// A store of format 2 kept a log entry per record. It opens as format 3, reads those
+// A store of format 2 kept a log entry per record. It opens as format 4, reads those
 // entries as they are, and adds its new batches as segments after them; reads that
 // start in either kind of entry, or in the middle of a segment, see every record once.
 TEST(Store, AFormat2LogIsReadAsItIsAndGrowsInSegments) {
@@ -423,7 +423,7 @@ TEST(Store, AFormat2LogIsReadAsItIsAndGrowsInSegments) {
     std::string format;
     bool found = false;
     ASSERT_TRUE(store->get_row("meta/format", &format, &found).ok());
-    EXPECT_EQ(format, "tally-log-3");
+    EXPECT_EQ(format, "tally-log-4");
   }
   EXPECT_EQ(RawDb(dir.sub("db")).log_entry_count(), 6u);
   auto store = open_store(dir.sub("db"));
@@ -660,8 +660,195 @@ TEST(Store, HistoryRowsReadBackInSequenceOrderApartFromTheStateRows) {
   ASSERT_TRUE(store->read_rows("", [&](std::string_view key, std::string_view) { state.emplace_back(key); }).ok());
   EXPECT_EQ(state, std::vector<std::string>{"meta/format"}) << "history rows are not state rows";
   store.reset();
-  // The stored key is the big-endian sequence number, then the projection's key.
-  EXPECT_EQ(RawDb(dir.sub("db")).get(RawDb::kHistory, be64(300) + "statements/x"), "far");
+  // The rows of the batch's own events are in a pack under the first one's sequence
+  // number; a row of another event is an entry of its own, as in format 3.
+  RawDb raw(dir.sub("db"));
+  std::vector<std::string> keys;
+  raw.scan(RawDb::kHistory, [&](std::string_view key, std::string_view) { keys.emplace_back(key); });
+  EXPECT_EQ(keys, (std::vector<std::string>{history_pack_key(1), history_key(300, "statements/x")}));
+}
+
+// A batch's history rows are put one projection's after another's, each in sequence
+// order. They are stored sorted by (seq, key) in packs of about
+// kHistoryPackBytesTarget, cut only between two sequence numbers.
+TEST(Store, HistoryRowsArePackedInOrderAndCutBetweenSequenceNumbers) {
+  TempDir dir;
+  auto store = open_store(dir.sub("db"));
+  std::unique_ptr<LogBatch> batch = store->begin_batch();
+  constexpr uint64_t kEvents = 3000;
+  for (uint64_t seq = 1; seq <= kEvents; ++seq) batch->append(seq, "e");
+  const std::string value(40, 'v');
+  for (uint64_t seq = 1; seq <= kEvents; ++seq) batch->put_history(seq, fmt::format("statements/{}", seq % 7), value);
+  for (uint64_t seq = 1; seq <= kEvents; ++seq) batch->put_history(seq, "balances/u/" + std::to_string(seq), value);
+  for (uint64_t seq = 1; seq <= kEvents; seq += 2) batch->put_history(seq, "statements/~", value);  // a third for some
+  ASSERT_TRUE(store->commit(batch.get()).ok());
+  store.reset();
+  store = open_store(dir.sub("db"));
+  std::vector<std::string> expected;
+  for (uint64_t seq = 1; seq <= kEvents; ++seq) {
+    expected.push_back(fmt::format("{}:balances/u/{}={}", seq, seq, value));
+    expected.push_back(fmt::format("{}:statements/{}={}", seq, seq % 7, value));
+    if (seq % 2 == 1) expected.push_back(fmt::format("{}:statements/~={}", seq, value));
+  }
+  EXPECT_EQ(read_history(*store), expected);
+  store.reset();
+
+  RawDb raw(dir.sub("db"));
+  struct Pack {
+    uint64_t key_seq, first, last;
+    size_t bytes;
+  };
+  std::vector<Pack> packs;
+  raw.scan(RawDb::kHistory, [&](std::string_view key, std::string_view value) {
+    ASSERT_TRUE(is_history_pack_key(key));
+    HistoryPackReader reader(value);
+    uint64_t seq = 0, first = 0;
+    std::string_view k, v;
+    while (reader.next(&seq, &k, &v)) first = first == 0 ? seq : first;
+    EXPECT_FALSE(reader.malformed());
+    packs.push_back({read_be64(key), first, seq, value.size()});
+  });
+  const size_t rows = expected.size();
+  ASSERT_GE(packs.size(), 3u) << "about " << rows * 60 / kHistoryPackBytesTarget << " packs' worth";
+  for (size_t i = 0; i < packs.size(); ++i) {
+    EXPECT_EQ(packs[i].key_seq, packs[i].first) << "pack " << i;
+    if (i + 1 < packs.size()) {
+      EXPECT_LT(packs[i].last, packs[i + 1].first) << "an event's rows are never split between packs";
+      EXPECT_GE(packs[i].bytes, kHistoryPackBytesTarget) << "only a full pack is cut";
+      EXPECT_LT(packs[i].bytes, kHistoryPackBytesTarget + 300) << "cut at the first event boundary once full";
+    }
+  }
+}
+
+// Of two rows put under one seq and key in a batch, the later one is kept, as it was
+// when each row was an entry of its own.
+TEST(Store, AHistoryRowPutTwiceInABatchKeepsTheLaterValue) {
+  TempDir dir;
+  auto store = open_store(dir.sub("db"));
+  std::unique_ptr<LogBatch> batch = store->begin_batch();
+  batch->append(1, "a");
+  batch->append(2, "b");
+  batch->put_history(2, "statements/x", "first");
+  batch->put_history(1, "statements/x", "one");
+  batch->put_history(2, "statements/x", "second");
+  ASSERT_TRUE(store->commit(batch.get()).ok());
+  EXPECT_EQ(read_history(*store), (std::vector<std::string>{"1:statements/x=one", "2:statements/x=second"}));
+}
+
+// A row of an earlier batch's event, put again (an open replaying past the rows, a
+// repair), is an entry of its own; read_history gives it in place of the packed row it
+// repeats, and in (seq, key) order among the pack's rows when it adds one.
+TEST(Store, AHistoryRowPutAgainLaterReplacesThePackedOne) {
+  TempDir dir;
+  auto store = open_store(dir.sub("db"));
+  std::unique_ptr<LogBatch> batch = store->begin_batch();
+  for (uint64_t seq = 1; seq <= 3; ++seq) batch->append(seq, "e");
+  batch->put_history(1, "statements/b", "1b");
+  batch->put_history(2, "statements/b", "2b");
+  batch->put_history(3, "statements/b", "3b");
+  ASSERT_TRUE(store->commit(batch.get()).ok());
+  batch = store->begin_batch();
+  batch->append(4, "e");
+  batch->put_history(4, "statements/b", "4b");
+  batch->put_history(2, "statements/b", "2b again");  // repeats a packed row
+  batch->put_history(1, "statements/a", "1a");        // before the pack's first row
+  batch->put_history(3, "statements/c", "3c");        // after the pack's last row
+  ASSERT_TRUE(store->commit(batch.get()).ok());
+  store.reset();
+  store = open_store(dir.sub("db"));
+  EXPECT_EQ(read_history(*store), (std::vector<std::string>{"1:statements/a=1a", "1:statements/b=1b", "2:statements/b=2b again",
+                                                            "3:statements/b=3b", "3:statements/c=3c", "4:statements/b=4b"}));
+  store.reset();
+  std::vector<std::string> keys;
+  RawDb(dir.sub("db")).scan(RawDb::kHistory, [&](std::string_view key, std::string_view) { keys.emplace_back(key); });
+  EXPECT_EQ(keys, (std::vector<std::string>{history_pack_key(1), history_key(1, "statements/a"), history_key(2, "statements/b"),
+                                            history_key(3, "statements/c"), history_pack_key(4)}));
+}
+
+TEST(HistoryPackReader, ReadsBackWhatWasAppendedAndRejectsEveryTruncation) {
+  std::string pack;
+  append_history_row(&pack, 7, "statements/a", "value one");
+  append_history_row(&pack, 7, "statements/b", "");
+  append_history_row(&pack, uint64_t{1} << 40, "", std::string(300, '\0'));
+  std::vector<std::string> rows;
+  HistoryPackReader reader(pack);
+  uint64_t seq = 0;
+  std::string_view key, value;
+  while (reader.next(&seq, &key, &value)) rows.push_back(fmt::format("{}:{}={}", seq, key, value.size()));
+  EXPECT_FALSE(reader.malformed());
+  EXPECT_EQ(rows, (std::vector<std::string>{"7:statements/a=9", "7:statements/b=0", "1099511627776:=300"}));
+  // Every shorter prefix ends inside a row (the three rows end at three lengths only).
+  const size_t ends[] = {12 + 12 + 4 + 9, 12 + 12 + 4 + 9 + 12 + 12 + 4};
+  for (size_t size = 0; size < pack.size(); ++size) {
+    HistoryPackReader cut(std::string_view(pack).substr(0, size));
+    size_t read = 0;
+    while (cut.next(&seq, &key, &value)) ++read;
+    const bool at_end = size == 0 || size == ends[0] || size == ends[1];
+    EXPECT_EQ(cut.malformed(), !at_end) << "at " << size << " bytes";
+    EXPECT_EQ(read, size < ends[0] ? 0u : size < ends[1] ? 1u : 2u) << "at " << size << " bytes";
+  }
+  // A length of nearly 4 GiB is refused, not added to a position.
+  std::string huge = be64(1);
+  huge += std::string("\xff\xff\xff\xff", 4);
+  huge += "key";
+  HistoryPackReader wrapped(huge);
+  EXPECT_FALSE(wrapped.next(&seq, &key, &value));
+  EXPECT_TRUE(wrapped.malformed());
+}
+
+// A pack that does not decode, or whose rows do not begin at the seq its key names, is
+// a storage error that names it.
+TEST(Store, AMalformedOrMisplacedHistoryPackIsAStorageError) {
+  TempDir dir;
+  open_store(dir.sub("db"));
+  std::string wrong_seq;
+  append_history_row(&wrong_seq, 8, "statements/x", "v");
+  for (const auto& [key, value, message] : {std::tuple{history_pack_key(7), std::string("short"), "malformed"},
+                                            std::tuple{history_pack_key(7), std::string(), "malformed"},
+                                            std::tuple{history_pack_key(7), wrong_seq, "out of order"}}) {
+    RawDb(dir.sub("db")).put(RawDb::kHistory, key, value);
+    auto store = open_store(dir.sub("db"));
+    const Status status = store->read_history([](uint64_t, std::string_view, std::string_view) {});
+    EXPECT_EQ(status.code, ErrorCode::kStorageError) << message;
+    EXPECT_NE(status.message.find("pack at sequence 7"), std::string::npos) << status.message;
+    EXPECT_NE(status.message.find(message), std::string::npos) << status.message;
+  }
+}
+
+// A store of format 3 kept a history entry per row. It opens as format 4, reads those
+// rows as they are, and packs the rows of its new batches after them.
+TEST(Store, AFormat3StoresHistoryRowsAreReadAsTheyAreAndNewOnesPacked) {
+  TempDir dir;
+  {
+    auto store = open_store(dir.sub("db"));
+    std::unique_ptr<LogBatch> batch = store->begin_batch();
+    batch->append(1, "a");
+    batch->append(2, "b");
+    batch->put_history(2, "statements/x", "two");
+    batch->put_history(1, "statements/x", "one");
+    ASSERT_TRUE(store->commit(batch.get()).ok());
+  }
+  {
+    RawDb raw(dir.sub("db"));
+    raw.unpack_history();
+    raw.put(RawDb::kState, "meta/format", "tally-log-3");
+    EXPECT_EQ(raw.history_entry_count(), 2u);
+  }
+  {
+    auto store = open_store(dir.sub("db"));
+    ASSERT_NE(store, nullptr);
+    std::unique_ptr<LogBatch> batch = store->begin_batch();
+    batch->append(3, "c");
+    batch->put_history(3, "statements/y", "three");
+    batch->put_history(3, "statements/x", "three");
+    ASSERT_TRUE(store->commit(batch.get()).ok());
+    EXPECT_EQ(read_history(*store), (std::vector<std::string>{"1:statements/x=one", "2:statements/x=two", "3:statements/x=three", "3:statements/y=three"}));
+    std::string format;
+    bool found = false;
+    ASSERT_TRUE(store->get_row("meta/format", &format, &found).ok());
+    EXPECT_EQ(format, "tally-log-4");
+  }
+  EXPECT_EQ(RawDb(dir.sub("db")).history_entry_count(), 3u) << "two rows of format 3, one pack";
 }
 
 TEST(Store, ReplaceRowsReplacesTheHistoryRowsToo) {
@@ -685,7 +872,7 @@ TEST(Store, AHistoryKeyTooShortForASequenceNumberIsAStorageError) {
   EXPECT_EQ(status.code, ErrorCode::kStorageError);
 }
 
-// A format-1 store kept history rows in the state family. It opens as format 3 with
+// A format-1 store kept history rows in the state family. It opens as format 4 with
 // every projection row gone (to be rebuilt from the log); its log and chain are kept.
 TEST(Store, AFormat1StoreOpensUpgradedWithoutItsProjectionRows) {
   TempDir dir;
@@ -700,7 +887,7 @@ TEST(Store, AFormat1StoreOpensUpgradedWithoutItsProjectionRows) {
   std::vector<std::string> state;
   ASSERT_TRUE(store->read_rows("", [&](std::string_view key, std::string_view value) { state.push_back(fmt::format("{}={}", key, value)); })
                   .ok());
-  EXPECT_EQ(state, std::vector<std::string>{"meta/format=tally-log-3"});
+  EXPECT_EQ(state, std::vector<std::string>{"meta/format=tally-log-4"});
   EXPECT_EQ(read_all(*store), (std::vector<std::pair<uint64_t, std::string>>{{1, "a"}, {2, "b"}}));
   EXPECT_EQ(read_chain(*store).size(), 1u);
   EXPECT_EQ(store->head_hash(), expected_hash(Sha256{}, 1, {"a", "b"}));

@@ -8,12 +8,14 @@
 #include <rocksdb/env.h>
 #include <rocksdb/file_system.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "engine/log.h"
@@ -152,6 +154,57 @@ class RawDb {
   }
   size_t log_entry_count() { return log_entries().size(); }
 
+  // A history row, from whichever entry holds it (a pack, or a format-3 entry of one
+  // row; engine/log.h).
+  struct HistoryRow {
+    uint64_t seq = 0;
+    std::string key;
+    std::string value;
+  };
+  // Every history row, in the order the entries hold them.
+  std::vector<HistoryRow> history_rows() {
+    std::vector<HistoryRow> rows;
+    scan(kHistory, [&](std::string_view key, std::string_view value) {
+      if (!is_history_pack_key(key)) {
+        rows.push_back({read_be64(key), std::string(key.substr(8)), std::string(value)});
+        return;
+      }
+      HistoryPackReader pack(value);
+      uint64_t seq = 0;
+      std::string_view row_key, row_value;
+      while (pack.next(&seq, &row_key, &row_value)) rows.push_back({seq, std::string(row_key), std::string(row_value)});
+      if (pack.malformed()) ADD_FAILURE() << "a malformed history pack at " << read_be64(key);
+    });
+    return rows;
+  }
+  // Sets the value of history row (seq, key), adding the row if there is none: every
+  // row is then written back in one pack, in (seq, key) order.
+  void set_history_row(uint64_t seq, std::string_view key, std::string_view value) {
+    std::vector<HistoryRow> rows = history_rows();
+    auto it = std::find_if(rows.begin(), rows.end(), [&](const HistoryRow& row) { return row.seq == seq && row.key == key; });
+    if (it == rows.end()) {
+      rows.push_back({seq, std::string(key), std::string(value)});
+    } else {
+      it->value = std::string(value);
+    }
+    std::sort(rows.begin(), rows.end(), [](const HistoryRow& a, const HistoryRow& b) { return std::tie(a.seq, a.key) < std::tie(b.seq, b.key); });
+    erase_history();
+    std::string pack;
+    for (const HistoryRow& row : rows) append_history_row(&pack, row.seq, row.key, row.value);
+    put(kHistory, history_pack_key(rows.front().seq), pack);
+  }
+  // Rewrites the history rows as a format-3 store held them: an entry per row.
+  void unpack_history() {
+    const std::vector<HistoryRow> rows = history_rows();
+    erase_history();
+    for (const HistoryRow& row : rows) put(kHistory, history_key(row.seq, row.key), row.value);
+  }
+  size_t history_entry_count() {
+    size_t entries = 0;
+    scan(kHistory, [&](std::string_view, std::string_view) { ++entries; });
+    return entries;
+  }
+
   // A log entry: a segment, or a format-2 entry of one record.
   struct LogEntry {
     std::string key;
@@ -182,6 +235,11 @@ class RawDb {
     }
     ADD_FAILURE() << "no log entry holds record " << seq;
     return {};
+  }
+  void erase_history() {
+    std::vector<std::string> keys;
+    scan(kHistory, [&](std::string_view key, std::string_view) { keys.emplace_back(key); });
+    for (const std::string& key : keys) erase(kHistory, key);
   }
   void put_segment(uint64_t first, const std::vector<std::string>& records) {
     std::string value;

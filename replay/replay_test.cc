@@ -480,7 +480,7 @@ TEST(Verify, AnAlteredHistoryRowAndAStrayOneAreReported) {
   {
     RawDb raw(t.path());
     usage_value.back() ^= 0x01;  // the amount
-    raw.put(RawDb::kHistory, history_key(usage_seq, usage_key), usage_value);
+    raw.set_history_row(usage_seq, usage_key, usage_value);
   }
   {
     auto store = open_store(t.path());
@@ -491,8 +491,8 @@ TEST(Verify, AnAlteredHistoryRowAndAStrayOneAreReported) {
   {
     RawDb raw(t.path());
     usage_value.back() ^= 0x01;
-    raw.put(RawDb::kHistory, history_key(usage_seq, usage_key), usage_value);
-    raw.put(RawDb::kHistory, history_key(1, "nobody/row"), "x");
+    raw.set_history_row(usage_seq, usage_key, usage_value);
+    raw.set_history_row(1, "nobody/row", "x");
   }
   auto store = open_store(t.path());
   const VerifyReport report = verify(*store, nullptr);
@@ -524,13 +524,13 @@ TEST(ProjectionLoad, AMalformedUsageIdRowIsRebuiltFromTheLog) {
   }
   {
     RawDb raw(t.path());
-    raw.put(RawDb::kHistory, history_key(usage_seq, usage_key), "x");  // too short to decode
+    raw.set_history_row(usage_seq, usage_key, "x");  // too short to decode
   }
   t.reopen();
   EXPECT_EQ(projection_rows(t.engine().state()), live);
 }
 
-// A store of format 1 (history rows in the state family) opens as format 3: its rows
+// A store of format 1 (history rows in the state family) opens as format 4: its rows
 // are dropped and rebuilt from the log, equal to what the engine had, and written anew.
 TEST(ProjectionLoad, AFormat1StoreIsRebuiltFromItsLog) {
   TestEngine t;
@@ -551,7 +551,7 @@ TEST(ProjectionLoad, AFormat1StoreIsRebuiltFromItsLog) {
   std::string format;
   bool found = false;
   ASSERT_TRUE(store->get_row("meta/format", &format, &found).ok());
-  EXPECT_EQ(format, "tally-log-3");
+  EXPECT_EQ(format, "tally-log-4");
   size_t entries = 0;
   ASSERT_TRUE(store->read_history([&](uint64_t, std::string_view key, std::string_view) { entries += key.starts_with("statements/"); }).ok());
   EXPECT_EQ(entries, 5u) << "the grant and four usage entries, written again";

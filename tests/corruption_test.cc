@@ -251,6 +251,33 @@ TEST_F(Corruption, DamagedProjectionRowIsRebuiltFromTheLog) {
   EXPECT_FALSE(mentions(opened.problems, "live projections")) << "the live state should be the rebuild" << joined(opened.problems);
 }
 
+// History rows (statement entries, usage ids) are kept in packs. A pack whose framing
+// is damaged cannot be read past, so the open refuses the store and names the pack;
+// `tally replay` (rebuild_projections) rewrites every history row from the log, and
+// the store then opens and verifies clean.
+TEST_F(Corruption, AMalformedHistoryPackRefusesTheOpenUntilARebuild) {
+  const Opened opened = alter([](RawStore& raw) {
+    std::string key, pack;
+    raw.scan(RawStore::kHistory, [&](std::string_view k, std::string_view v) {
+      if (key.empty() && is_history_pack_key(k)) key = k, pack = v;
+    });
+    ASSERT_FALSE(key.empty()) << "a batch's history rows are packed";
+    pack[9] = '\x7f';  // the first row's key length, now far past the pack's end
+    raw.put(RawStore::kHistory, key, pack);
+  });
+  EXPECT_EQ(error_name(opened.open.code), "storage_error");
+  EXPECT_NE(opened.open.message.find("is malformed"), std::string::npos) << opened.open.message;
+  {
+    std::unique_ptr<Store> store;
+    ASSERT_TRUE(Store::open({dir_.path(), false}, &store).ok());
+    RebuildStats stats;
+    ASSERT_TRUE(rebuild_projections(*store, &stats).ok());
+  }
+  const Opened rebuilt = open_and_verify(dir_.path());
+  ASSERT_TRUE(rebuilt.open.ok()) << rebuilt.open.message;
+  EXPECT_TRUE(rebuilt.problems.empty()) << joined(rebuilt.problems);
+}
+
 TEST_F(Corruption, ForeignFormatRefusesTheOpen) {
   const Opened opened = alter([](RawStore& raw) { raw.put(RawStore::kState, "meta/format", "tally-log-99"); });
   EXPECT_EQ(error_name(opened.open.code), "storage_error");
