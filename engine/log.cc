@@ -13,7 +13,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <tuple>
 #include <vector>
 
 #include <fmt/format.h>
@@ -847,7 +846,9 @@ Status Store::read_history(const std::function<void(uint64_t, std::string_view, 
     }
     // Both in (seq, key) order: merged, and an entry of one row wins over the pack's.
     size_t r = 0;
-    const auto repeat_first = [&](const Row& row) { return std::tie(repeats[r].seq, repeats[r].key) < std::tie(row.seq, row.key); };
+    const auto repeat_first = [&](const Row& row) {
+      return repeats[r].seq != row.seq ? repeats[r].seq < row.seq : std::string_view(repeats[r].key) < row.key;
+    };
     const auto same = [&](const Row& row) { return repeats[r].seq == row.seq && repeats[r].key == row.key; };
     for (const Row& row : rows) {
       for (; r < repeats.size() && repeat_first(row); ++r) visit(repeats[r].seq, repeats[r].key, repeats[r].value);
