@@ -283,6 +283,9 @@ void LogBatch::put(std::string_view key, std::string_view value) { impl_->batch-
 void LogBatch::erase(std::string_view key) { impl_->batch->Delete(impl_->state, slice(key)); }
 
 void LogBatch::put_history(uint64_t seq, std::string_view key, std::string_view value) {
+  // A projection's key begins with its row prefix: never empty, never a zero byte, so
+  // a row's own entry can never be taken for a pack (history_pack_key).
+  TALLY_ASSERT(!key.empty() && key.front() != '\0');
   if (impl_->history_unpacked) {
     const std::string seq_key = be64(seq);
     const rocksdb::Slice key_parts[] = {slice(seq_key), slice(key)};

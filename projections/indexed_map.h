@@ -26,6 +26,8 @@
 #include <utility>
 #include <vector>
 
+#include "projections/name_hash.h"
+
 namespace tally {
 
 template <typename V>
@@ -140,7 +142,7 @@ class IndexedMap {
   };
 
   static size_t hash_of(std::string_view key) {
-    const size_t hash = std::hash<std::string_view>{}(key);
+    const size_t hash = name_hash(key);
     return hash == 0 ? 1 : hash;
   }
 

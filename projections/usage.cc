@@ -3,6 +3,7 @@
 #include "engine/log.h"
 #include "engine/values.h"
 #include "projections/codec.h"
+#include "projections/name_hash.h"
 #include "schemas/events_generated.h"
 
 namespace tally {
@@ -15,8 +16,7 @@ std::string_view str(const flatbuffers::String* s) { return s == nullptr ? std::
 // All three are looked up for every usage event: a known one costs a hash, a probe and
 // one comparison, and no allocation.
 uint32_t UsageProjection::product(std::string_view tool, std::string_view model) {
-  const std::hash<std::string_view> hash;
-  const uint64_t h = hash(tool) * 31 + hash(model);
+  const uint64_t h = name_hash(tool) * 31 + name_hash(model);
   const auto next = static_cast<uint32_t>(products_.size());
   const auto [index, added] = product_index_.insert(h, next, [&](uint32_t i) { return products_[i].first == tool && products_[i].second == model; });
   if (added) products_.emplace_back(tool, model);
@@ -25,7 +25,7 @@ uint32_t UsageProjection::product(std::string_view tool, std::string_view model)
 
 uint32_t UsageProjection::user(OrgUsage& org, std::string_view name) {
   const auto next = static_cast<uint32_t>(org.users.size());
-  const auto [index, added] = org.user_index.insert(std::hash<std::string_view>{}(name), next, [&](uint32_t i) { return org.users[i] == name; });
+  const auto [index, added] = org.user_index.insert(name_hash(name), next, [&](uint32_t i) { return org.users[i] == name; });
   if (added) org.users.add(name);
   return index;
 }

@@ -1,13 +1,15 @@
-// libFuzzer target: the log record decoders (engine/log.cc decode_record and
-// SegmentReader, engine/event_format.cc decode_envelope) over arbitrary bytes, and the projections
-// over any envelope that passes the FlatBuffers verifier. A damaged or forged log must
-// be reported by verify, never crash the program reading it; so any envelope that
-// verifies is applied — to fresh projections, and on top of a real history — then
-// flushed, dumped, reloaded and checked, and none of it may crash.
+// libFuzzer target: the log record decoders (engine/log.cc decode_record,
+// SegmentReader and HistoryPackReader, engine/event_format.cc decode_envelope) over
+// arbitrary bytes, and the projections over any envelope that passes the FlatBuffers
+// verifier. A damaged or forged log must be reported by verify, never crash the
+// program reading it; so any envelope that verifies is applied — to fresh projections,
+// and on top of a real history — then flushed, dumped, reloaded and checked, and none
+// of it may crash.
 //
 // The input is read as a log record (checksum + envelope), as a log segment (framed
-// records, engine/log.h) and as a bare envelope; a misaligned envelope must be refused
-// (RocksDB hands out values at any address, and Store::read_log aligns them first).
+// records, engine/log.h), as a pack of history rows and as a bare envelope; a
+// misaligned envelope must be refused (RocksDB hands out values at any address, and
+// Store::read_log aligns them first).
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -128,6 +130,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (!segment.malformed() && reframed != bytes) std::abort();
   if (segment.malformed() && reframed.size() >= bytes.size()) std::abort();
+  // As a pack of history rows, the same: rows within its bytes, in order, and packed
+  // again the same bytes, unless the reader called it malformed.
+  tally::HistoryPackReader pack(bytes);
+  std::string repacked;
+  uint64_t seq = 0;
+  for (std::string_view key, value; pack.next(&seq, &key, &value);) {
+    for (std::string_view part : {key, value}) {
+      if (part.data() < bytes.data() || part.data() + part.size() > bytes.data() + bytes.size()) std::abort();
+    }
+    tally::append_history_row(&repacked, seq, key, value);
+  }
+  if (!pack.malformed() && repacked != bytes) std::abort();
+  if (pack.malformed() && repacked.size() >= bytes.size()) std::abort();
   // As a bare envelope (libFuzzer's buffer is malloc-aligned)...
   apply_envelope(bytes);
   // ...and at an odd address, where reading it in place would be undefined: refused.
