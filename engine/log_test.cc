@@ -218,6 +218,15 @@ Status commit(Store& store, const std::vector<std::string>& envelopes, const std
   return store.commit(batch.get());
 }
 
+// The store's format row.
+std::string stored_format(const Store& store) {
+  std::string format;
+  bool found = false;
+  EXPECT_TRUE(store.get_row("meta/format", &format, &found).ok());
+  EXPECT_TRUE(found);
+  return format;
+}
+
 std::vector<std::pair<uint64_t, std::string>> read_all(const Store& store) {
   std::vector<std::pair<uint64_t, std::string>> records;
   const Status status = store.read_log(1, store.last_seq(), [&](uint64_t seq, std::string_view envelope) {
@@ -420,10 +429,7 @@ TEST(Store, AFormat2LogIsReadAsItIsAndGrowsInSegments) {
     EXPECT_EQ(store->last_seq(), 5u);
     EXPECT_EQ(store->head_hash(), head);
     ASSERT_TRUE(commit(*store, {"6", "7", "8"}).ok());
-    std::string format;
-    bool found = false;
-    ASSERT_TRUE(store->get_row("meta/format", &format, &found).ok());
-    EXPECT_EQ(format, "tally-log-4");
+    EXPECT_EQ(stored_format(*store), "tally-log-4");
   }
   EXPECT_EQ(RawDb(dir.sub("db")).log_entry_count(), 6u);
   auto store = open_store(dir.sub("db"));
@@ -640,18 +646,26 @@ std::vector<std::string> read_history(const Store& store) {
   return rows;
 }
 
+struct HistoryRow {
+  uint64_t seq;
+  std::string key, value;
+};
+
+// Commits a batch of `events` records from the store's next sequence number, with
+// these history rows, put in the order given.
+Status commit_history(Store& store, size_t events, const std::vector<HistoryRow>& rows) {
+  std::unique_ptr<LogBatch> batch = store.begin_batch();
+  uint64_t seq = store.last_seq();
+  for (size_t i = 0; i < events; ++i) batch->append(++seq, "e");
+  for (const HistoryRow& row : rows) batch->put_history(row.seq, row.key, row.value);
+  return store.commit(batch.get());
+}
+
 TEST(Store, HistoryRowsReadBackInSequenceOrderApartFromTheStateRows) {
   TempDir dir;
   auto store = open_store(dir.sub("db"));
-  std::unique_ptr<LogBatch> batch = store->begin_batch();
-  batch->append(1, "a");
-  batch->append(2, "b");
   // Put out of order, and one key under two sequence numbers: two rows.
-  batch->put_history(2, "statements/x", "late");
-  batch->put_history(1, "statements/y", "first");
-  batch->put_history(1, "balances/u/x", "usage");
-  batch->put_history(300, "statements/x", "far");
-  ASSERT_TRUE(store->commit(batch.get()).ok());
+  ASSERT_TRUE(commit_history(*store, 2, {{2, "statements/x", "late"}, {1, "statements/y", "first"}, {1, "balances/u/x", "usage"}, {300, "statements/x", "far"}}).ok());
   store.reset();
   store = open_store(dir.sub("db"));
   EXPECT_EQ(read_history(*store),
@@ -725,13 +739,7 @@ TEST(Store, HistoryRowsArePackedInOrderAndCutBetweenSequenceNumbers) {
 TEST(Store, AHistoryRowPutTwiceInABatchKeepsTheLaterValue) {
   TempDir dir;
   auto store = open_store(dir.sub("db"));
-  std::unique_ptr<LogBatch> batch = store->begin_batch();
-  batch->append(1, "a");
-  batch->append(2, "b");
-  batch->put_history(2, "statements/x", "first");
-  batch->put_history(1, "statements/x", "one");
-  batch->put_history(2, "statements/x", "second");
-  ASSERT_TRUE(store->commit(batch.get()).ok());
+  ASSERT_TRUE(commit_history(*store, 2, {{2, "statements/x", "first"}, {1, "statements/x", "one"}, {2, "statements/x", "second"}}).ok());
   EXPECT_EQ(read_history(*store), (std::vector<std::string>{"1:statements/x=one", "2:statements/x=second"}));
 }
 
@@ -741,19 +749,13 @@ TEST(Store, AHistoryRowPutTwiceInABatchKeepsTheLaterValue) {
 TEST(Store, AHistoryRowPutAgainLaterReplacesThePackedOne) {
   TempDir dir;
   auto store = open_store(dir.sub("db"));
-  std::unique_ptr<LogBatch> batch = store->begin_batch();
-  for (uint64_t seq = 1; seq <= 3; ++seq) batch->append(seq, "e");
-  batch->put_history(1, "statements/b", "1b");
-  batch->put_history(2, "statements/b", "2b");
-  batch->put_history(3, "statements/b", "3b");
-  ASSERT_TRUE(store->commit(batch.get()).ok());
-  batch = store->begin_batch();
-  batch->append(4, "e");
-  batch->put_history(4, "statements/b", "4b");
-  batch->put_history(2, "statements/b", "2b again");  // repeats a packed row
-  batch->put_history(1, "statements/a", "1a");        // before the pack's first row
-  batch->put_history(3, "statements/c", "3c");        // after the pack's last row
-  ASSERT_TRUE(store->commit(batch.get()).ok());
+  ASSERT_TRUE(commit_history(*store, 3, {{1, "statements/b", "1b"}, {2, "statements/b", "2b"}, {3, "statements/b", "3b"}}).ok());
+  ASSERT_TRUE(commit_history(*store, 1,
+                             {{4, "statements/b", "4b"},
+                              {2, "statements/b", "2b again"},  // repeats a packed row
+                              {1, "statements/a", "1a"},        // before the pack's first row
+                              {3, "statements/c", "3c"}})       // after the pack's last row
+                  .ok());
   store.reset();
   store = open_store(dir.sub("db"));
   EXPECT_EQ(read_history(*store), (std::vector<std::string>{"1:statements/a=1a", "1:statements/b=1b", "2:statements/b=2b again",
@@ -821,12 +823,7 @@ TEST(Store, AFormat3StoresHistoryRowsAreReadAsTheyAreAndNewOnesPacked) {
   TempDir dir;
   {
     auto store = open_store(dir.sub("db"));
-    std::unique_ptr<LogBatch> batch = store->begin_batch();
-    batch->append(1, "a");
-    batch->append(2, "b");
-    batch->put_history(2, "statements/x", "two");
-    batch->put_history(1, "statements/x", "one");
-    ASSERT_TRUE(store->commit(batch.get()).ok());
+    ASSERT_TRUE(commit_history(*store, 2, {{2, "statements/x", "two"}, {1, "statements/x", "one"}}).ok());
   }
   {
     RawDb raw(dir.sub("db"));
@@ -837,16 +834,9 @@ TEST(Store, AFormat3StoresHistoryRowsAreReadAsTheyAreAndNewOnesPacked) {
   {
     auto store = open_store(dir.sub("db"));
     ASSERT_NE(store, nullptr);
-    std::unique_ptr<LogBatch> batch = store->begin_batch();
-    batch->append(3, "c");
-    batch->put_history(3, "statements/y", "three");
-    batch->put_history(3, "statements/x", "three");
-    ASSERT_TRUE(store->commit(batch.get()).ok());
+    ASSERT_TRUE(commit_history(*store, 1, {{3, "statements/y", "three"}, {3, "statements/x", "three"}}).ok());
     EXPECT_EQ(read_history(*store), (std::vector<std::string>{"1:statements/x=one", "2:statements/x=two", "3:statements/x=three", "3:statements/y=three"}));
-    std::string format;
-    bool found = false;
-    ASSERT_TRUE(store->get_row("meta/format", &format, &found).ok());
-    EXPECT_EQ(format, "tally-log-4");
+    EXPECT_EQ(stored_format(*store), "tally-log-4");
   }
   EXPECT_EQ(RawDb(dir.sub("db")).history_entry_count(), 3u) << "two rows of format 3, one pack";
 }
@@ -854,11 +844,7 @@ TEST(Store, AFormat3StoresHistoryRowsAreReadAsTheyAreAndNewOnesPacked) {
 TEST(Store, ReplaceRowsReplacesTheHistoryRowsToo) {
   TempDir dir;
   auto store = open_store(dir.sub("db"));
-  std::unique_ptr<LogBatch> batch = store->begin_batch();
-  batch->append(1, "a");
-  batch->put_history(1, "statements/old", "1");
-  batch->put_history(1, "statements/kept", "old value");
-  ASSERT_TRUE(store->commit(batch.get()).ok());
+  ASSERT_TRUE(commit_history(*store, 1, {{1, "statements/old", "1"}, {1, "statements/kept", "old value"}}).ok());
   ASSERT_TRUE(store->replace_rows([](RowSink* sink) { sink->put_history(1, "statements/kept", "new value"); }).ok());
   EXPECT_EQ(read_history(*store), std::vector<std::string>{"1:statements/kept=new value"});
 }
