@@ -233,11 +233,21 @@ void BalancesProjection::give(OrgBalances& org, const std::string& org_id, uint3
   }
 }
 
-void BalancesProjection::prefetch(const fb::Envelope& event) const {
+void BalancesProjection::prefetch(const fb::Envelope& event, PrefetchStage stage) const {
   const auto* e = event.event_as_UsageRecorded();
   if (e == nullptr) return;
   auto it = orgs_.find(str(e->org()));
-  if (it != orgs_.end()) it->second.usage_ids.prefetch(str(e->id()));
+  if (it == orgs_.end()) return;
+  const OrgBalances& org = it->second;
+  const std::string_view user = str(e->user());
+  switch (stage) {
+    case PrefetchStage::kSlot:
+      org.usage_ids.prefetch(str(e->id()));
+      org.members.prefetch(user);
+      break;
+    case PrefetchStage::kEntry: org.members.prefetch_entry(user); break;
+    case PrefetchStage::kKey: org.members.prefetch_key(user); break;
+  }
 }
 
 void BalancesProjection::apply(const fb::Envelope& event) {

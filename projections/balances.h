@@ -136,8 +136,9 @@ class BalancesProjection final : public Projection {
  public:
   std::string_view name() const override { return "balances"; }
   void apply(const fb::Envelope& event) override;
-  // For a usage event: the usage-id slot its apply() probes, a likely cache miss.
-  void prefetch(const fb::Envelope& event) const override;
+  // For a usage event: the usage-id slot its apply() probes (kSlot), and the member's
+  // slot, entry and key, likely cache misses all.
+  void prefetch(const fb::Envelope& event, PrefetchStage stage) const override;
   void flush(RowSink* sink) override;
   void dump(RowSink* sink) const override;
   bool load_row(std::string_view key, std::string_view value) override;

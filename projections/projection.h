@@ -34,9 +34,13 @@ class Projection {
   virtual std::string_view name() const = 0;
   // REQUIRES: event.seq() == checkpoint() + 1.
   virtual void apply(const fb::Envelope& event) = 0;
-  // A hint that `event` is applied soon: may start loading memory its apply() reads
-  // (a replay calls it a few events ahead). Changes nothing.
-  virtual void prefetch(const fb::Envelope& /*event*/) const {}
+  // Hints that `event` is applied soon: each may start loading memory its apply()
+  // reads. Changes nothing. A replay calls all three for every event, a few events
+  // apart, in the order below, so each can read what the one before started loading:
+  // the slot of a hash index (kSlot), the entry that slot points to (kEntry), and that
+  // entry's key where it is stored apart from the entry (kKey).
+  enum class PrefetchStage : uint8_t { kSlot, kEntry, kKey };
+  virtual void prefetch(const fb::Envelope& /*event*/, PrefetchStage /*stage*/) const {}
   // Writes every row changed since the last flush, and the checkpoint.
   virtual void flush(RowSink* sink) = 0;
   // Writes only the history rows made since the last flush (flush writes them too).

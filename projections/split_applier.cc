@@ -11,7 +11,12 @@ namespace {
 constexpr size_t kChunksQueuedMax = 8;
 constexpr size_t kReplayChunkEnvelopesMax = 4096;
 constexpr size_t kLiveChunkEnvelopesMax = 256;
-constexpr size_t kPrefetchAhead = 8;  // events
+// How many events ahead the helper starts loading an envelope's bytes (the other
+// thread copied them into the chunk), then calls each stage of Projection::prefetch.
+constexpr size_t kBytesAhead = 16;
+constexpr size_t kSlotAhead = 8;
+constexpr size_t kEntryAhead = 4;
+constexpr size_t kKeyAhead = 2;
 
 std::vector<Projection*> own_part(ProjectionSet* p, SplitApplier::Split split) {
   if (split == SplitApplier::Split::kReplay) return {&p->orgs, &p->rates, &p->statements, &p->tokens};
@@ -88,11 +93,19 @@ void SplitApplier::run_helper() {
   while (std::unique_ptr<Chunk> chunk = queue_.take()) {
     const size_t count = chunk->envelopes.size();
     for (size_t i = 0; i < count; ++i) {
-      // The event kPrefetchAhead places on: its cache misses overlap this one's work.
-      if (i + kPrefetchAhead < count) {
-        const fb::Envelope* ahead = fb::GetEnvelope(chunk->at(i + kPrefetchAhead).data());
-        for (const Projection* projection : helper_part_) projection->prefetch(*ahead);
+      // Events a few places on: their cache misses overlap this one's work.
+      const auto hint = [&](size_t ahead, Projection::PrefetchStage stage) {
+        if (i + ahead >= count) return;
+        const fb::Envelope* event = fb::GetEnvelope(chunk->at(i + ahead).data());
+        for (const Projection* projection : helper_part_) projection->prefetch(*event, stage);
+      };
+      if (i + kBytesAhead < count) {
+        const std::string_view bytes = chunk->at(i + kBytesAhead);
+        for (size_t at = 0; at < bytes.size(); at += 64) __builtin_prefetch(bytes.data() + at);
       }
+      hint(kSlotAhead, Projection::PrefetchStage::kSlot);
+      hint(kEntryAhead, Projection::PrefetchStage::kEntry);
+      hint(kKeyAhead, Projection::PrefetchStage::kKey);
       // These bytes are a copy of an envelope the caller decoded (apply's contract: it
       // passed decode_envelope, or the engine built it), now 8-byte aligned in the
       // chunk, so the helper reads it in place without running FlatBuffers' verifier a
