@@ -116,9 +116,10 @@ TEST(IndexedMapTest, MatchesAMap) {
 }  // namespace tally
 
 // The projections' indexes find a name by its hash first: names alike but for a
-// character or two (member ids, workspace names, tools) must not hash alike. 200,000
-// such names of 1 to 40 bytes, and every one-byte change of one, give 64-bit hashes
-// with no two equal; the same bytes give the same hash wherever they lie in memory.
+// character or two (member ids, workspace names, tools) must not hash alike. About
+// 200,000 such names of 2 to 42 bytes, and every one-byte change of one, give 64-bit
+// hashes with no two equal; the same bytes give the same hash wherever they lie in
+// memory.
 TEST(NameHashTest, SimilarNamesHashApartAndTheSameBytesAlike) {
   std::vector<std::string> names;
   for (int i = 0; i < 100'000; ++i) names.push_back(fmt::format("m{}@example.com", i));
