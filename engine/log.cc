@@ -282,15 +282,38 @@ void LogBatch::put(std::string_view key, std::string_view value) { impl_->batch-
 
 void LogBatch::erase(std::string_view key) { impl_->batch->Delete(impl_->state, slice(key)); }
 
+namespace {
+
+// Puts one history row as an entry of its own, under history_key(seq, key).
+rocksdb::Status put_history_entry(rocksdb::WriteBatch* batch, rocksdb::ColumnFamilyHandle* history, uint64_t seq,
+                                  std::string_view key, std::string_view value) {
+  const std::string seq_key = be64(seq);
+  const rocksdb::Slice key_parts[] = {slice(seq_key), slice(key)};
+  const rocksdb::Slice value_part = slice(value);
+  return batch->Put(history, rocksdb::SliceParts(key_parts, 2), rocksdb::SliceParts(&value_part, 1));
+}
+
+// A row as append_history_row encoded it, read back from bytes known to hold it whole.
+struct EncodedRow {
+  std::string_view key;
+  std::string_view value;
+  size_t size;  // of the whole row, header included
+};
+EncodedRow encoded_row(const char* row) {
+  const std::string_view key(row + kHistoryRowHeaderBytes, read_u32(row + 8));
+  const size_t value_at = kHistoryRowHeaderBytes + key.size() + 4;
+  const std::string_view value(row + value_at, read_u32(row + value_at - 4));
+  return {key, value, value_at + value.size()};
+}
+
+}  // namespace
+
 void LogBatch::put_history(uint64_t seq, std::string_view key, std::string_view value) {
   // A projection's key begins with its row prefix: never empty, never a zero byte, so
   // a row's own entry can never be taken for a pack (history_pack_key).
   TALLY_ASSERT(!key.empty() && key.front() != '\0');
   if (impl_->history_unpacked) {
-    const std::string seq_key = be64(seq);
-    const rocksdb::Slice key_parts[] = {slice(seq_key), slice(key)};
-    const rocksdb::Slice value_part = slice(value);
-    impl_->batch->Put(impl_->history, rocksdb::SliceParts(key_parts, 2), rocksdb::SliceParts(&value_part, 1));
+    put_history_entry(impl_->batch.get(), impl_->history, seq, key, value);
     return;
   }
   impl_->history_rows.emplace_back(seq, impl_->history_bytes.size());
@@ -298,17 +321,6 @@ void LogBatch::put_history(uint64_t seq, std::string_view key, std::string_view 
 }
 
 size_t LogBatch::bytes() const { return impl_->batch->GetDataSize() + impl_->segment.size() + impl_->history_bytes.size(); }
-
-namespace {
-
-// The key and the whole size of the history row encoded at `row`.
-std::string_view history_row_key(const char* row) { return {row + kHistoryRowHeaderBytes, read_u32(row + 8)}; }
-size_t history_row_size(const char* row) {
-  const size_t value_at = kHistoryRowHeaderBytes + read_u32(row + 8) + 4;
-  return value_at + read_u32(row + value_at - 4);
-}
-
-}  // namespace
 
 // Puts the history rows of the batch's own events, [first_seq, last_seq], into packs,
 // in (seq, key) order; of rows put twice under one seq and key, the last. Rows of
@@ -335,13 +347,8 @@ rocksdb::Status LogBatch::Impl::put_history_packs(uint64_t first_seq, uint64_t l
         rows[kept++] = {seq, offset};
         continue;
       }
-      const char* row = bytes + offset;
-      const std::string_view key = history_row_key(row);
-      const std::string seq_key = be64(seq);
-      const rocksdb::Slice key_parts[] = {slice(seq_key), slice(key)};
-      const size_t value_at = kHistoryRowHeaderBytes + key.size() + 4;
-      const rocksdb::Slice value_part(row + value_at, read_u32(row + value_at - 4));
-      const rocksdb::Status put = batch->Put(history, rocksdb::SliceParts(key_parts, 2), rocksdb::SliceParts(&value_part, 1));
+      const EncodedRow row = encoded_row(bytes + offset);
+      const rocksdb::Status put = put_history_entry(batch.get(), history, seq, row.key, row.value);
       if (status.ok()) status = put;
     }
     rows.resize(kept);
@@ -349,7 +356,7 @@ rocksdb::Status LogBatch::Impl::put_history_packs(uint64_t first_seq, uint64_t l
   }
   const auto before = [&](const std::pair<uint64_t, size_t>& a, const std::pair<uint64_t, size_t>& b) {
     if (a.first != b.first) return a.first < b.first;
-    return history_row_key(bytes + a.second) < history_row_key(bytes + b.second);
+    return encoded_row(bytes + a.second).key < encoded_row(bytes + b.second).key;
   };
   std::string_view packed = history_bytes;
   const auto out_of_order = [&](const auto& a, const auto& b) { return !before(a, b); };
@@ -363,7 +370,7 @@ rocksdb::Status LogBatch::Impl::put_history_packs(uint64_t first_seq, uint64_t l
       if (i + 1 < rows.size() && !before(rows[i], rows[i + 1])) continue;
       const char* row = bytes + rows[i].second;
       rows[kept++] = {rows[i].first, sorted.size()};
-      sorted.append(row, history_row_size(row));
+      sorted.append(row, encoded_row(row).size);
     }
     rows.resize(kept);
     packed = sorted;
@@ -844,8 +851,9 @@ Status Store::read_history(const std::function<void(uint64_t, std::string_view, 
     for (it->Next(); it->Valid(); it->Next()) {
       const std::string_view next = view(it->key());
       if (next.size() < 8) return too_short();
-      if (is_history_pack_key(next) || read_be64(next) > last) break;
-      repeats.push_back({read_be64(next), std::string(next.substr(8)), std::string(view(it->value()))});
+      const uint64_t seq = read_be64(next);
+      if (is_history_pack_key(next) || seq > last) break;
+      repeats.push_back({seq, std::string(next.substr(8)), std::string(view(it->value()))});
     }
     // Both in (seq, key) order: merged, and an entry of one row wins over the pack's.
     size_t r = 0;
