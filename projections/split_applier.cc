@@ -114,6 +114,12 @@ void SplitApplier::run_helper() {
       ProjectionSet::apply_unseen(helper_part_, *event);
       if (log_ != nullptr) log_->append(event->seq(), chunk->at(i));
     }
+    // The history rows of the chunk's events (statement entries) go into the batch here,
+    // while the caller's thread goes on with the commands, rather than all at once in
+    // its flush_due() at the end of the batch.
+    if (log_ != nullptr) {
+      for (Projection* projection : helper_part_) projection->flush_history(log_);
+    }
     chunk->clear();
     queue_.give_back(std::move(chunk));
   }

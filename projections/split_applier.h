@@ -15,7 +15,9 @@
 //            statements, the two projections that no command handler reads, and
 //            appends each envelope to the batch's log records (checksum, chain hash,
 //            write buffer), in chunks of at most 256 envelopes, so the caller waits
-//            little in finish(). The caller's thread keeps orgs, balances, rates and
+//            little in finish(). After each chunk it also puts its projections' history
+//            rows for it (statement entries) into the batch, which the caller's
+//            ProjectionSet::flush_due() would otherwise write at the batch's end. The caller's thread keeps orgs, balances, rates and
 //            tokens current for the next command's checks.
 //
 // Like ProjectionSet::apply, a projection skips an event at or below its checkpoint,
@@ -42,7 +44,7 @@ class SplitApplier {
  public:
   enum class Split : uint8_t { kReplay, kLive };
 
-  // `log`: the batch that kLive appends the envelopes to (null for kReplay).
+  // `log`: the batch that kLive appends the envelopes and history rows to (null for kReplay).
   SplitApplier(ProjectionSet* projections, Split split, LogBatch* log = nullptr);
   SplitApplier(const SplitApplier&) = delete;
   SplitApplier& operator=(const SplitApplier&) = delete;
