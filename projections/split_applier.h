@@ -15,10 +15,11 @@
 //            statements, the two projections that no command handler reads, and
 //            appends each envelope to the batch's log records (checksum, chain hash,
 //            write buffer), in chunks of at most 256 envelopes, so the caller waits
-//            little in finish(). After each chunk it also puts its projections' history
-//            rows for it (statement entries) into the batch, which the caller's
-//            ProjectionSet::flush_due() would otherwise write at the batch's end. The caller's thread keeps orgs, balances, rates and
-//            tokens current for the next command's checks.
+//            little in finish(). After each chunk it also puts its projections'
+//            history rows for that chunk (statement entries) into the batch, which
+//            the caller's ProjectionSet::flush_due() would otherwise write at the
+//            batch's end. The caller's thread keeps orgs, balances, rates and tokens
+//            current for the next command's checks.
 //
 // Like ProjectionSet::apply, a projection skips an event at or below its checkpoint,
 // and the set's last_time_us() follows the events given.
