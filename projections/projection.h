@@ -12,8 +12,9 @@
 // History rows (RowSink::put_history: rows an event makes once and nothing changes)
 // are the exception: flush_history() writes them with every batch (the helper
 // thread's projections, in a batch split across two threads, after each chunk of it),
-// ahead of the checkpoint, so that they reach the store in sequence order. Loading skips those past
-// the checkpoint; the replay from the checkpoint makes them again, the same.
+// ahead of the checkpoint, so that they reach the store in sequence order. Loading
+// skips those past the checkpoint; the replay from the checkpoint makes them again,
+// the same.
 #pragma once
 
 #include <cstdint>
