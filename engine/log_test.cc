@@ -25,6 +25,7 @@ namespace {
 
 using testing::RawDb;
 using testing::TempDir;
+using testing::stored_history;
 
 // ---- records -------------------------------------------------------------------------
 
@@ -637,15 +638,6 @@ TEST(Store, ReplaceRowsReplacesEveryProjectionRowButKeepsMetaRows) {
   EXPECT_EQ(read_all(*store).size(), 1u) << "replacing rows never touches the log";
 }
 
-std::vector<std::string> read_history(const Store& store) {
-  std::vector<std::string> rows;
-  const Status status = store.read_history([&](uint64_t seq, std::string_view key, std::string_view value) {
-    rows.push_back(fmt::format("{}:{}={}", seq, key, value));
-  });
-  EXPECT_TRUE(status.ok()) << status.message;
-  return rows;
-}
-
 struct HistoryRow {
   uint64_t seq;
   std::string key, value;
@@ -668,7 +660,7 @@ TEST(Store, HistoryRowsReadBackInSequenceOrderApartFromTheStateRows) {
   ASSERT_TRUE(commit_history(*store, 2, {{2, "statements/x", "late"}, {1, "statements/y", "first"}, {1, "balances/u/x", "usage"}, {300, "statements/x", "far"}}).ok());
   store.reset();
   store = open_store(dir.sub("db"));
-  EXPECT_EQ(read_history(*store),
+  EXPECT_EQ(stored_history(*store),
             (std::vector<std::string>{"1:balances/u/x=usage", "1:statements/y=first", "2:statements/x=late", "300:statements/x=far"}));
   std::vector<std::string> state;
   ASSERT_TRUE(store->read_rows("", [&](std::string_view key, std::string_view) { state.emplace_back(key); }).ok());
@@ -704,7 +696,7 @@ TEST(Store, HistoryRowsArePackedInOrderAndCutBetweenSequenceNumbers) {
     expected.push_back(fmt::format("{}:statements/{}={}", seq, seq % 7, value));
     if (seq % 2 == 1) expected.push_back(fmt::format("{}:statements/~={}", seq, value));
   }
-  EXPECT_EQ(read_history(*store), expected);
+  EXPECT_EQ(stored_history(*store), expected);
   store.reset();
 
   RawDb raw(dir.sub("db"));
@@ -740,7 +732,7 @@ TEST(Store, AHistoryRowPutTwiceInABatchKeepsTheLaterValue) {
   TempDir dir;
   auto store = open_store(dir.sub("db"));
   ASSERT_TRUE(commit_history(*store, 2, {{2, "statements/x", "first"}, {1, "statements/x", "one"}, {2, "statements/x", "second"}}).ok());
-  EXPECT_EQ(read_history(*store), (std::vector<std::string>{"1:statements/x=one", "2:statements/x=second"}));
+  EXPECT_EQ(stored_history(*store), (std::vector<std::string>{"1:statements/x=one", "2:statements/x=second"}));
 }
 
 // A row of an earlier batch's event, put again (an open replaying past the rows, a
@@ -758,7 +750,7 @@ TEST(Store, AHistoryRowPutAgainLaterReplacesThePackedOne) {
                   .ok());
   store.reset();
   store = open_store(dir.sub("db"));
-  EXPECT_EQ(read_history(*store), (std::vector<std::string>{"1:statements/a=1a", "1:statements/b=1b", "2:statements/b=2b again",
+  EXPECT_EQ(stored_history(*store), (std::vector<std::string>{"1:statements/a=1a", "1:statements/b=1b", "2:statements/b=2b again",
                                                             "3:statements/b=3b", "3:statements/c=3c", "4:statements/b=4b"}));
   store.reset();
   std::vector<std::string> keys;
@@ -835,7 +827,7 @@ TEST(Store, AFormat3StoresHistoryRowsAreReadAsTheyAreAndNewOnesPacked) {
     auto store = open_store(dir.sub("db"));
     ASSERT_NE(store, nullptr);
     ASSERT_TRUE(commit_history(*store, 1, {{3, "statements/y", "three"}, {3, "statements/x", "three"}}).ok());
-    EXPECT_EQ(read_history(*store), (std::vector<std::string>{"1:statements/x=one", "2:statements/x=two", "3:statements/x=three", "3:statements/y=three"}));
+    EXPECT_EQ(stored_history(*store), (std::vector<std::string>{"1:statements/x=one", "2:statements/x=two", "3:statements/x=three", "3:statements/y=three"}));
     EXPECT_EQ(stored_format(*store), "tally-log-4");
   }
   EXPECT_EQ(RawDb(dir.sub("db")).history_entry_count(), 3u) << "two rows of format 3, one pack";
@@ -846,7 +838,7 @@ TEST(Store, ReplaceRowsReplacesTheHistoryRowsToo) {
   auto store = open_store(dir.sub("db"));
   ASSERT_TRUE(commit_history(*store, 1, {{1, "statements/old", "1"}, {1, "statements/kept", "old value"}}).ok());
   ASSERT_TRUE(store->replace_rows([](RowSink* sink) { sink->put_history(1, "statements/kept", "new value"); }).ok());
-  EXPECT_EQ(read_history(*store), std::vector<std::string>{"1:statements/kept=new value"});
+  EXPECT_EQ(stored_history(*store), std::vector<std::string>{"1:statements/kept=new value"});
 }
 
 TEST(Store, AHistoryKeyTooShortForASequenceNumberIsAStorageError) {

@@ -61,8 +61,6 @@ inline Command command_from_json(std::string_view json) {
   return command;
 }
 
-// An engine on its own temporary store, with a manual clock. With `env` (e.g. an
-// in-memory RocksDB environment, which must outlive the engine) the store lives there.
 // Every envelope of the store's log, in order.
 inline std::vector<std::string> log_envelopes(const Store& store) {
   std::vector<std::string> envelopes;
@@ -74,6 +72,18 @@ inline std::vector<std::string> log_envelopes(const Store& store) {
   return envelopes;
 }
 
+// Every history row of the store, as "seq:key=value", in Store::read_history's order.
+inline std::vector<std::string> stored_history(const Store& store) {
+  std::vector<std::string> rows;
+  const Status status = store.read_history([&](uint64_t seq, std::string_view key, std::string_view value) {
+    rows.push_back(fmt::format("{}:{}={}", seq, key, value));
+  });
+  EXPECT_TRUE(status.ok()) << status.message;
+  return rows;
+}
+
+// An engine on its own temporary store, with a manual clock. With `env` (e.g. an
+// in-memory RocksDB environment, which must outlive the engine) the store lives there.
 class TestEngine {
  public:
   explicit TestEngine(std::string_view name = "data", rocksdb::Env* env = nullptr) : path_(dir_.sub(name)), env_(env) {
