@@ -8,7 +8,10 @@
 #include <mutex>
 #include <new>
 #include <string_view>
+#include <utility>
 #include <vector>
+
+#include "projections/huge_pages.h"
 
 namespace tally {
 namespace {
@@ -65,6 +68,56 @@ void sort_runs(std::vector<const char*>* entries, const std::vector<size_t>& run
   }
   if (from != entries) entries->swap(*from);
 }
+
+// Memory for memtable entries, in blocks of kHugePageBytes that outlive the memtables:
+// a memtable's blocks go back to this pool when it is freed, and the next memtables
+// take them again, their pages still present. RocksDB's own arena gives each memtable
+// fresh memory from the heap, 4 KiB pages the kernel faults in and zeroes one by one:
+// in tally_load --events 1000000 that was 21 % of the samples of the commit thread,
+// which writes the batches into the memtables. With these blocks: median pair ratio
+// 1.069 in events/s, whole-process CPU 0.956 (eleven pairs; bench/RESULTS.md, "Runs
+// 53-54"). A 1M-event run still maps 43 blocks afresh before the first memtables are
+// freed; after that, none.
+class EntryBlocks {
+ public:
+  static constexpr size_t kBlockBytes = kHugePageBytes;
+  // Blocks kept for reuse at most (64 MiB); more are unmapped when freed.
+  static constexpr size_t kKeptMax = 32;
+
+  static char* take() {
+    EntryBlocks& pool = instance();
+    {
+      std::lock_guard lock(pool.mutex_);
+      if (!pool.kept_.empty()) {
+        char* block = pool.kept_.back();
+        pool.kept_.pop_back();
+        return block;
+      }
+    }
+    return static_cast<char*>(allocate_huge_pages(kBlockBytes));
+  }
+  static void give(char* block) {
+    EntryBlocks& pool = instance();
+    {
+      std::lock_guard lock(pool.mutex_);
+      if (pool.kept_.size() < kKeptMax) {
+        pool.kept_.push_back(block);
+        return;
+      }
+    }
+    deallocate_huge_pages(block, kBlockBytes);
+  }
+
+ private:
+  // Never destroyed, so that a memtable freed during the process's exit still finds it.
+  static EntryBlocks& instance() {
+    static EntryBlocks* const pool = new EntryBlocks;
+    return *pool;
+  }
+
+  std::mutex mutex_;
+  std::vector<char*> kept_;  // guarded by mutex_
+};
 
 // An iterator over a memtable's entries already in order.
 class SortedIterator final : public rocksdb::MemTableRep::Iterator {
@@ -123,7 +176,32 @@ class VectorMemTableRep final : public rocksdb::MemTableRep {
         comparator_(fallback),
         vector_(rocksdb::VectorRepFactory().CreateMemTableRep(comparator_, allocator, transform, logger)) {}
 
-  rocksdb::KeyHandle Allocate(const size_t len, char** buf) override { return vector_->Allocate(len, buf); }
+  ~VectorMemTableRep() override {
+    for (char* block : blocks_) EntryBlocks::give(block);
+  }
+
+  // Entries go into blocks from EntryBlocks, one after another; an entry of more than
+  // a quarter block gets memory of its own. RocksDB calls this from one thread at a
+  // time: a vector memtable takes no concurrent writes.
+  rocksdb::KeyHandle Allocate(const size_t len, char** buf) override {
+    if (len > EntryBlocks::kBlockBytes / 4) {
+      std::unique_ptr<char[]> own(new char[len]);  // not zeroed
+      *buf = own.get();
+      large_.push_back(std::move(own));
+      allocated_.fetch_add(len, std::memory_order_relaxed);
+      return *buf;
+    }
+    if (blocks_.empty() || block_used_ + len > EntryBlocks::kBlockBytes) {
+      // Room first, so that a block taken is never dropped by a throw.
+      if (blocks_.size() == blocks_.capacity()) blocks_.reserve(2 * blocks_.size() + 8);
+      blocks_.push_back(EntryBlocks::take());
+      block_used_ = 0;
+      allocated_.fetch_add(EntryBlocks::kBlockBytes, std::memory_order_relaxed);
+    }
+    *buf = blocks_.back() + block_used_;
+    block_used_ += len;
+    return *buf;
+  }
   void Insert(rocksdb::KeyHandle handle) override {
     note(handle);
     vector_->Insert(handle);
@@ -175,7 +253,9 @@ class VectorMemTableRep final : public rocksdb::MemTableRep {
     vector_->UniqueRandomSample(num_entries, target_sample_size, entries);
   }
   size_t ApproximateMemoryUsage() override {
-    return vector_->ApproximateMemoryUsage() + tracked_count_.load(std::memory_order_relaxed) * sizeof(const char*);
+    // RocksDB decides when the memtable is full by this and by its arena's usage.
+    return vector_->ApproximateMemoryUsage() + tracked_count_.load(std::memory_order_relaxed) * sizeof(const char*) +
+           allocated_.load(std::memory_order_relaxed);
   }
   Iterator* GetIterator(rocksdb::Arena* arena) override {
     if (!sorted()) return vector_->GetIterator(arena);
@@ -224,6 +304,10 @@ class VectorMemTableRep final : public rocksdb::MemTableRep {
   std::vector<const char*> entries_;  // insertion order, then (sorted_) key order
   std::vector<size_t> run_starts_;    // where each ascending run after the first begins
   std::atomic<size_t> tracked_count_{0};
+  std::vector<char*> blocks_;                    // from EntryBlocks, the last being filled
+  size_t block_used_ = 0;                        // bytes used in the last block
+  std::vector<std::unique_ptr<char[]>> large_;  // entries of more than a quarter block
+  std::atomic<size_t> allocated_{0};             // bytes of blocks_ and large_
   std::mutex mutex_;  // guards the flags, and entries_ once read_only_
   bool read_only_ = false;
   bool sorted_ = false;

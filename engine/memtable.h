@@ -17,6 +17,11 @@
 // std::sort. The log's records arrive as one run and the history family's as a few per
 // batch, so their flushes sort little or nothing (engine/memtable.cc).
 //
+// The entries themselves are kept in blocks of kHugePageBytes taken from a pool that
+// outlives the memtables (up to 64 MiB of blocks kept), not in RocksDB's arena; an
+// entry of more than a quarter block gets memory of its own. The memtable counts that
+// memory in its ApproximateMemoryUsage(), by which RocksDB decides it is full.
+//
 // Only for column families with the default, bytewise comparator.
 #pragma once
 

@@ -231,7 +231,74 @@ TEST(VectorMemTable, IteratesInKeyOrderWhateverTheInsertOrder) {
   }
 }
 
+// Entries of every size keep their bytes: small ones packed into shared blocks, each
+// block filled to its end and no further, large ones in memory of their own. A freed
+// memtable's blocks serve the next one, pages and all.
+TEST(VectorMemTable, EntriesKeepTheirBytesAndTheBlocksServeTheNextMemtable) {
+  ReferenceComparator reference;
+  std::mt19937_64 random(5);
+  const auto byte_of = [](size_t entry, size_t at) { return static_cast<char>((entry * 31 + at) % 251 + 1); };
+  std::map<uintptr_t, size_t> block_openers;  // a block's start -> the entry written there
+  {
+    std::unique_ptr<rocksdb::MemTableRep> rep(vector_memtable_factory()->CreateMemTableRep(reference, nullptr, nullptr, nullptr));
+    std::vector<std::pair<char*, size_t>> entries;
+    size_t total = 0;
+    for (size_t i = 0; total < (size_t{24} << 20); ++i) {
+      // Mostly small, some just under a quarter block (512 KiB), some over it.
+      const size_t size = i % 97 == 0 ? (700 << 10) : i % 41 == 0 ? (500 << 10) : 1 + random() % 3000;
+      char* buf = nullptr;
+      const rocksdb::KeyHandle handle = rep->Allocate(size, &buf);
+      ASSERT_NE(buf, nullptr);
+      ASSERT_EQ(handle, static_cast<rocksdb::KeyHandle>(buf));
+      for (size_t j = 0; j < size; ++j) buf[j] = byte_of(i, j);
+      entries.emplace_back(buf, size);
+      total += size;
+      const auto address = reinterpret_cast<uintptr_t>(buf);
+      if (size <= (512 << 10) && address % (2 << 20) == 0) block_openers[address] = i;
+    }
+    EXPECT_GE(rep->ApproximateMemoryUsage(), total) << "RocksDB decides when a memtable is full by this";
+    EXPECT_GE(block_openers.size(), 4u);
+    for (size_t i = 0; i < entries.size(); ++i) {
+      const auto [buf, size] = entries[i];
+      for (size_t j = 0; j < size; ++j) ASSERT_EQ(buf[j], byte_of(i, j)) << "entry " << i << ", byte " << j;
+    }
+  }
+  // The new memtable's first entry lands where one of the old opened a block, and the
+  // old bytes are still there: the block was kept, not unmapped and mapped afresh.
+  std::unique_ptr<rocksdb::MemTableRep> next(vector_memtable_factory()->CreateMemTableRep(reference, nullptr, nullptr, nullptr));
+  char* buf = nullptr;
+  next->Allocate(16, &buf);
+  const auto opener = block_openers.find(reinterpret_cast<uintptr_t>(buf));
+  ASSERT_NE(opener, block_openers.end()) << "a new memtable starts in a block the last one gave back";
+  for (size_t j = 0; j < 16; ++j) EXPECT_EQ(buf[j], byte_of(opener->second, j)) << j;
+}
+
 // ---- the memtable in a database ------------------------------------------------------
+
+// The memtable counts the memory it holds, so RocksDB still flushes it once full.
+TEST(VectorMemTable, ADatabaseFlushesItsMemtableWhenFull) {
+  TempDir dir;
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  options.allow_concurrent_memtable_write = false;
+  options.memtable_factory = vector_memtable_factory();
+  options.write_buffer_size = 1 << 20;
+  rocksdb::DB* raw = nullptr;
+  ASSERT_TRUE(rocksdb::DB::Open(options, dir.sub("db"), &raw).ok());
+  std::unique_ptr<rocksdb::DB> db(raw);
+  const std::string value(64 << 10, 'v');
+  constexpr int kPuts = 128;  // 8 MiB
+  for (int i = 0; i < kPuts; ++i) ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), be64(static_cast<uint64_t>(i)), value).ok());
+  uint64_t in_active = 0;
+  ASSERT_TRUE(db->GetIntProperty("rocksdb.num-entries-active-mem-table", &in_active));
+  EXPECT_LE(in_active, 20u) << "a 1 MiB memtable holds about 16 values of 64 KiB";
+  for (int i = 0; i < kPuts; i += 9) {
+    std::string got;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), be64(static_cast<uint64_t>(i)), &got).ok());
+    EXPECT_EQ(got, value);
+  }
+}
+
 
 TEST(VectorMemTable, ReadsBackInKeyOrderBeforeAndAfterAFlush) {
   TempDir dir;

@@ -1,5 +1,6 @@
 // HugePageAllocator: memory for the large arrays that grow with the log, such as the
-// usage ids' table and arena (usage_ids.h).
+// usage ids' table and arena (usage_ids.h); allocate_huge_pages() also gives the
+// memtables their entry blocks (engine/memtable.cc).
 //
 // A replay fills such arrays from nothing: tens of MiB for a few million usage events,
 // every page touched for the first time, and each first touch is a page fault. The
