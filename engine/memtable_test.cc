@@ -275,17 +275,24 @@ TEST(VectorMemTable, EntriesKeepTheirBytesAndTheBlocksServeTheNextMemtable) {
 
 // ---- the memtable in a database ------------------------------------------------------
 
-// The memtable counts the memory it holds, so RocksDB still flushes it once full.
-TEST(VectorMemTable, ADatabaseFlushesItsMemtableWhenFull) {
-  TempDir dir;
+// A database whose memtables are ours; write_buffer_size 0 keeps RocksDB's default.
+std::unique_ptr<rocksdb::DB> open_with_vector_memtables(const std::string& path, size_t write_buffer_size = 0) {
   rocksdb::Options options;
   options.create_if_missing = true;
   options.allow_concurrent_memtable_write = false;
   options.memtable_factory = vector_memtable_factory();
-  options.write_buffer_size = 1 << 20;
+  if (write_buffer_size != 0) options.write_buffer_size = write_buffer_size;
   rocksdb::DB* raw = nullptr;
-  ASSERT_TRUE(rocksdb::DB::Open(options, dir.sub("db"), &raw).ok());
-  std::unique_ptr<rocksdb::DB> db(raw);
+  const rocksdb::Status opened = rocksdb::DB::Open(options, path, &raw);
+  EXPECT_TRUE(opened.ok()) << opened.ToString();
+  return std::unique_ptr<rocksdb::DB>(raw);
+}
+
+// The memtable counts the memory it holds, so RocksDB still flushes it once full.
+TEST(VectorMemTable, ADatabaseFlushesItsMemtableWhenFull) {
+  TempDir dir;
+  const std::unique_ptr<rocksdb::DB> db = open_with_vector_memtables(dir.sub("db"), 1 << 20);
+  ASSERT_NE(db, nullptr);
   const std::string value(64 << 10, 'v');
   constexpr int kPuts = 128;  // 8 MiB
   for (int i = 0; i < kPuts; ++i) ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), be64(static_cast<uint64_t>(i)), value).ok());
@@ -299,16 +306,10 @@ TEST(VectorMemTable, ADatabaseFlushesItsMemtableWhenFull) {
   }
 }
 
-
 TEST(VectorMemTable, ReadsBackInKeyOrderBeforeAndAfterAFlush) {
   TempDir dir;
-  rocksdb::Options options;
-  options.create_if_missing = true;
-  options.allow_concurrent_memtable_write = false;
-  options.memtable_factory = vector_memtable_factory();
-  rocksdb::DB* raw = nullptr;
-  ASSERT_TRUE(rocksdb::DB::Open(options, dir.sub("db"), &raw).ok());
-  std::unique_ptr<rocksdb::DB> db(raw);
+  const std::unique_ptr<rocksdb::DB> db = open_with_vector_memtables(dir.sub("db"));
+  ASSERT_NE(db, nullptr);
 
   // Keys written out of order, some twice: the later value wins.
   std::mt19937_64 random(7);
