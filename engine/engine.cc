@@ -7,6 +7,7 @@
 #include <chrono>
 #include <limits>
 #include <optional>
+#include <utility>
 
 #include "engine/assert.h"
 #include "engine/committer.h"
@@ -289,7 +290,20 @@ std::vector<CommandResult> Engine::execute(std::span<const Command> commands, Ti
   return finish();
 }
 
-void Engine::prefetch(const Command& command, PrefetchStage stage) const {
+const Engine::PrefetchOrgs& Engine::prefetch_orgs(const Command& command, size_t index) {
+  PrefetchOrgs& orgs = prefetch_orgs_[index % prefetch_orgs_.size()];
+  if (orgs.index != index) {
+    // Each stage looked both up for itself before: six name hashes and lookups per
+    // usage event. tally_load --events 1000000, 21 pairs: median pair ratio 1.025,
+    // faster in 18 (bench/RESULTS.md, "Runs 53-54").
+    orgs.index = index;
+    orgs.org = state_.orgs.find(command.org);
+    orgs.balances = state_.balances.find(command.org);
+  }
+  return orgs;
+}
+
+void Engine::prefetch(const Command& command, PrefetchStage stage, const PrefetchOrgs& orgs) const {
   if (stage == PrefetchStage::kCommand) {
     const char* bytes = reinterpret_cast<const char*>(&command);
     for (size_t at = 0; at < sizeof command; at += 64) __builtin_prefetch(bytes + at);
@@ -311,11 +325,11 @@ void Engine::prefetch(const Command& command, PrefetchStage stage) const {
       default: break;  // kCommand and kStrings returned above
     }
   };
-  if (const Org* org = state_.orgs.find(command.org)) {
+  if (const Org* org = orgs.org) {
     hint(org->members, user);
     hint(org->live_workspaces, command.workspace);
   }
-  if (const OrgBalances* org = state_.balances.find(command.org)) {
+  if (const OrgBalances* org = orgs.balances) {
     hint(org->members, user);
     // The usage id's slot in the idempotency index, looked up by the handler and again
     // by the apply: one of millions, nearly always a cache miss.
@@ -348,6 +362,7 @@ size_t Engine::begin(std::span<const Command* const> commands, TimeSource time, 
   flight.executed = true;
   std::unique_ptr<LogBatch> batch = store_->begin_batch();
   batch_events_ = 0;
+  prefetch_orgs_.fill({});
   {
     // A large batch applies usage and statements, and appends the log records, on a
     // helper thread while this one goes on with the commands (SplitApplier kLive);
@@ -364,11 +379,12 @@ size_t Engine::begin(std::span<const Command* const> commands, TimeSource time, 
       // 1.2-2.5 % less time in three sets of A/B pairs (bench/RESULTS.md, "Runs
       // 23-25"); the command and its strings +4.9 % events/s (ten pairs; "Runs
       // 38-39").
-      if (i + 16 < commands.size()) prefetch(*commands[i + 16], PrefetchStage::kCommand);
-      if (i + 12 < commands.size()) prefetch(*commands[i + 12], PrefetchStage::kStrings);
-      if (i + 8 < commands.size()) prefetch(*commands[i + 8], PrefetchStage::kSlot);
-      if (i + 4 < commands.size()) prefetch(*commands[i + 4], PrefetchStage::kEntry);
-      if (i + 2 < commands.size()) prefetch(*commands[i + 2], PrefetchStage::kKey);
+      if (i + 16 < commands.size()) prefetch(*commands[i + 16], PrefetchStage::kCommand, {});
+      if (i + 12 < commands.size()) prefetch(*commands[i + 12], PrefetchStage::kStrings, {});
+      for (const auto& [ahead, stage] : {std::pair{size_t{8}, PrefetchStage::kSlot}, {size_t{4}, PrefetchStage::kEntry}, {size_t{2}, PrefetchStage::kKey}}) {
+        if (i + ahead >= commands.size() || commands[i + ahead]->type != CommandType::kRecordUsage) continue;
+        prefetch(*commands[i + ahead], stage, prefetch_orgs(*commands[i + ahead], i + ahead));
+      }
       results.push_back(execute_one(*commands[i], time, batch.get(), splitter));
       // The batches before this one may become durable meanwhile: let the caller
       // answer them now. finish() touches neither the projections nor this batch (a

@@ -195,13 +195,26 @@ class Engine {
   // those slots point to (kEntry), and those entries' keys when they are stored apart
   // from the entry (kKey). begin() calls them in this order, a few commands apart.
   enum class PrefetchStage : uint8_t { kCommand, kStrings, kSlot, kEntry, kKey };
-  void prefetch(const Command& command, PrefetchStage stage) const;
+  // The organization a usage command names, in the organizations and the balances
+  // projections (null where it is not there yet), found for the command's first stage
+  // that needs them and kept for its later ones: entries of prefetch_orgs_ are indexed
+  // by the command's place in the batch, modulo their count. Organizations are never
+  // erased while a batch executes (only ProjectionSet::load clears them), so a pointer
+  // found stays valid to the batch's end.
+  struct PrefetchOrgs {
+    size_t index = SIZE_MAX;  // the command's place in the batch; SIZE_MAX: none yet
+    const Org* org = nullptr;
+    const OrgBalances* balances = nullptr;
+  };
+  const PrefetchOrgs& prefetch_orgs(const Command& command, size_t index);
+  void prefetch(const Command& command, PrefetchStage stage, const PrefetchOrgs& orgs) const;
   CommandResult execute_one(const Command& command, TimeSource time, LogBatch* batch, SplitApplier* split);
   // Expires lots and times out holds that are due by the time the next command runs.
   void run_due_timers(int64_t now_us, LogBatch* batch, SplitApplier* split);
 
   std::unique_ptr<Store> store_;
   ProjectionSet state_;
+  std::array<PrefetchOrgs, 8> prefetch_orgs_;  // see PrefetchOrgs; begin() resets them
   Clock* clock_ = nullptr;
   std::unique_ptr<Clock> owned_clock_;
   int64_t last_time_us_ = 0;

@@ -224,6 +224,29 @@ TEST_F(EngineTest, EveryCommandOnAnUnknownOrgIsUnknownOrg) {
   refused(R"({"cmd":"accept_invite","actor":"ivy@acme.io","org":"nope"})", ErrorCode::kUnknownOrg);
 }
 
+// One batch creates an organization, funds it and records usage in it. begin() looks
+// each usage command's organization up a few commands before running it (the
+// prefetch), so the first ones are looked up before the organization exists; the
+// lookup is only a hint, and every one of them is still recorded.
+TEST_F(EngineTest, UsageInTheBatchThatCreatesItsOrgIsRecorded) {
+  std::vector<Command> batch;
+  batch.push_back(testing::command_from_json(R"({"cmd":"create_org","actor":"alice@acme.io","org":"acme"})"));
+  batch.push_back(testing::command_from_json(R"({"cmd":"grant_credits","actor":"alice@acme.io","org":"acme","grant":"g1","kind":"plan","credits":"100"})"));
+  constexpr int kUsage = 40;
+  for (int i = 0; i < kUsage; ++i) {
+    batch.push_back(testing::command_from_json(fmt::format(
+        R"({{"cmd":"record_usage","actor":"alice@acme.io","id":"u{}","org":"acme","workspace":"primary","tool":"chat","model":"m1",)"
+        R"("quantity":1,"unit":"tokens","credits":"1","occurred_at":"{}"}})",
+        i, format_time(testing::kTestStartUs))));
+  }
+  const std::vector<CommandResult> results = engine().execute(batch);
+  ASSERT_EQ(results.size(), batch.size());
+  for (const CommandResult& result : results) EXPECT_TRUE(result.status.ok()) << result.id << " -> " << testing::describe(result.status);
+  EXPECT_NE(query(R"({"query":"balance","actor":"alice@acme.io","org":"acme"})").find(R"("consumed":"40")"), std::string::npos)
+      << query(R"({"query":"balance","actor":"alice@acme.io","org":"acme"})");
+  expect_verified();
+}
+
 TEST_F(EngineTest, ADeletedOrgAcceptsNoCommandButStaysReadable) {
   make_acme();
   ok(R"({"cmd":"delete_org","actor":"alice@acme.io","org":"acme"})");
