@@ -20,6 +20,12 @@
 namespace tally {
 namespace {
 
+// The member a usage command names, or else its actor: whose entries its prefetches
+// load (a wrong guess costs nothing).
+std::string_view prefetch_user(const Command& command) {
+  return command.user.empty() ? std::string_view(command.actor) : std::string_view(command.user);
+}
+
 // Carries one command through its handler, turning emitted payloads into envelopes.
 class LiveContext final : public CommandContext {
  public:
@@ -299,6 +305,9 @@ const Engine::PrefetchOrgs& Engine::prefetch_orgs(const Command& command, size_t
     orgs.index = index;
     orgs.org = state_.orgs.find(command.org);
     orgs.balances = state_.balances.find(command.org);
+    // One hash of each name serves every stage and both maps of members.
+    orgs.user_hash = key_hash(prefetch_user(command));
+    orgs.workspace_hash = key_hash(command.workspace);
   }
   return orgs;
 }
@@ -310,27 +319,25 @@ void Engine::prefetch(const Command& command, PrefetchStage stage, const Prefetc
     return;
   }
   if (command.type != CommandType::kRecordUsage) return;
-  // The member the command names, or else its actor (a wrong guess costs nothing).
-  const std::string_view user = command.user.empty() ? std::string_view(command.actor) : std::string_view(command.user);
   if (stage == PrefetchStage::kStrings) {
-    __builtin_prefetch(user.data());
+    __builtin_prefetch(prefetch_user(command).data());
     __builtin_prefetch(command.id.data());
     return;
   }
-  const auto hint = [&](const auto& map, std::string_view key) {
+  const auto hint = [&](const auto& map, size_t hash) {
     switch (stage) {
-      case PrefetchStage::kSlot: map.prefetch(key); break;
-      case PrefetchStage::kEntry: map.prefetch_entry(key); break;
-      case PrefetchStage::kKey: map.prefetch_key(key); break;
+      case PrefetchStage::kSlot: map.prefetch(hash); break;
+      case PrefetchStage::kEntry: map.prefetch_entry(hash); break;
+      case PrefetchStage::kKey: map.prefetch_key(hash); break;
       default: break;  // kCommand and kStrings returned above
     }
   };
   if (const Org* org = orgs.org) {
-    hint(org->members, user);
-    hint(org->live_workspaces, command.workspace);
+    hint(org->members, orgs.user_hash);
+    hint(org->live_workspaces, orgs.workspace_hash);
   }
   if (const OrgBalances* org = orgs.balances) {
-    hint(org->members, user);
+    hint(org->members, orgs.user_hash);
     // The usage id's slot in the idempotency index, looked up by the handler and again
     // by the apply: one of millions, nearly always a cache miss.
     if (stage == PrefetchStage::kSlot && !command.id.empty()) org->usage_ids.prefetch(command.id);

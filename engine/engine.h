@@ -196,15 +196,18 @@ class Engine {
   // from the entry (kKey). begin() calls them in this order, a few commands apart.
   enum class PrefetchStage : uint8_t { kCommand, kStrings, kSlot, kEntry, kKey };
   // The organization a usage command names, in the organizations and the balances
-  // projections (null where it is not there yet), found for the command's first stage
-  // that needs them and kept for its later ones: entries of prefetch_orgs_ are indexed
-  // by the command's place in the batch, modulo their count. Organizations are never
+  // projections (null where it is not there yet), and the hashes of its member and
+  // workspace names (key_hash), found for the command's first stage that
+  // needs them and kept for its later ones: entries of prefetch_orgs_ are indexed by
+  // the command's place in the batch, modulo their count. Organizations are never
   // erased while a batch executes (only ProjectionSet::load clears them), so a pointer
   // found stays valid to the batch's end.
   struct PrefetchOrgs {
     size_t index = SIZE_MAX;  // the command's place in the batch; SIZE_MAX: none yet
     const Org* org = nullptr;
     const OrgBalances* balances = nullptr;
+    size_t user_hash = 0;
+    size_t workspace_hash = 0;
   };
   const PrefetchOrgs& prefetch_orgs(const Command& command, size_t index);
   void prefetch(const Command& command, PrefetchStage stage, const PrefetchOrgs& orgs) const;

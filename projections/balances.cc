@@ -170,8 +170,8 @@ void BalancesProjection::mark_hold(const std::string& org_id, Hold& hold, const 
   changed_.push_back({RowKind::kHold, &org_id, 0, &hold_id});
 }
 
-MemberBalance& BalancesProjection::member(OrgBalances& org, const std::string& org_id, std::string_view user) {
-  auto it = org.members.find(user);
+MemberBalance& BalancesProjection::member(OrgBalances& org, const std::string& org_id, std::string_view user, size_t hash) {
+  auto it = org.members.find(user, hash);
   if (it == org.members.end()) it = org.members.emplace(std::string(user), MemberBalance{}).first;
   mark_member(org_id, it->second, it->first);
   return it->second;
@@ -233,21 +233,71 @@ void BalancesProjection::give(OrgBalances& org, const std::string& org_id, uint3
   }
 }
 
-void BalancesProjection::prefetch(const fb::Envelope& event, PrefetchStage stage) const {
+void BalancesProjection::prefetch(const fb::Envelope& event, PrefetchStage stage, PrefetchNote* note) const {
   const auto* e = event.event_as_UsageRecorded();
   if (e == nullptr) return;
-  auto it = orgs_.find(str(e->org()));
-  if (it == orgs_.end()) return;
-  const OrgBalances& org = it->second;
-  const std::string_view user = str(e->user());
-  switch (stage) {
-    case PrefetchStage::kSlot:
-      org.usage_ids.prefetch(str(e->id()));
-      org.members.prefetch(user);
-      break;
-    case PrefetchStage::kEntry: org.members.prefetch_entry(user); break;
-    case PrefetchStage::kKey: org.members.prefetch_key(user); break;
+  if (stage == PrefetchStage::kSlot) {
+    auto it = orgs_.find(str(e->org()));
+    if (it == orgs_.end()) return;
+    const OrgBalances& org = it->second;
+    note->entry = &*it;
+    note->hashes[0] = key_hash(str(e->user()));
+    org.usage_ids.prefetch(str(e->id()));
+    org.members.prefetch(note->hashes[0]);
+    return;
   }
+  if (note->entry == nullptr) return;  // the organization was not there at kSlot
+  const OrgBalances& org = static_cast<const IndexedMap<OrgBalances>::value_type*>(note->entry)->second;
+  if (stage == PrefetchStage::kEntry) {
+    org.members.prefetch_entry(note->hashes[0]);
+  } else {
+    org.members.prefetch_key(note->hashes[0]);
+  }
+}
+
+void BalancesProjection::apply_usage(const fb::Envelope& event, const fb::UsageRecorded& usage, OrgBalances& org,
+                                     const std::string& org_id, size_t user_hash) {
+  const int64_t now = event.time_us();
+  portions_of(usage.lots(), &portions_);
+  take(org, org_id, usage.funding_workspace(), portions_);
+  for (const LotPortion& portion : portions_) {
+    if (portion.lot >= org.lots.size()) continue;
+    org.lots[portion.lot].consumed += portion.amount;
+    lot_changed(org, org_id, portion.lot);
+  }
+  if (WorkspaceBalance* w = workspace(org, org_id, usage.workspace())) {
+    w->consumed += usage.amount();
+    spend(w->spend, now, usage.amount(), 0, now);
+  }
+  MemberBalance& m = member(org, org_id, str(usage.user()), user_hash);
+  m.consumed += usage.amount();
+  spend(m.spend, now, usage.amount(), 0, now);
+  org.consumed += usage.amount();
+  const std::string_view usage_id = str(usage.id());
+  if (usage_id.size() > UsageIds::kIdBytesMax) {
+    ++anomalies_;  // the engine never records such an id
+  } else {
+    auto [handle, inserted] = org.usage_ids.insert(usage_id, UsageRef{event.seq(), usage.content_hash(), usage.amount()});
+    if (inserted) {
+      if (history_rows_kept_) recorded_.push_back({RowKind::kUsage, &org_id, 0, nullptr, handle});
+    } else {
+      ++anomalies_;  // the engine answers repeats without an event
+    }
+  }
+  mark_org(org, org_id);
+}
+
+void BalancesProjection::apply_noted(const fb::Envelope& event, const PrefetchNote& note) {
+  const auto* e = event.event_as_UsageRecorded();
+  if (e == nullptr || note.entry == nullptr) {
+    apply(event);
+    return;
+  }
+  // What apply() does for it, but for the lookups the note answers. The node is this
+  // projection's own, passed through prefetch(), which may only read it.
+  checkpoint_ = event.seq();
+  auto* node = const_cast<IndexedMap<OrgBalances>::value_type*>(static_cast<const IndexedMap<OrgBalances>::value_type*>(note.entry));
+  apply_usage(event, *e, node->second, node->first, note.hashes[0]);
 }
 
 void BalancesProjection::apply(const fb::Envelope& event) {
@@ -363,34 +413,7 @@ void BalancesProjection::apply(const fb::Envelope& event) {
       const auto* e = event.event_as_UsageRecorded();
       OrgBalances* o = org(str(e->org()), &id_key);
       if (o == nullptr) return;
-      const std::string& id = *id_key;
-      portions_of(e->lots(), &portions_);
-      take(*o, id, e->funding_workspace(), portions_);
-      for (const LotPortion& portion : portions_) {
-        if (portion.lot >= o->lots.size()) continue;
-        o->lots[portion.lot].consumed += portion.amount;
-        lot_changed(*o, id, portion.lot);
-      }
-      if (WorkspaceBalance* w = workspace(*o, id, e->workspace())) {
-        w->consumed += e->amount();
-        spend(w->spend, now, e->amount(), 0, now);
-      }
-      MemberBalance& m = member(*o, id, str(e->user()));
-      m.consumed += e->amount();
-      spend(m.spend, now, e->amount(), 0, now);
-      o->consumed += e->amount();
-      const std::string_view usage_id = str(e->id());
-      if (usage_id.size() > UsageIds::kIdBytesMax) {
-        ++anomalies_;  // the engine never records such an id
-      } else {
-        auto [usage, inserted] = o->usage_ids.insert(usage_id, UsageRef{event.seq(), e->content_hash(), e->amount()});
-        if (inserted) {
-          if (history_rows_kept_) recorded_.push_back({RowKind::kUsage, &id, 0, nullptr, usage});
-        } else {
-          ++anomalies_;  // the engine answers repeats without an event
-        }
-      }
-      mark_org(*o, id);
+      apply_usage(event, *e, *o, *id_key, key_hash(str(e->user())));
       return;
     }
     case fb::Event::HoldReserved: {

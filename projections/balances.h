@@ -137,8 +137,11 @@ class BalancesProjection final : public Projection {
   std::string_view name() const override { return "balances"; }
   void apply(const fb::Envelope& event) override;
   // For a usage event: the usage-id slot its apply() probes (kSlot), and the member's
-  // slot, entry and key, likely cache misses all.
-  void prefetch(const fb::Envelope& event, PrefetchStage stage) const override;
+  // slot, entry and key, likely cache misses all. The note holds the organization's
+  // node of orgs_ (entry) and the member's key_hash (hashes[0]), which apply_noted()
+  // takes instead of looking them up.
+  void prefetch(const fb::Envelope& event, PrefetchStage stage, PrefetchNote* note) const override;
+  void apply_noted(const fb::Envelope& event, const PrefetchNote& note) override;
   void flush(RowSink* sink) override;
   void dump(RowSink* sink) const override;
   bool load_row(std::string_view key, std::string_view value) override;
@@ -177,7 +180,13 @@ class BalancesProjection final : public Projection {
   void mark_lot(OrgBalances& org, const std::string& org_id, uint32_t lot);
   void mark_member(const std::string& org_id, MemberBalance& member, const std::string& user);
   void mark_hold(const std::string& org_id, Hold& hold, const std::string& hold_id);
-  MemberBalance& member(OrgBalances& org, const std::string& org_id, std::string_view user);
+  // `hash`: the user's key_hash.
+  MemberBalance& member(OrgBalances& org, const std::string& org_id, std::string_view user, size_t hash);
+  MemberBalance& member(OrgBalances& org, const std::string& org_id, std::string_view user) {
+    return member(org, org_id, user, key_hash(user));
+  }
+  void apply_usage(const fb::Envelope& event, const fb::UsageRecorded& usage, OrgBalances& org, const std::string& org_id,
+                   size_t user_hash);
   void write_row(const Changed& row, RowSink* sink) const;
   OrgBalances& loading_org(std::string_view org_id);
   void rebuild_timers();

@@ -63,6 +63,17 @@ class HashIndex {
     return {next, true};
   }
 
+  // Hints that a key with this hash is looked up soon; they change nothing. prefetch()
+  // starts loading the slot where the lookup begins; candidate(), called once that slot
+  // has had time to arrive, reads it and gives the number of the first item whose hash
+  // matches (kNone if none), whose owner may then start loading that item.
+  void prefetch(uint64_t hash) const {
+    if (!slots_.empty()) __builtin_prefetch(&slots_[tag_of(hash) & (slots_.size() - 1)]);
+  }
+  uint32_t candidate(uint64_t hash) const {
+    return find(hash, [](uint32_t) { return true; });
+  }
+
   size_t size() const { return size_; }
   void clear() {
     slots_.clear();

@@ -43,6 +43,27 @@ TEST(HashIndexTest, NumbersItemsInTheOrderTheyWereAddedAndFindsThemAgain) {
   EXPECT_EQ(t.intern("c"), std::make_pair(0u, true)) << "numbering starts again after clear()";
 }
 
+// candidate() reads the slot a lookup begins at, as the usage projection's prefetch
+// does ahead of the lookup: the first item whose hash matches, compared with nothing
+// else.
+TEST(HashIndexTest, ACandidateIsTheFirstItemWithTheHash) {
+  HashIndex index;
+  EXPECT_EQ(index.candidate(7), HashIndex::kNone) << "an empty index has none";
+  std::vector<int> items;
+  for (int k = 0; k < 50; ++k) {
+    index.insert(static_cast<uint64_t>(k % 10) * 1000003, static_cast<uint32_t>(items.size()), [&](uint32_t i) { return items[i] == k; });
+    items.push_back(k);
+  }
+  for (int k = 0; k < 10; ++k) {
+    const uint32_t candidate = index.candidate(static_cast<uint64_t>(k) * 1000003);
+    ASSERT_LT(candidate, items.size()) << k;
+    EXPECT_EQ(items[candidate] % 10, k) << "an item with that hash";
+  }
+  EXPECT_EQ(index.candidate(999), HashIndex::kNone);
+  index.prefetch(999);  // a hint: nothing changes
+  EXPECT_EQ(index.size(), 50u);
+}
+
 // Keys whose 64-bit hashes differ only in their high bits, or are equal outright, must
 // still be told apart by `same`.
 TEST(HashIndexTest, KeysWithEqualHashesAreToldApartBySame) {

@@ -30,6 +30,13 @@
 
 namespace tally {
 
+// The hash an IndexedMap keeps of a key: never 0, which marks an empty slot. The same
+// for every IndexedMap, whatever its values.
+inline size_t key_hash(std::string_view key) {
+  const size_t hash = name_hash(key);
+  return hash == 0 ? 1 : hash;
+}
+
 template <typename V>
 class IndexedMap {
  public:
@@ -64,8 +71,10 @@ class IndexedMap {
   size_t size() const { return tree_.size(); }
   bool empty() const { return tree_.empty(); }
 
-  iterator find(std::string_view key) {
-    const Slot* slot = lookup(key);
+  iterator find(std::string_view key) { return find(key, key_hash(key)); }
+  // find() for a key whose key_hash() the caller has.
+  iterator find(std::string_view key, size_t hash) {
+    const Slot* slot = lookup(key, hash);
     return slot == nullptr ? tree_.end() : slot->node;
   }
   const_iterator find(std::string_view key) const {
@@ -73,15 +82,16 @@ class IndexedMap {
     return slot == nullptr ? tree_.end() : const_iterator(slot->node);
   }
   bool contains(std::string_view key) const { return lookup(key) != nullptr; }
-  // Hints that `key` is looked up soon; they change nothing. prefetch() starts loading
-  // the slot where the lookup begins; prefetch_entry(), called later, reads that slot
-  // and starts loading the entry it points to; prefetch_key(), later still, its key.
-  void prefetch(std::string_view key) const {
-    if (!slots_.empty()) __builtin_prefetch(&slots_[hash_of(key) & (slots_.size() - 1)]);
+  // Hints that a key is looked up soon; they change nothing. They take the key's
+  // key_hash(), which a caller computes once for all three, and for every map it
+  // hints. prefetch() starts loading the slot where the lookup begins;
+  // prefetch_entry(), called later, reads that slot and starts loading the entry it
+  // points to; prefetch_key(), later still, its key.
+  void prefetch(size_t hash) const {
+    if (!slots_.empty()) __builtin_prefetch(&slots_[hash & (slots_.size() - 1)]);
   }
-  void prefetch_entry(std::string_view key) const {
+  void prefetch_entry(size_t hash) const {
     if (slots_.empty()) return;
-    const size_t hash = hash_of(key);
     const Slot& slot = slots_[hash & (slots_.size() - 1)];
     if (slot.hash != hash) return;
     // The whole entry, key and value: a member's balance spans three cache lines.
@@ -92,9 +102,8 @@ class IndexedMap {
   // its key, which the lookup compares. A key longer than std::string's inline buffer
   // (15 characters: "m1234@example.com" is 17) lives in an allocation of its own, one
   // more cache miss that the entry's prefetch does not cover.
-  void prefetch_key(std::string_view key) const {
+  void prefetch_key(size_t hash) const {
     if (slots_.empty()) return;
-    const size_t hash = hash_of(key);
     const Slot& slot = slots_[hash & (slots_.size() - 1)];
     if (slot.hash == hash) __builtin_prefetch(slot.node->first.data());
   }
@@ -141,14 +150,9 @@ class IndexedMap {
     iterator node{};
   };
 
-  static size_t hash_of(std::string_view key) {
-    const size_t hash = name_hash(key);
-    return hash == 0 ? 1 : hash;
-  }
-
-  const Slot* lookup(std::string_view key) const {
+  const Slot* lookup(std::string_view key) const { return lookup(key, key_hash(key)); }
+  const Slot* lookup(std::string_view key, size_t hash) const {
     if (slots_.empty()) return nullptr;
-    const size_t hash = hash_of(key);
     const size_t mask = slots_.size() - 1;
     for (size_t i = hash & mask;; i = (i + 1) & mask) {
       const Slot& slot = slots_[i];
@@ -173,7 +177,7 @@ class IndexedMap {
         if (slot.hash != 0) place(slot);
       }
     }
-    place(Slot{hash_of(node->first), node});
+    place(Slot{key_hash(node->first), node});
   }
 
   void place(const Slot& slot) {

@@ -47,6 +47,26 @@ TEST(IndexedMapTest, FindsAddsAndIteratesInKeyOrder) {
   EXPECT_EQ(m.size(), 2u);
 }
 
+// A caller that hashed a key once (a prefetch note) finds it with that hash, and the
+// hints given the hash change nothing.
+TEST(IndexedMapTest, AKeysHashFindsItAsTheKeyDoes) {
+  IndexedMap<int> m;
+  for (int k = 0; k < 40; ++k) m.emplace(fmt::format("member{}@example.com", k), k);
+  for (int k = 0; k < 42; ++k) {
+    const std::string key = fmt::format("member{}@example.com", k);
+    const size_t hash = key_hash(key);
+    m.prefetch(hash);
+    m.prefetch_entry(hash);
+    m.prefetch_key(hash);
+    EXPECT_EQ(m.find(key, hash), m.find(key)) << key;
+    if (k < 40) {
+      EXPECT_EQ(m.find(key, hash)->second, k);
+    }
+  }
+  EXPECT_NE(key_hash(""), 0u) << "0 marks an empty slot";
+  EXPECT_EQ(m.size(), 40u);
+}
+
 TEST(IndexedMapTest, CopiesAndMovesKeepAWorkingIndex) {
   IndexedMap<int> m;
   for (int i = 0; i < 100; ++i) m[fmt::format("user-{}@acme.io", i)] = i;

@@ -42,7 +42,23 @@ class Projection {
   // the slot of a hash index (kSlot), the entry that slot points to (kEntry), and that
   // entry's key where it is stored apart from the entry (kKey).
   enum class PrefetchStage : uint8_t { kSlot, kEntry, kKey };
-  virtual void prefetch(const fb::Envelope& /*event*/, PrefetchStage /*stage*/) const {}
+  // What the stages found for an event, handed on to its later stages and to its
+  // apply_noted(), so they need not look it up again (an organization or a member is a
+  // hash and a comparison of its name, a member's cell is three lookups). The caller
+  // keeps one note per event and projection, zeroed before the event's kSlot, and
+  // passes it to all three stages, then to apply_noted(). What a note holds is the
+  // projection's own (its header says); a note holds only what was there when it was
+  // found and stays there: entries never move, and numbers name items never removed.
+  struct PrefetchNote {
+    const void* entry = nullptr;
+    uint64_t hashes[2] = {};
+    uint32_t numbers[2] = {};
+  };
+  virtual void prefetch(const fb::Envelope& /*event*/, PrefetchStage /*stage*/, PrefetchNote* /*note*/) const {}
+  // apply() for an event whose prefetch stages were given `note`, kSlot first (or that
+  // had no kSlot: a zeroed note, which the later stages leave as it is). Leaves the
+  // state apply() would. REQUIRES: as apply().
+  virtual void apply_noted(const fb::Envelope& event, const PrefetchNote& /*note*/) { apply(event); }
   // Writes every row changed since the last flush, and the checkpoint.
   virtual void flush(RowSink* sink) = 0;
   // Writes only the history rows made since the last flush (flush writes them too).

@@ -22,7 +22,9 @@
 //            current for the next command's checks.
 //
 // Like ProjectionSet::apply, a projection skips an event at or below its checkpoint,
-// and the set's last_time_us() follows the events given.
+// and the set's last_time_us() follows the events given. The helper calls its
+// projections' prefetch stages 8, 4 and 2 events ahead of each event and applies it
+// with apply_noted(), given what those stages noted (Projection::PrefetchNote).
 //
 // Contract: one thread calls apply() and finish(). Until finish() returns, the helper's
 // projections (and, for kLive, the LogBatch) belong to it and must not be read or

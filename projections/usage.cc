@@ -16,7 +16,7 @@ std::string_view str(const flatbuffers::String* s) { return s == nullptr ? std::
 // All three are looked up for every usage event: a known one costs a hash, a probe and
 // one comparison, and no allocation.
 uint32_t UsageProjection::product(std::string_view tool, std::string_view model) {
-  const uint64_t h = name_hash(tool) * 31 + name_hash(model);
+  const uint64_t h = product_hash(tool, model);
   const auto next = static_cast<uint32_t>(products_.size());
   const auto [index, added] = product_index_.insert(h, next, [&](uint32_t i) { return products_[i].first == tool && products_[i].second == model; });
   if (added) products_.emplace_back(tool, model);
@@ -74,6 +74,51 @@ void UsageProjection::apply(const fb::Envelope& event) {
     changed_holds_.emplace_back(org_it->first, it->first);
     org.open_holds.erase(it);
   }
+}
+
+void UsageProjection::prefetch(const fb::Envelope& event, PrefetchStage stage, PrefetchNote* note) const {
+  const auto* e = event.event_as_UsageRecorded();
+  if (e == nullptr) return;
+  if (stage == PrefetchStage::kSlot) {
+    auto it = orgs_.find(str(e->org()));
+    if (it == orgs_.end()) return;
+    note->entry = &*it;
+    note->hashes[0] = name_hash(str(e->user()));
+    it->second.user_index.prefetch(note->hashes[0]);
+    return;
+  }
+  if (note->entry == nullptr) return;  // the organization was not there at kSlot
+  const OrgUsage& org = static_cast<const OrgMap::value_type*>(note->entry)->second;
+  if (stage == PrefetchStage::kEntry) {
+    // Found now, they are there at the apply: members and products are never removed.
+    const std::string_view name = str(e->user());
+    const uint32_t user = org.user_index.find(note->hashes[0], [&](uint32_t i) { return org.users[i] == name; });
+    const std::string_view tool = str(e->tool()), model = str(e->model());
+    const uint32_t product = product_index_.find(product_hash(tool, model), [&](uint32_t i) { return products_[i].first == tool && products_[i].second == model; });
+    if (user == HashIndex::kNone || product == HashIndex::kNone) return;
+    note->numbers[0] = user + 1;
+    note->numbers[1] = product + 1;
+    note->hashes[1] = hash_of(Cell{e->workspace(), user, product, hour_start(e->occurred_at())});
+    org.cell_index.prefetch(note->hashes[1]);
+    return;
+  }
+  if (note->numbers[0] == 0) return;
+  const uint32_t cell = org.cell_index.candidate(note->hashes[1]);
+  if (cell != HashIndex::kNone) __builtin_prefetch(&org.cells[cell]);
+}
+
+void UsageProjection::apply_noted(const fb::Envelope& event, const PrefetchNote& note) {
+  const auto* e = event.event_as_UsageRecorded();
+  if (e == nullptr || note.numbers[0] == 0) {
+    apply(event);
+    return;
+  }
+  // What apply() does for it, but for the lookups the note answers. The node is this
+  // projection's own, passed through prefetch(), which may only read it.
+  checkpoint_ = event.seq();
+  auto* org = const_cast<OrgMap::value_type*>(static_cast<const OrgMap::value_type*>(note.entry));
+  const Cell cell{e->workspace(), note.numbers[0] - 1, note.numbers[1] - 1, hour_start(e->occurred_at())};
+  add(*org, cell, e->quantity(), e->amount());
 }
 
 // Rows: "usage/t/<org>\0<ws be32>\0<user>\0<tool>\0<model>\0<hour be64>" per cell, and

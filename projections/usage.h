@@ -17,6 +17,7 @@
 
 #include "projections/hash_index.h"
 #include "projections/indexed_map.h"
+#include "projections/name_hash.h"
 #include "projections/projection.h"
 
 namespace tally {
@@ -40,6 +41,14 @@ class UsageProjection final : public Projection {
  public:
   std::string_view name() const override { return "usage"; }
   void apply(const fb::Envelope& event) override;
+  // For a usage event: the member's slot in its organization's index (kSlot); the
+  // member's and the product's numbers, and the cell's slot (kEntry); the cell (kKey).
+  // The note holds the organization's node of orgs_ (entry), the member's name_hash
+  // (hashes[0]) and the cell's hash_of (hashes[1]), and the member's and the product's
+  // numbers plus one (numbers[0] and [1]; 0: not known yet), which apply_noted() takes
+  // instead of looking them up.
+  void prefetch(const fb::Envelope& event, PrefetchStage stage, PrefetchNote* note) const override;
+  void apply_noted(const fb::Envelope& event, const PrefetchNote& note) override;
   void flush(RowSink* sink) override;
   void dump(RowSink* sink) const override;
   bool load_row(std::string_view key, std::string_view value) override;
@@ -98,6 +107,7 @@ class UsageProjection final : public Projection {
   };
   using OrgMap = IndexedMap<OrgUsage>;
 
+  static uint64_t product_hash(std::string_view tool, std::string_view model) { return name_hash(tool) * 31 + name_hash(model); }
   uint32_t product(std::string_view tool, std::string_view model);
   static uint32_t user(OrgUsage& org, std::string_view name);
   // The cell's number in org.cells, added with zero totals if new.

@@ -55,7 +55,10 @@ size_t UsageIds::probe(std::string_view id, uint64_t hash) const {
 }
 
 void UsageIds::prefetch(std::string_view id) const {
-  if (!slots_.empty()) __builtin_prefetch(&slots_[hash_of(id) >> (64 - bits_)]);
+  if (slots_.empty()) return;
+  const size_t home = hash_of(id) >> (64 - bits_);
+  __builtin_prefetch(&slots_[home]);
+  __builtin_prefetch(&slots_[(home + 8) & (slots_.size() - 1)]);
 }
 
 std::optional<UsageRef> UsageIds::find(std::string_view id) const {

@@ -275,6 +275,59 @@ TEST(RebuildProjections, ManyChunksOfEventsGiveTheLiveRows) {
   EXPECT_EQ(projection_rows(t.engine().state()), live);
 }
 
+// A split replay's helper thread finds a usage event's organization, member and
+// product a few events before it applies the event, and keeps what it found in a note
+// for the apply (Projection::PrefetchNote). What is new in the events between must not
+// be missed: a log where organizations, members, products and holds each first appear
+// a few events before they are used replays as applying one event after another does.
+TEST(RebuildProjections, WhatIsNewJustBeforeItIsUsedReplaysAsOneEventAfterAnother) {
+  TestEngine t;
+  const std::string now = format_time(t.clock().now_us());
+  std::vector<std::string> batch;
+  int usage = 0;
+  auto record = [&](const std::string& org, const std::string& user, const std::string& tool, const std::string& model) {
+    batch.push_back(fmt::format(R"({{"cmd":"record_usage","actor":"{}","id":"u{}","org":"{}","workspace":"primary","tool":"{}",)"
+                                R"("model":"{}","quantity":1,"unit":"u","credits":"0.00{}","occurred_at":"{}"}})",
+                                user, usage, org, tool, model, usage % 9 + 1, now));
+    ++usage;
+  };
+  int orgs = 0;
+  while (t.engine().store().last_seq() < ProjectionSet::kSplitReplayEventsMin + 4096) {
+    const std::string org = fmt::format("org{}", orgs), owner = fmt::format("owner@org{}.io", orgs);
+    batch.push_back(fmt::format(R"({{"cmd":"create_org","actor":"{}","org":"{}"}})", owner, org));
+    batch.push_back(fmt::format(R"({{"cmd":"grant_credits","actor":"platform","org":"{}","grant":"g","kind":"plan","credits":"1000"}})", org));
+    record(org, owner, "chat", "m");
+    for (int m = 0; m < 24; ++m) {
+      const std::string user = fmt::format("m{}@org{}.io", m, orgs);
+      batch.push_back(fmt::format(R"({{"cmd":"invite_member","actor":"{}","org":"{}","user":"{}","role":"member","workspace":"primary"}})", owner, org, user));
+      batch.push_back(fmt::format(R"({{"cmd":"accept_invite","actor":"{}","org":"{}"}})", user, org));
+      // The member's first usage right after it joins, with a model that is new every
+      // few members; then usage by it and the owner in turn.
+      for (int u = 0; u < 24; ++u) record(org, u % 4 == 3 ? owner : user, "image", fmt::format("m{}", (orgs * 24 + m + u % 2) / 5));
+      batch.push_back(fmt::format(R"({{"cmd":"reserve","actor":"{}","org":"{}","workspace":"primary","hold":"h{}","credits":"1","timeout_s":60,"tool":"video","model":"v{}"}})",
+                                  user, org, m, m));
+      record(org, user, "chat", "m");
+      batch.push_back(fmt::format(R"({{"cmd":"settle","actor":"{}","org":"{}","hold":"h{}","credits":"0.5"}})", user, org, m));
+      record(org, user, "video", fmt::format("v{}", m));
+    }
+    for (const CommandResult& result : t.run_batch(batch)) ASSERT_TRUE(result.status.ok()) << result.status.message;
+    batch.clear();
+    ++orgs;
+  }
+  const uint64_t events = t.engine().store().last_seq();
+  ProjectionSet one_by_one;
+  ASSERT_TRUE(t.engine().store().read_log(1, events, [&](uint64_t, std::string_view bytes) {
+                       one_by_one.apply(*decode_envelope(bytes));
+                       return true;
+                     }).ok());
+  ProjectionSet split;
+  ASSERT_TRUE(split.replay(t.engine().store(), events, std::numeric_limits<int64_t>::max()).ok());
+  EXPECT_EQ(split.applied_seq(), events);
+  EXPECT_EQ(split.balances.anomalies(), 0u);
+  EXPECT_EQ(projection_rows(split), projection_rows(one_by_one));
+  EXPECT_EQ(projection_rows(split), projection_rows(t.engine().state()));
+}
+
 // Rows that do not decode are not trusted: the engine rebuilds them from the log.
 TEST(ProjectionLoad, MalformedRowsAreRebuiltFromTheLog) {
   TestEngine t;
