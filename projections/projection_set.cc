@@ -18,9 +18,15 @@ void ProjectionSet::apply(const fb::Envelope& event) {
   apply_unseen(all(), event);
 }
 
-void ProjectionSet::apply_unseen(std::span<Projection* const> projections, const fb::Envelope& event) {
-  for (Projection* projection : projections) {
-    if (event.seq() > projection->checkpoint()) projection->apply(event);
+void ProjectionSet::apply_unseen(std::span<Projection* const> projections, const fb::Envelope& event,
+                                 const Projection::PrefetchNote* notes) {
+  for (size_t i = 0; i < projections.size(); ++i) {
+    if (event.seq() <= projections[i]->checkpoint()) continue;
+    if (notes != nullptr) {
+      projections[i]->apply_noted(event, notes[i]);
+    } else {
+      projections[i]->apply(event);
+    }
   }
 }
 

@@ -35,8 +35,11 @@ class ProjectionSet {
 
   // Applies the event to every projection that has not yet seen it.
   void apply(const fb::Envelope& event);
-  // The same for some of the projections (SplitApplier gives each thread its part).
-  static void apply_unseen(std::span<Projection* const> projections, const fb::Envelope& event);
+  // The same for some of the projections (SplitApplier gives each thread its part);
+  // with `notes`, each projection gets apply_noted() with its note (notes[i] for
+  // projections[i]) instead of apply().
+  static void apply_unseen(std::span<Projection* const> projections, const fb::Envelope& event,
+                           const Projection::PrefetchNote* notes = nullptr);
   // Writes the changed rows and the checkpoint of every projection into the batch.
   void flush(RowSink* sink);
   // The same for the projections that are due, so that a projection's rows are

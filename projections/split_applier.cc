@@ -130,11 +130,7 @@ void SplitApplier::run_helper() {
       // chunk, so the helper reads it in place without running FlatBuffers' verifier a
       // second time.
       const fb::Envelope* event = fb::GetEnvelope(chunk->at(i).data());
-      const Projection::PrefetchNote* note = &notes[(i % kNotedEvents) * parts];
-      for (size_t p = 0; p < parts; ++p) {
-        // As ProjectionSet::apply_unseen.
-        if (event->seq() > helper_part_[p]->checkpoint()) helper_part_[p]->apply_noted(*event, note[p]);
-      }
+      ProjectionSet::apply_unseen(helper_part_, *event, &notes[(i % kNotedEvents) * parts]);
       if (log_ != nullptr) log_->append(event->seq(), chunk->at(i));
     }
     // The history rows of the chunk's events (statement entries) go into the batch here,

@@ -18,14 +18,14 @@ std::string_view str(const flatbuffers::String* s) { return s == nullptr ? std::
 uint32_t UsageProjection::product(std::string_view tool, std::string_view model) {
   const uint64_t h = product_hash(tool, model);
   const auto next = static_cast<uint32_t>(products_.size());
-  const auto [index, added] = product_index_.insert(h, next, [&](uint32_t i) { return products_[i].first == tool && products_[i].second == model; });
+  const auto [index, added] = product_index_.insert(h, next, same_product(tool, model));
   if (added) products_.emplace_back(tool, model);
   return index;
 }
 
 uint32_t UsageProjection::user(OrgUsage& org, std::string_view name) {
   const auto next = static_cast<uint32_t>(org.users.size());
-  const auto [index, added] = org.user_index.insert(name_hash(name), next, [&](uint32_t i) { return org.users[i] == name; });
+  const auto [index, added] = org.user_index.insert(name_hash(name), next, same_user(org, name));
   if (added) org.users.add(name);
   return index;
 }
@@ -91,10 +91,9 @@ void UsageProjection::prefetch(const fb::Envelope& event, PrefetchStage stage, P
   const OrgUsage& org = static_cast<const OrgMap::value_type*>(note->entry)->second;
   if (stage == PrefetchStage::kEntry) {
     // Found now, they are there at the apply: members and products are never removed.
-    const std::string_view name = str(e->user());
-    const uint32_t user = org.user_index.find(note->hashes[0], [&](uint32_t i) { return org.users[i] == name; });
+    const uint32_t user = org.user_index.find(note->hashes[0], same_user(org, str(e->user())));
     const std::string_view tool = str(e->tool()), model = str(e->model());
-    const uint32_t product = product_index_.find(product_hash(tool, model), [&](uint32_t i) { return products_[i].first == tool && products_[i].second == model; });
+    const uint32_t product = product_index_.find(product_hash(tool, model), same_product(tool, model));
     if (user == HashIndex::kNone || product == HashIndex::kNone) return;
     note->numbers[0] = user + 1;
     note->numbers[1] = product + 1;

@@ -108,6 +108,14 @@ class UsageProjection final : public Projection {
   using OrgMap = IndexedMap<OrgUsage>;
 
   static uint64_t product_hash(std::string_view tool, std::string_view model) { return name_hash(tool) * 31 + name_hash(model); }
+  // Whether item i of the index is the product (tool, model) / the member `name`: the
+  // comparison each lookup in product_index_ / an organization's user_index makes.
+  auto same_product(std::string_view tool, std::string_view model) const {
+    return [this, tool, model](uint32_t i) { return products_[i].first == tool && products_[i].second == model; };
+  }
+  static auto same_user(const OrgUsage& org, std::string_view name) {
+    return [&org, name](uint32_t i) { return org.users[i] == name; };
+  }
   uint32_t product(std::string_view tool, std::string_view model);
   static uint32_t user(OrgUsage& org, std::string_view name);
   // The cell's number in org.cells, added with zero totals if new.
