@@ -4,6 +4,9 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <array>
+#include <charconv>
+#include <cstring>
 #include <limits>
 
 #include <fmt/format.h>
@@ -34,6 +37,27 @@ const OrgBalances& balances_of(const CommandContext& context, const Org& org) {
 
 // In shared mode every workspace spends from the primary workspace's pool.
 uint32_t funding_workspace(const Org& org, uint32_t workspace) { return org.mode == BudgetMode::Shared ? kPrimaryWorkspaceId : workspace; }
+
+// The lots that `amount` is drawn from (OrgBalances::draw: oldest first), put into the
+// event being built: the same bytes as CreateVectorOfStructs of to_fb(draw(...)), from
+// an array on the stack instead of two heap vectors, which every usage event and hold
+// paid for. (CreateUninitializedVectorOfStructs would align the vector to the
+// struct's size, 16, not to its alignment, 8: other bytes.)
+flatbuffers::Offset<flatbuffers::Vector<const fb::LotAmount*>> drawn_lots(flatbuffers::FlatBufferBuilder& builder,
+                                                                          const std::vector<LotPortion>& holdings, int64_t amount) {
+  size_t count = 0;
+  for (int64_t left = amount; count < holdings.size() && left > 0; ++count) left -= std::min(left, holdings[count].amount);
+  std::array<fb::LotAmount, 16> stack;
+  std::vector<fb::LotAmount> heap;
+  if (count > stack.size()) heap.resize(count);
+  fb::LotAmount* const lots = heap.empty() ? stack.data() : heap.data();
+  for (size_t i = 0; i < count; ++i) {
+    const int64_t take = std::min(amount, holdings[i].amount);
+    lots[i] = fb::LotAmount(holdings[i].lot, take);
+    amount -= take;
+  }
+  return builder.CreateVectorOfStructs(lots, count);
+}
 
 std::vector<fb::LotAmount> to_fb(const std::vector<LotPortion>& portions) {
   std::vector<fb::LotAmount> out;
@@ -225,27 +249,35 @@ Status check_spend(const CommandContext& context, const Org& org, uint32_t works
 
 // Fingerprint of what a usage command asks for, for permanent idempotency: XXH3 of its
 // fields in decimal, one per line. The log keeps it, so these bytes must never change
-// (CreditsTest.UsageFingerprintIsPinned checks them).
+// (CreditsTest.UsageFingerprintIsPinned checks them). The text is put together on the
+// stack; only a command whose names are longer than the parsers allow needs the heap.
+// The heap string this was, with the lots' two heap vectors (drawn_lots), cost about
+// 1,000 of the 12,500 instructions the writer spends on a usage event (callgrind,
+// tally_load --events 200000; bench/RESULTS.md, "Runs 57-58").
 uint64_t usage_fingerprint(const Command& command, const std::string& user) {
-  std::string text;
-  text.reserve(command.org.size() + command.workspace.size() + user.size() + command.tool.size() + command.model.size() +
-               command.unit.size() + 3 * 21 + 8);
-  auto field = [&](std::string_view value) {
-    text += value;
-    text += '\n';
+  const std::string_view names[] = {command.org, command.workspace, user, command.tool, command.model};
+  constexpr size_t kNumberChars = 20;  // the longest int64_t in decimal, its sign included
+  size_t size = command.unit.size() + 1 + 3 * (kNumberChars + 1);
+  for (std::string_view name : names) size += name.size() + 1;
+  char stack[1024];
+  std::string heap;
+  if (size > sizeof stack) heap.resize(size);
+  char* const text = heap.empty() ? stack : heap.data();
+  char* at = text;
+  const auto line = [&](std::string_view value) {
+    std::memcpy(at, value.data(), value.size());
+    at += value.size();
+    *at++ = '\n';
   };
-  field(command.org);
-  field(command.workspace);
-  field(user);
-  field(command.tool);
-  field(command.model);
-  append_decimal(&text, *command.quantity);
-  text += '\n';
-  field(command.unit);
-  append_decimal(&text, command.credits_micro.value_or(-1));
-  text += '\n';
-  append_decimal(&text, *command.occurred_at_us);
-  return XXH3_64bits(text.data(), text.size());
+  const auto number = [&](int64_t value) { at = std::to_chars(at, text + size, value).ptr; };
+  for (std::string_view name : names) line(name);
+  number(*command.quantity);
+  *at++ = '\n';
+  line(command.unit);
+  number(command.credits_micro.value_or(-1));
+  *at++ = '\n';
+  number(*command.occurred_at_us);
+  return XXH3_64bits(text, static_cast<size_t>(at - text));
 }
 
 Status record_usage(CommandContext& context) {
@@ -296,10 +328,17 @@ Status record_usage(CommandContext& context) {
   if (Status s = check_spend(context, *org, workspace, *user, amount); !s.ok()) return s;
 
   const uint32_t funding = funding_workspace(*org, workspace);
-  const std::vector<fb::LotAmount> lots = to_fb(OrgBalances::draw(balances.workspaces.at(funding).holdings, amount));
-  auto payload = fb::CreateUsageRecordedDirect(context.builder(), org->id.c_str(), command.id.c_str(), workspace, user->c_str(),
-                                               command.tool.c_str(), command.model.c_str(), *command.quantity, command.unit.c_str(),
-                                               amount, occurred_at, funding, &lots, priced, fingerprint);
+  // In the order CreateUsageRecordedDirect would make them (the same bytes), by size.
+  flatbuffers::FlatBufferBuilder& builder = context.builder();
+  const auto org_id = builder.CreateString(org->id);
+  const auto usage_id = builder.CreateString(command.id);
+  const auto user_id = builder.CreateString(*user);
+  const auto tool = builder.CreateString(command.tool);
+  const auto model = builder.CreateString(command.model);
+  const auto unit = builder.CreateString(command.unit);
+  const auto lots = drawn_lots(builder, balances.workspaces.at(funding).holdings, amount);
+  auto payload = fb::CreateUsageRecorded(builder, org_id, usage_id, workspace, user_id, tool, model, *command.quantity, unit, amount,
+                                         occurred_at, funding, lots, priced, fingerprint);
   context.emit(fb::Event::UsageRecorded, payload.Union());
   context.set_amount("credits", amount);
   return Status::Ok();
@@ -319,9 +358,14 @@ Status reserve(CommandContext& context) {
   if (Status s = check_spend(context, *org, workspace, *user, *command.credits_micro); !s.ok()) return s;
   const uint32_t funding = funding_workspace(*org, workspace);
   const int64_t expires_at = context.now_us() + *command.timeout_s * 1'000'000;
-  const std::vector<fb::LotAmount> lots = to_fb(OrgBalances::draw(balances.workspaces.at(funding).holdings, *command.credits_micro));
-  auto payload = fb::CreateHoldReservedDirect(context.builder(), org->id.c_str(), command.hold.c_str(), workspace, user->c_str(),
-                                              command.tool.c_str(), command.model.c_str(), *command.credits_micro, expires_at, funding, &lots);
+  flatbuffers::FlatBufferBuilder& builder = context.builder();
+  const auto org_id = builder.CreateString(org->id);
+  const auto hold = builder.CreateString(command.hold);
+  const auto user_id = builder.CreateString(*user);
+  const auto tool = builder.CreateString(command.tool);
+  const auto model = builder.CreateString(command.model);
+  const auto lots = drawn_lots(builder, balances.workspaces.at(funding).holdings, *command.credits_micro);
+  auto payload = fb::CreateHoldReserved(builder, org_id, hold, workspace, user_id, tool, model, *command.credits_micro, expires_at, funding, lots);
   context.emit(fb::Event::HoldReserved, payload.Union());
   context.add_result("expires_at", format_time(expires_at));
   return Status::Ok();

@@ -19,6 +19,7 @@
 #include "engine/clock.h"
 #include "engine/command.h"
 #include "engine/engine.h"
+#include "engine/event_format.h"
 #include "engine/values.h"
 #include "projections/balances.h"
 #include "projections/statements.h"
@@ -631,6 +632,69 @@ TEST_F(CreditsTest, UsageFingerprintIsPinned) {
   EXPECT_EQ(recorded->content_hash, XXH3_64bits(text.data(), text.size()));
 }
 
+// A usage event names every lot it draws from, oldest first, however many (more than
+// the 16 that record_usage lays out on the stack).
+TEST_F(CreditsTest, AUsageDrawnFromManyLotsNamesEachOne) {
+  create_org("shared");
+  grant("g1", "plan", "10");
+  for (int i = 0; i < 20; ++i) grant(fmt::format("x{}", i), "top_up", "1");
+  ok(usage("u1", "bob@acme.io", "w1", "10"));
+  const uint64_t seq = ok(usage("u2", "bob@acme.io", "w1", "19.5"));
+  std::vector<std::pair<uint32_t, int64_t>> lots;
+  ASSERT_TRUE(engine_->store()
+                  .read_log(seq, seq,
+                            [&](uint64_t, std::string_view bytes) {
+                              const fb::Envelope* event = decode_envelope(bytes);
+                              EXPECT_NE(event, nullptr);
+                              if (event == nullptr || event->event_as_UsageRecorded() == nullptr) return false;
+                              for (const fb::LotAmount* lot : *event->event_as_UsageRecorded()->lots()) lots.emplace_back(lot->lot(), lot->amount());
+                              return false;
+                            })
+                  .ok());
+  ASSERT_EQ(lots.size(), 20u);
+  for (size_t i = 0; i < lots.size(); ++i) {
+    EXPECT_EQ(lots[i].second, i + 1 < lots.size() ? credits(1) : credits(1) / 2) << i;
+    if (i > 0) {
+      EXPECT_GT(lots[i].first, lots[i - 1].first) << i;
+    }
+  }
+  EXPECT_EQ(workspace("primary").available, credits(1) / 2);
+}
+
+// A command built in-process skips the parser's limits on names; its fingerprint is
+// still the hash of the same text, however long (the text no longer fits the
+// fingerprint's stack buffer and goes to the heap). Priced by the rate card, its
+// credits line is -1.
+TEST_F(CreditsTest, UsageFingerprintOfLongNamesIsTheSameText) {
+  create_org("shared");
+  grant("g1", "plan", "10");
+  const std::string model(3000, 'm');
+  const int64_t now = clock_.now_us();
+  Command price;
+  ASSERT_TRUE(decode_command(fmt::format(R"({{"cmd":"set_price","actor":"platform","tool":"chat","model":"m1","unit":"tokens",)"
+                                         R"("credits_per_unit":"0.5","effective_at":"{}"}})",
+                                         format_time(now)),
+                             &price)
+                  .ok());
+  price.model = model;
+  ASSERT_TRUE(engine_->execute(std::span<const Command>(&price, 1)).front().status.ok());
+  Command usage_command;
+  ASSERT_TRUE(decode_command(fmt::format(R"({{"cmd":"record_usage","actor":"bob@acme.io","id":"u1","org":"acme","workspace":"w1",)"
+                                         R"("tool":"chat","model":"m1","quantity":3,"unit":"tokens","occurred_at":"{}"}})",
+                                         format_time(now)),
+                             &usage_command)
+                  .ok());
+  usage_command.model = model;
+  const CommandResult result = engine_->execute(std::span<const Command>(&usage_command, 1)).front();
+  ASSERT_TRUE(result.status.ok()) << result.to_json();
+  EXPECT_EQ(result.members(), R"("credits":"1.5")");
+  const std::string text = fmt::format("acme\nw1\nbob@acme.io\nchat\n{}\n3\ntokens\n-1\n{}", model, now);
+  ASSERT_GT(text.size(), 1024u);
+  const std::optional<UsageRef> recorded = balances().usage_ids.find("u1");
+  ASSERT_TRUE(recorded.has_value());
+  EXPECT_EQ(recorded->content_hash, XXH3_64bits(text.data(), text.size()));
+}
+
 TEST_F(CreditsTest, IdConflictForTheSameUsageIdWithOtherContent) {
   create_org("shared");
   grant("g1", "plan", "10");
@@ -1164,3 +1228,4 @@ TEST_F(CreditsTest, ReadLogHandsOutAlignedEnvelopes) {
 
 }  // namespace
 }  // namespace tally
+
