@@ -279,7 +279,7 @@ void BalancesProjection::apply_usage(const fb::Envelope& event, const fb::UsageR
   } else {
     auto [handle, inserted] = org.usage_ids.insert(usage_id, UsageRef{event.seq(), usage.content_hash(), usage.amount()});
     if (inserted) {
-      if (history_rows_kept_) recorded_.push_back({RowKind::kUsage, &org_id, 0, nullptr, handle});
+      if (history_rows_kept_ && !usage_history_elsewhere_) recorded_.push_back({RowKind::kUsage, &org_id, 0, nullptr, handle});
     } else {
       ++anomalies_;  // the engine answers repeats without an event
     }
@@ -558,6 +558,10 @@ void BalancesProjection::write_row(const Changed& row, RowSink* sink) const {
   const std::string& org_id = *row.org;
   const OrgBalances* o = find(org_id);
   if (o == nullptr) return;
+  if (row.kind == RowKind::kUsage) {  // a history row, at the usage's seq
+    put_usage_history_row(org_id, o->usage_ids.id_at(row.usage), o->usage_ids.ref_at(row.usage), sink);
+    return;
+  }
   std::string key = "balances/";
   key += static_cast<char>(row.kind);
   key += '/';
@@ -603,16 +607,29 @@ void BalancesProjection::write_row(const Changed& row, RowSink* sink) const {
       out.u8(static_cast<uint8_t>(h.state)).i64(h.consumed);
       break;
     }
-    case RowKind::kUsage: {  // a history row, at the usage's seq
-      key += '\0';
-      key += o->usage_ids.id_at(row.usage);
-      const UsageRef u = o->usage_ids.ref_at(row.usage);
-      out.u64(u.seq).u64(u.content_hash).i64(u.amount);
-      sink->put_history(u.seq, key, out.data());
-      return;
-    }
+    case RowKind::kUsage: return;  // written above
   }
   sink->put(key, out.data());
+}
+
+void BalancesProjection::put_usage_history_row(std::string_view org_id, std::string_view id, const UsageRef& usage, RowSink* sink) {
+  std::string key;
+  key.reserve(sizeof "balances/u/" + org_id.size() + 1 + id.size());
+  key += "balances/";
+  key += static_cast<char>(RowKind::kUsage);
+  key += '/';
+  key += org_id;
+  key += '\0';
+  key += id;
+  RowWriter out;
+  out.u64(usage.seq).u64(usage.content_hash).i64(usage.amount);
+  sink->put_history(usage.seq, key, out.data());
+}
+
+void BalancesProjection::put_usage_history(const fb::Envelope& event, RowSink* sink) {
+  const fb::UsageRecorded* usage = event.event_as_UsageRecorded();
+  if (usage == nullptr || usage->id() == nullptr || usage->id()->size() > UsageIds::kIdBytesMax) return;
+  put_usage_history_row(str(usage->org()), str(usage->id()), UsageRef{event.seq(), usage->content_hash(), usage->amount()}, sink);
 }
 
 void BalancesProjection::flush_history(RowSink* sink) {

@@ -150,6 +150,17 @@ class BalancesProjection final : public Projection {
   bool finish_history() override;
   void clear() override;
 
+  // A usage id's history row follows from its event alone: the organization, the id,
+  // the seq, the fingerprint and the amount. For a batch applied on two threads
+  // (SplitApplier kLive) the thread that has the envelopes writes them: after
+  // usage_history_elsewhere(true), apply() keeps none for flush_history(), and
+  // put_usage_history() writes the row of a usage event. It reads nothing of the
+  // projection, so it may run on another thread while this one applies; it writes the
+  // row apply() would have kept, given an event the engine made (a new id, an
+  // organization that exists: the handler checked both on this state).
+  void usage_history_elsewhere(bool elsewhere) { usage_history_elsewhere_ = elsewhere; }
+  static void put_usage_history(const fb::Envelope& event, RowSink* sink);
+
   const OrgBalances* find(std::string_view org) const;
   // The earliest pending timer, if any.
   const Timer* next_timer() const { return timers_.empty() ? nullptr : &*timers_.begin(); }
@@ -188,6 +199,8 @@ class BalancesProjection final : public Projection {
   void apply_usage(const fb::Envelope& event, const fb::UsageRecorded& usage, OrgBalances& org, const std::string& org_id,
                    size_t user_hash);
   void write_row(const Changed& row, RowSink* sink) const;
+  // The history row of usage id `id` of organization `org_id` (RowKind::kUsage).
+  static void put_usage_history_row(std::string_view org_id, std::string_view id, const UsageRef& usage, RowSink* sink);
   OrgBalances& loading_org(std::string_view org_id);
   void rebuild_timers();
 
@@ -197,6 +210,7 @@ class BalancesProjection final : public Projection {
   // Usage ids recorded since the last flush (RowKind::kUsage): history rows, written
   // with every batch (flush_history) rather than with the other rows.
   std::vector<Changed> recorded_;
+  bool usage_history_elsewhere_ = false;  // see usage_history_elsewhere()
   uint64_t anomalies_ = 0;
   // The portions of the event being applied (usage, transfers): one buffer for all.
   std::vector<LotPortion> portions_;

@@ -66,12 +66,14 @@ SplitApplier::SplitApplier(ProjectionSet* projections, Split split, LogBatch* lo
       helper_part_(helper_part(projections, split)),
       chunk_envelopes_max_(split == Split::kReplay ? kReplayChunkEnvelopesMax : kLiveChunkEnvelopesMax),
       log_(log),
+      balances_usage_history_(log != nullptr && projections->balances.history_rows_kept()),
       chunk_(std::make_unique<Chunk>(chunk_envelopes_max_)),
       queue_(kChunksQueuedMax),
       helper_([this] { run_helper(); }) {
   // A projection added to the set must be given to one of the two threads.
   TALLY_ASSERT(own_.size() + helper_part_.size() == projections->all().size());
   TALLY_ASSERT((split == Split::kLive) == (log != nullptr));
+  if (balances_usage_history_) projections_->balances.usage_history_elsewhere(true);
 }
 
 SplitApplier::~SplitApplier() { finish(); }
@@ -88,6 +90,7 @@ void SplitApplier::finish() {
   hand_over();
   queue_.close();
   helper_.join();
+  projections_->balances.usage_history_elsewhere(false);
 }
 
 void SplitApplier::hand_over() {
@@ -131,7 +134,10 @@ void SplitApplier::run_helper() {
       // second time.
       const fb::Envelope* event = fb::GetEnvelope(chunk->at(i).data());
       ProjectionSet::apply_unseen(helper_part_, *event, &notes[(i % kNotedEvents) * parts]);
-      if (log_ != nullptr) log_->append(event->seq(), chunk->at(i));
+      if (log_ != nullptr) {
+        log_->append(event->seq(), chunk->at(i));
+        if (balances_usage_history_) BalancesProjection::put_usage_history(*event, log_);
+      }
     }
     // The history rows of the chunk's events (statement entries) go into the batch here,
     // while the caller's thread goes on with the commands, rather than all at once in

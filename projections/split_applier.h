@@ -18,8 +18,12 @@
 //            little in finish(). After each chunk it also puts its projections'
 //            history rows for that chunk (statement entries) into the batch, which
 //            the caller's ProjectionSet::flush_due() would otherwise write at the
-//            batch's end. The caller's thread keeps orgs, balances, rates and tokens
-//            current for the next command's checks.
+//            batch's end; and, as it appends each usage event, that event's row of
+//            the balances projection's usage ids, which follows from the event alone
+//            (BalancesProjection::usage_history_elsewhere): on the caller's thread
+//            those rows were a tenth of its instructions per usage event. The
+//            caller's thread keeps orgs, balances, rates and tokens current for the
+//            next command's checks.
 //
 // Like ProjectionSet::apply, a projection skips an event at or below its checkpoint,
 // and the set's last_time_us() follows the events given. The helper calls its
@@ -70,6 +74,7 @@ class SplitApplier {
   const std::vector<Projection*> helper_part_;
   const size_t chunk_envelopes_max_;
   LogBatch* const log_;
+  const bool balances_usage_history_;  // kLive: the helper writes the balances usage-id rows
   std::unique_ptr<Chunk> chunk_;  // being filled by the caller's thread
   ChunkQueue<Chunk> queue_;
   std::thread helper_;  // last: it starts once the rest exists
