@@ -16,7 +16,7 @@ void RatesProjection::apply(const fb::Envelope& event) {
 }
 
 const Rate* RatesProjection::find(std::string_view tool, std::string_view model, int64_t time_us) const {
-  auto it = rates_.find(std::pair<std::string, std::string>(tool, model));
+  auto it = rates_.find(std::pair<std::string_view, std::string_view>(tool, model));
   if (it == rates_.end()) return nullptr;
   auto entry = it->second.upper_bound(time_us);  // first entry after time_us
   if (entry == it->second.begin()) return nullptr;
@@ -24,7 +24,7 @@ const Rate* RatesProjection::find(std::string_view tool, std::string_view model,
 }
 
 bool RatesProjection::has_tool(std::string_view tool) const {
-  auto it = rates_.lower_bound(std::pair<std::string, std::string>(tool, ""));
+  auto it = rates_.lower_bound(std::pair<std::string_view, std::string_view>(tool, ""));
   return it != rates_.end() && it->first.first == tool;
 }
 
