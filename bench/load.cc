@@ -6,7 +6,8 @@
 // then executed in group commits (each one synced WriteBatch). It prints events/s,
 // per-commit latency percentiles (an event is acknowledged when its batch commits;
 // the time from the batch's begin() to its results, which with --pipeline 2 come once
-// the next batch has been executed too),
+// the next batch has been executed too), how long the executing thread waited for
+// batches to become durable (wait_seconds: the rest of the time it executed),
 // peak RSS, and with --rebuild the speed of rebuilding every projection from the log.
 // With --json the summary is one JSON line (bench/peers/run.sh reads it).
 #include <CLI/CLI.hpp>
@@ -174,8 +175,12 @@ int main(int argc, char** argv) {
     std::vector<double> commit_us;
     uint64_t accepted = 0, refused = 0;
     std::deque<Steady::time_point> begun;  // when each batch in flight began
+    double waited_seconds = 0;  // in finish(): the executing thread idle, waiting for the disk
     auto finish_one = [&] {
-      for (const CommandResult& r : engine->finish()) (r.status.ok() ? accepted : refused)++;
+      const auto waiting = Steady::now();
+      const std::vector<CommandResult> results = engine->finish();
+      waited_seconds += std::chrono::duration<double>(Steady::now() - waiting).count();
+      for (const CommandResult& r : results) (r.status.ok() ? accepted : refused)++;
       commit_us.push_back(std::chrono::duration<double, std::micro>(Steady::now() - begun.front()).count());
       begun.pop_front();
     };
@@ -208,14 +213,17 @@ int main(int argc, char** argv) {
     if (json) {
       std::cout << fmt::format(
           R"({{"system":"tally","mode":"{}","events":{},"accepted":{},"refused":{},"seconds":{:.3f},"events_per_s":{:.0f},)"
-          R"("batch":{},"commit_p50_us":{:.0f},"commit_p99_us":{:.0f},"commit_p999_us":{:.0f},"peak_rss_mib":{:.0f},"rebuild_events_per_s":{:.0f}}})",
-          mode, events, accepted, refused, seconds, rate, batch, p50, p99, p999, static_cast<double>(peak_rss_kib()) / 1024, rebuild_rate)
+          R"("batch":{},"commit_p50_us":{:.0f},"commit_p99_us":{:.0f},"commit_p999_us":{:.0f},"wait_seconds":{:.3f},"peak_rss_mib":{:.0f},)"
+          R"("rebuild_events_per_s":{:.0f}}})",
+          mode, events, accepted, refused, seconds, rate, batch, p50, p99, p999, waited_seconds, static_cast<double>(peak_rss_kib()) / 1024,
+          rebuild_rate)
                 << '\n';
     } else {
       std::cout << fmt::format("tally_load {}: {} usage events ({} accepted, {} refused) in {:.2f} s = {:.0f} events/s, durable\n", mode,
                                events, accepted, refused, seconds, rate);
       std::cout << fmt::format("  group commit of {} commands: p50 {:.0f} us, p99 {:.0f} us, p999 {:.0f} us (an event waits for its commit)\n",
                                batch, p50, p99, p999);
+      std::cout << fmt::format("  the executing thread waited {:.3f} s of the {:.2f} s for batches to become durable\n", waited_seconds, seconds);
       std::cout << fmt::format("  peak RSS {:.0f} MiB\n", static_cast<double>(peak_rss_kib()) / 1024);
       if (rebuild) std::cout << fmt::format("  rebuild of every projection from the log: {:.0f} events/s\n", rebuild_rate);
     }

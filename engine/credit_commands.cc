@@ -30,9 +30,17 @@ LotKind parse_kind(std::string_view kind) {
 }
 
 const OrgBalances& balances_of(const CommandContext& context, const Org& org) {
+  const CommandLookups* found = context.lookups();
+  if (found != nullptr && found->org == &org && found->balances != nullptr) return *found->balances;
   const OrgBalances* balances = context.state().balances.find(org.id);
   TALLY_ASSERT(balances != nullptr);  // every organization has balances from its creation
   return *balances;
+}
+
+// key_hash(user), which the engine may have found already (CommandLookups).
+size_t user_hash(const CommandContext& context, const std::string& user) {
+  const CommandLookups* found = context.lookups();
+  return found != nullptr && found->user == &user ? found->user_hash : key_hash(user);
 }
 
 // In shared mode every workspace spends from the primary workspace's pool.
@@ -200,9 +208,10 @@ Status resolve_user(const CommandContext& context, const Org& org, const std::st
   const Command& command = context.command();
   const ActorKind kind = actor_kind(command.actor);
   if (Status s = acting_user(command, user); !s.ok()) return s;
-  const Member* member = org.active_member(**user);
+  const Member* member = org.active_member(**user, user_hash(context, **user));
   if (member == nullptr) return Error(ErrorCode::kUnknownMember, fmt::format("{} is not an active member of \"{}\"", **user, org.id));
-  const auto found = org.find_workspace(command.workspace);
+  const CommandLookups* lookups = context.lookups();
+  const auto found = org.find_workspace(command.workspace, lookups != nullptr ? lookups->workspace_hash : key_hash(command.workspace));
   if (!found) return Error(ErrorCode::kUnknownWorkspace, fmt::format("no workspace \"{}\"", command.workspace));
   if (kind != ActorKind::kPlatform && *found != member->workspace_id) {
     return Error(ErrorCode::kForbidden, fmt::format("{} uses tools only in workspace \"{}\"", **user, org.workspaces[member->workspace_id].name));
@@ -240,7 +249,7 @@ Status check_spend(const CommandContext& context, const Org& org, uint32_t works
   const int64_t now = context.now_us();
   const auto workspace_name = [&] { return fmt::format("workspace \"{}\"", org.workspaces[workspace].name); };
   if (Status s = check_limit(balances.workspaces.at(workspace).spend, now, amount, workspace_name); !s.ok()) return s;
-  auto member = balances.members.find(user);
+  auto member = balances.members.find(user, user_hash(context, user));
   if (member != balances.members.end()) {
     if (Status s = check_limit(member->second.spend, now, amount, [&] { return user; }); !s.ok()) return s;
   }

@@ -34,8 +34,10 @@ class LiveContext final : public CommandContext {
   // `builder` is the engine's, lent for this command (one context at a time): a
   // builder of its own would allocate its buffer for every command.
   LiveContext(ProjectionSet& state, SplitApplier* split, const Command& command, LogBatch* batch, uint64_t next_seq,
-              int64_t now_us, int64_t last_time_us, EngineStats* stats, flatbuffers::FlatBufferBuilder& builder)
+              int64_t now_us, int64_t last_time_us, EngineStats* stats, flatbuffers::FlatBufferBuilder& builder,
+              const CommandLookups* lookups = nullptr)
       : builder_(builder),
+        lookups_(lookups),
         state_(state),
         split_(split),
         command_(command),
@@ -49,6 +51,7 @@ class LiveContext final : public CommandContext {
 
   const ProjectionSet& state() const override { return state_; }
   const Command& command() const override { return command_; }
+  const CommandLookups* lookups() const override { return lookups_; }
   int64_t now_us() const override { return std::max(now_us_, last_time_us_ + 1); }
   flatbuffers::FlatBufferBuilder& builder() override { return builder_; }
 
@@ -113,6 +116,7 @@ class LiveContext final : public CommandContext {
 
  private:
   flatbuffers::FlatBufferBuilder& builder_;
+  const CommandLookups* lookups_;
   ProjectionSet& state_;
   SplitApplier* split_;
   const Command& command_;
@@ -250,11 +254,13 @@ Status Engine::open(const EngineOptions& options, std::unique_ptr<Engine>* out) 
   return Status::Ok();
 }
 
-CommandResult Engine::execute_one(const Command& command, TimeSource time, LogBatch* batch, SplitApplier* split) {
+CommandResult Engine::execute_one(const Command& command, TimeSource time, LogBatch* batch, SplitApplier* split,
+                                  const CommandLookups* lookups) {
   int64_t now_us = clock_->now_us();
   if (time == TimeSource::kCommand && command.at_us) now_us = *command.at_us;
   if (time == TimeSource::kClock && command.type != CommandType::kTick) run_due_timers(now_us, batch, split);
-  LiveContext context(state_, split, command, batch, store_->sealed_seq() + batch_events_ + 1, now_us, last_time_us_, &stats_, *event_builder_);
+  LiveContext context(state_, split, command, batch, store_->sealed_seq() + batch_events_ + 1, now_us, last_time_us_, &stats_, *event_builder_,
+                      lookups);
   CommandResult result;
   result.id = command.id;
   result.status = handle_command(context);
@@ -306,7 +312,8 @@ const Engine::PrefetchOrgs& Engine::prefetch_orgs(const Command& command, size_t
     orgs.org = state_.orgs.find(command.org);
     orgs.balances = state_.balances.find(command.org);
     // One hash of each name serves every stage and both maps of members.
-    orgs.user_hash = key_hash(prefetch_user(command));
+    orgs.user = command.user.empty() ? &command.actor : &command.user;  // prefetch_user()
+    orgs.user_hash = key_hash(*orgs.user);
     orgs.workspace_hash = key_hash(command.workspace);
   }
   return orgs;
@@ -392,7 +399,8 @@ size_t Engine::begin(std::span<const Command* const> commands, TimeSource time, 
         if (i + ahead >= commands.size() || commands[i + ahead]->type != CommandType::kRecordUsage) continue;
         prefetch(*commands[i + ahead], stage, prefetch_orgs(*commands[i + ahead], i + ahead));
       }
-      results.push_back(execute_one(*commands[i], time, batch.get(), splitter));
+      const PrefetchOrgs& found = prefetch_orgs_[i % prefetch_orgs_.size()];
+      results.push_back(execute_one(*commands[i], time, batch.get(), splitter, found.index == i ? &found : nullptr));
       // The batches before this one may become durable meanwhile: let the caller
       // answer them now. finish() touches neither the projections nor this batch (a
       // failed write is never finished here: durable_in_flight() stops before it).

@@ -28,6 +28,7 @@
 
 #include "engine/clock.h"
 #include "engine/command.h"
+#include "engine/command_lookups.h"
 #include "engine/error.h"
 #include "engine/log.h"
 #include "projections/projection_set.h"
@@ -198,26 +199,26 @@ class Engine {
   // The organization a usage command names, in the organizations and the balances
   // projections (null where it is not there yet), and the hashes of its member and
   // workspace names (key_hash), found for the command's first stage that
-  // needs them and kept for its later ones: entries of prefetch_orgs_ are indexed by
-  // the command's place in the batch, modulo their count. Organizations are never
-  // erased while a batch executes (only ProjectionSet::load clears them), so a pointer
-  // found stays valid to the batch's end.
-  struct PrefetchOrgs {
+  // needs them and kept for its later ones and for its handler (CommandLookups):
+  // entries of prefetch_orgs_ are indexed by the command's place in the batch, modulo
+  // their count, which is more than the farthest stage's 8 so that a command's entry
+  // is still there when it runs. Organizations are never erased while a batch
+  // executes (only ProjectionSet::load clears them), so a pointer found stays valid to
+  // the batch's end.
+  struct PrefetchOrgs : CommandLookups {
     size_t index = SIZE_MAX;  // the command's place in the batch; SIZE_MAX: none yet
-    const Org* org = nullptr;
-    const OrgBalances* balances = nullptr;
-    size_t user_hash = 0;
-    size_t workspace_hash = 0;
   };
   const PrefetchOrgs& prefetch_orgs(const Command& command, size_t index);
   void prefetch(const Command& command, PrefetchStage stage, const PrefetchOrgs& orgs) const;
-  CommandResult execute_one(const Command& command, TimeSource time, LogBatch* batch, SplitApplier* split);
+  // `lookups`: what prefetch_orgs() found for this command, if it ran for it.
+  CommandResult execute_one(const Command& command, TimeSource time, LogBatch* batch, SplitApplier* split,
+                            const CommandLookups* lookups = nullptr);
   // Expires lots and times out holds that are due by the time the next command runs.
   void run_due_timers(int64_t now_us, LogBatch* batch, SplitApplier* split);
 
   std::unique_ptr<Store> store_;
   ProjectionSet state_;
-  std::array<PrefetchOrgs, 8> prefetch_orgs_;  // see PrefetchOrgs; begin() resets them
+  std::array<PrefetchOrgs, 16> prefetch_orgs_;  // see PrefetchOrgs; begin() resets them
   Clock* clock_ = nullptr;
   std::unique_ptr<Clock> owned_clock_;
   int64_t last_time_us_ = 0;

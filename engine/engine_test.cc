@@ -247,6 +247,47 @@ TEST_F(EngineTest, UsageInTheBatchThatCreatesItsOrgIsRecorded) {
   expect_verified();
 }
 
+// The handlers take what begin() found a few commands ahead (CommandLookups: the
+// organization, the hashes of the member's and the workspace's names), but check
+// membership, workspace and deletion on the state as it is when the command runs: a
+// member removed, a workspace deleted or an organization deleted earlier in the same
+// batch refuses the usage commands after it, each of them looked up before the change.
+TEST_F(EngineTest, ChangesEarlierInABatchRefuseTheUsageLookedUpAheadOfThem) {
+  make_acme();
+  ok(R"({"cmd":"grant_credits","actor":"platform","org":"acme","grant":"g1","kind":"plan","credits":"100"})");
+  ok(R"({"cmd":"transfer_credits","actor":"alice@acme.io","org":"acme","from":"primary","to":"design","credits":"50"})");
+  const auto usage = [](int n, const char* user, const char* workspace) {
+    return testing::command_from_json(fmt::format(
+        R"({{"cmd":"record_usage","actor":"key:backend","user":"{}","id":"u{}","org":"acme","workspace":"{}","tool":"chat","model":"m1",)"
+        R"("quantity":1,"unit":"tokens","credits":"1","occurred_at":"{}"}})",
+        user, n, workspace, format_time(testing::kTestStartUs)));
+  };
+  std::vector<Command> batch;
+  std::vector<ErrorCode> expected;  // kOk for an accepted command
+  const auto add = [&](Command command, ErrorCode code) {
+    batch.push_back(std::move(command));
+    expected.push_back(code);
+  };
+  int n = 0;
+  for (int i = 0; i < 20; ++i) add(usage(n++, "bob@acme.io", "design"), ErrorCode::kOk);
+  add(testing::command_from_json(R"({"cmd":"accept_invite","actor":"ivy@acme.io","org":"acme"})"), ErrorCode::kOk);
+  add(testing::command_from_json(R"({"cmd":"remove_member","actor":"alice@acme.io","org":"acme","user":"bob@acme.io"})"), ErrorCode::kOk);
+  for (int i = 0; i < 10; ++i) add(usage(n++, "bob@acme.io", "design"), ErrorCode::kUnknownMember);
+  for (int i = 0; i < 10; ++i) add(usage(n++, "ivy@acme.io", "design"), ErrorCode::kOk);
+  // Its members move to the primary workspace.
+  add(testing::command_from_json(R"({"cmd":"delete_workspace","actor":"alice@acme.io","org":"acme","workspace":"design"})"), ErrorCode::kOk);
+  for (int i = 0; i < 10; ++i) add(usage(n++, "ivy@acme.io", "design"), ErrorCode::kUnknownWorkspace);
+  for (int i = 0; i < 10; ++i) add(usage(n++, "ivy@acme.io", "primary"), ErrorCode::kOk);
+  add(testing::command_from_json(R"({"cmd":"delete_org","actor":"alice@acme.io","org":"acme"})"), ErrorCode::kOk);
+  for (int i = 0; i < 10; ++i) add(usage(n++, "ivy@acme.io", "primary"), ErrorCode::kOrgDeleted);
+  const std::vector<CommandResult> results = engine().execute(batch);
+  ASSERT_EQ(results.size(), batch.size());
+  for (size_t i = 0; i < results.size(); ++i) {
+    EXPECT_EQ(results[i].status.code, expected[i]) << i << ": " << results[i].id << " -> " << testing::describe(results[i].status);
+  }
+  expect_verified();
+}
+
 TEST_F(EngineTest, ADeletedOrgAcceptsNoCommandButStaysReadable) {
   make_acme();
   ok(R"({"cmd":"delete_org","actor":"alice@acme.io","org":"acme"})");

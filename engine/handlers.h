@@ -9,6 +9,7 @@
 
 #include "engine/assert.h"
 #include "engine/command.h"
+#include "engine/command_lookups.h"
 #include "engine/error.h"
 #include "engine/permissions.h"
 #include "projections/projection_set.h"
@@ -37,6 +38,8 @@ class CommandContext {
   // `seq` (a retried usage event), or, with seq 0, it had nothing to do (a tick).
   virtual void answer_duplicate(uint64_t seq) = 0;
   virtual uint32_t events() const = 0;
+  // What the engine found for this command ahead of running it, if anything.
+  virtual const CommandLookups* lookups() const { return nullptr; }
 };
 
 // Runs the handler for context.command().type.

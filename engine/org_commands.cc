@@ -298,7 +298,8 @@ Status revoke_user_token(CommandContext& context) {
 
 Status authorized_org(const CommandContext& context, Action action, const Org** org) {
   const Command& command = context.command();
-  *org = context.state().orgs.find(command.org);
+  const CommandLookups* found = context.lookups();
+  *org = found != nullptr && found->org != nullptr ? found->org : context.state().orgs.find(command.org);
   if (*org == nullptr) return Error(ErrorCode::kUnknownOrg, fmt::format("no organization \"{}\"", command.org));
   if (Status s = authorize(*org, command.actor, action); !s.ok()) return s;
   if ((*org)->deleted) return Error(ErrorCode::kOrgDeleted, fmt::format("organization \"{}\" was deleted", command.org));

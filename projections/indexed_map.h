@@ -77,8 +77,9 @@ class IndexedMap {
     const Slot* slot = lookup(key, hash);
     return slot == nullptr ? tree_.end() : slot->node;
   }
-  const_iterator find(std::string_view key) const {
-    const Slot* slot = lookup(key);
+  const_iterator find(std::string_view key) const { return find(key, key_hash(key)); }
+  const_iterator find(std::string_view key, size_t hash) const {
+    const Slot* slot = lookup(key, hash);
     return slot == nullptr ? tree_.end() : const_iterator(slot->node);
   }
   bool contains(std::string_view key) const { return lookup(key) != nullptr; }

@@ -46,14 +46,14 @@ std::string_view status_name(MemberStatus status) {
   return "removed";
 }
 
-std::optional<uint32_t> Org::find_workspace(std::string_view name) const {
-  auto it = live_workspaces.find(name);
+std::optional<uint32_t> Org::find_workspace(std::string_view name, size_t hash) const {
+  auto it = live_workspaces.find(name, hash);
   if (it == live_workspaces.end()) return std::nullopt;
   return it->second;
 }
 
-const Member* Org::active_member(std::string_view user) const {
-  auto it = members.find(user);
+const Member* Org::active_member(std::string_view user, size_t hash) const {
+  auto it = members.find(user, hash);
   if (it == members.end() || it->second.status != MemberStatus::kActive) return nullptr;
   return &it->second;
 }

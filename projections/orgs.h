@@ -64,9 +64,13 @@ struct Org {
   std::map<std::string, ServiceKey, std::less<>> keys;           // by key id
 
   // The live workspace with this name, if any.
-  std::optional<uint32_t> find_workspace(std::string_view name) const;
+  std::optional<uint32_t> find_workspace(std::string_view name) const { return find_workspace(name, key_hash(name)); }
+  // find_workspace() for a name whose key_hash() the caller has.
+  std::optional<uint32_t> find_workspace(std::string_view name, size_t hash) const;
   // The membership of `user` if it is active.
-  const Member* active_member(std::string_view user) const;
+  const Member* active_member(std::string_view user) const { return active_member(user, key_hash(user)); }
+  // active_member() for a user whose key_hash() the caller has.
+  const Member* active_member(std::string_view user, size_t hash) const;
 };
 
 class OrgsProjection final : public Projection {
