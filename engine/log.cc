@@ -240,10 +240,15 @@ Sha256 ChainHasher::finish() {
 struct LogBatch::Impl {
   explicit Impl(const Sha256& previous) : hasher(previous) {}
   std::unique_ptr<rocksdb::WriteBatch> batch;  // null once committed
-  std::string segment;                         // the records' frames, put at seal()
-  // Where each segment after the first begins: (offset in `segment`, its first seq).
-  std::vector<std::pair<size_t, uint64_t>> cuts;
-  rocksdb::Status sealed;                      // the segment's put: write() refuses the batch if it failed
+  // The frames of the segment being filled: put into `batch` once it holds
+  // kSegmentBytesTarget bytes (by append(), on the thread appending), the last at
+  // seal(). Put as each fills, a segment is copied while it is still in the core's
+  // cache, and off the writer in a batch whose records the split-apply helper
+  // appends; put at seal(), a batch's megabytes were copied on the writer in one go.
+  std::string segment;
+  uint64_t segment_first = 0;                  // the seq of its first record
+  rocksdb::Status sealed;                      // the segments' puts: write() refuses the batch if one failed
+  void put_segment(uint64_t last_seq);
   // History rows in the order put, each encoded as a pack holds it, and for each its
   // seq and where it begins in `history_bytes`. write() files them in packs.
   std::string history_bytes;
@@ -264,8 +269,21 @@ struct LogBatch::Impl {
 LogBatch::LogBatch(const Sha256& previous_hash) : impl_(std::make_unique<Impl>(previous_hash)) {}
 LogBatch::~LogBatch() = default;
 
+void LogBatch::Impl::put_segment(uint64_t last_seq) {
+  // RocksDB refuses a value of 4 GiB or more, and a segment is kSegmentBytesTarget plus
+  // at most one record, so none comes near; but should a put fail, write() refuses the
+  // batch and the store turns read-only, rather than commit a chain row without its
+  // records.
+  const rocksdb::Status status = batch->Put(log, slice(segment_key(segment_first, last_seq)), slice(segment));
+  if (sealed.ok()) sealed = status;  // the first failure, if any
+  segment.clear();
+}
+
 void LogBatch::append(uint64_t seq, std::string_view envelope) {
-  if (records_ == 0) first_seq_ = seq;
+  if (records_ == 0) {
+    first_seq_ = seq;
+    impl_->segment_first = seq;
+  }
   last_seq_ = seq;
   ++records_;
   // The record (checksum, then envelope) is hashed and framed in two parts, without a
@@ -273,8 +291,10 @@ void LogBatch::append(uint64_t seq, std::string_view envelope) {
   const RecordChecksum checksum = record_checksum(envelope);
   const std::string_view head = view(checksum);
   impl_->hasher.add(seq, head, envelope);
-  const size_t segment_begin = impl_->cuts.empty() ? 0 : impl_->cuts.back().first;
-  if (impl_->segment.size() - segment_begin >= kSegmentBytesTarget) impl_->cuts.emplace_back(impl_->segment.size(), seq);
+  if (impl_->segment.size() >= kSegmentBytesTarget) {
+    impl_->put_segment(seq - 1);
+    impl_->segment_first = seq;
+  }
   append_frame(&impl_->segment, head, envelope);
 }
 
@@ -620,25 +640,8 @@ void Store::seal(LogBatch* batch) {
   batch->hash_ = sealed_hash_;
   if (batch->records_ == 0) return;
   TALLY_ASSERT(batch->first_seq_ == sealed_seq_ + 1);
-  // The segments cut at append(), each under its own key. RocksDB refuses a value of
-  // 4 GiB or more, and a segment is kSegmentBytesTarget plus at most one record, so
-  // none comes near; but should a put fail, write() refuses the batch and the store
-  // turns read-only, rather than commit a chain row without its records.
-  const std::string& frames = batch->impl_->segment;
-  size_t begin = 0;
-  uint64_t first = batch->first_seq_;
-  rocksdb::Status sealed;
-  const auto put = [&](size_t end, uint64_t last) {
-    const rocksdb::Status status = batch->impl_->batch->Put(impl_->log, slice(segment_key(first, last)), rocksdb::Slice(frames.data() + begin, end - begin));
-    if (sealed.ok()) sealed = status;  // the first failure, if any
-  };
-  for (const auto& [offset, seq] : batch->impl_->cuts) {
-    put(offset, seq - 1);
-    begin = offset;
-    first = seq;
-  }
-  put(frames.size(), batch->last_seq_);
-  batch->impl_->sealed = sealed;
+  // The segments append() put as they filled, each under its own key; now the last.
+  batch->impl_->put_segment(batch->last_seq_);
   // The write batch has the segment's bytes now: its buffer goes to the next batch at
   // once, so that batches in flight do not each hold one.
   if (batch->impl_->segment.capacity() <= kSpareBatchBytesMax) impl_->spare_segment = std::move(batch->impl_->segment);
