@@ -53,18 +53,19 @@ uint32_t funding_workspace(const Org& org, uint32_t workspace) { return org.mode
 // struct's size, 16, not to its alignment, 8: other bytes.)
 flatbuffers::Offset<flatbuffers::Vector<const fb::LotAmount*>> drawn_lots(flatbuffers::FlatBufferBuilder& builder,
                                                                           const std::vector<LotPortion>& holdings, int64_t amount) {
-  size_t count = 0;
-  for (int64_t left = amount; count < holdings.size() && left > 0; ++count) left -= std::min(left, holdings[count].amount);
   std::array<fb::LotAmount, 16> stack;
-  std::vector<fb::LotAmount> heap;
-  if (count > stack.size()) heap.resize(count);
-  fb::LotAmount* const lots = heap.empty() ? stack.data() : heap.data();
-  for (size_t i = 0; i < count; ++i) {
-    const int64_t take = std::min(amount, holdings[i].amount);
-    lots[i] = fb::LotAmount(holdings[i].lot, take);
-    amount -= take;
-  }
-  return builder.CreateVectorOfStructs(lots, count);
+  std::vector<fb::LotAmount> heap;  // past the stack's 16: all of them
+  size_t count = 0;
+  OrgBalances::draw_each(holdings, amount, [&](const LotPortion& portion) {
+    if (count < stack.size()) {
+      stack[count] = fb::LotAmount(portion.lot, portion.amount);
+    } else {
+      if (heap.empty()) heap.assign(stack.begin(), stack.end());
+      heap.emplace_back(portion.lot, portion.amount);
+    }
+    ++count;
+  });
+  return builder.CreateVectorOfStructs(heap.empty() ? stack.data() : heap.data(), count);
 }
 
 std::vector<fb::LotAmount> to_fb(const std::vector<LotPortion>& portions) {

@@ -22,9 +22,7 @@ namespace {
 
 // The member a usage command names, or else its actor: whose entries its prefetches
 // load (a wrong guess costs nothing).
-std::string_view prefetch_user(const Command& command) {
-  return command.user.empty() ? std::string_view(command.actor) : std::string_view(command.user);
-}
+const std::string& prefetch_user(const Command& command) { return command.user.empty() ? command.actor : command.user; }
 
 // Carries one command through its handler, turning emitted payloads into envelopes.
 class LiveContext final : public CommandContext {
@@ -312,7 +310,7 @@ const Engine::PrefetchOrgs& Engine::prefetch_orgs(const Command& command, size_t
     orgs.org = state_.orgs.find(command.org);
     orgs.balances = state_.balances.find(command.org);
     // One hash of each name serves every stage and both maps of members.
-    orgs.user = command.user.empty() ? &command.actor : &command.user;  // prefetch_user()
+    orgs.user = &prefetch_user(command);
     orgs.user_hash = key_hash(*orgs.user);
     orgs.workspace_hash = key_hash(command.workspace);
   }

@@ -122,12 +122,7 @@ bool OrgBalances::spent_before(uint32_t a, uint32_t b) const {
 
 std::vector<LotPortion> OrgBalances::draw(const std::vector<LotPortion>& holdings, int64_t amount) {
   std::vector<LotPortion> taken;
-  for (const LotPortion& holding : holdings) {
-    if (amount == 0) break;
-    const int64_t take = std::min(amount, holding.amount);
-    taken.push_back({holding.lot, take});
-    amount -= take;
-  }
+  draw_each(holdings, amount, [&](const LotPortion& portion) { taken.push_back(portion); });
   return taken;
 }
 

@@ -8,6 +8,7 @@
 //   amount = in workspaces + in holds + consumed + expired + banked   per lot
 #pragma once
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <set>
@@ -121,6 +122,16 @@ struct OrgBalances {
   // The portions `amount` would take from `holdings`, in consumption order.
   // REQUIRES: amount <= the holdings' total.
   static std::vector<LotPortion> draw(const std::vector<LotPortion>& holdings, int64_t amount);
+  // draw() without the vector: take(portion) for each portion, in that order.
+  template <typename Take>
+  static void draw_each(const std::vector<LotPortion>& holdings, int64_t amount, Take&& take) {
+    for (const LotPortion& holding : holdings) {
+      if (amount == 0) break;
+      const int64_t taken = std::min(amount, holding.amount);
+      take(LotPortion{holding.lot, taken});
+      amount -= taken;
+    }
+  }
 };
 
 // Something the engine must do at a time: expire a lot or time out a hold.
