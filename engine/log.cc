@@ -20,6 +20,7 @@
 
 #include "engine/assert.h"
 #include "engine/crc32c.h"
+#include "engine/entry_compression.h"
 #include "engine/event_format.h"
 #include "engine/memtable.h"
 
@@ -32,7 +33,10 @@ constexpr const char* kStateFamily = "state";
 constexpr const char* kHistoryFamily = "history";
 // The state row that names the store format, written when the store is created.
 constexpr std::string_view kFormatKey = "meta/format";
-constexpr std::string_view kFormat = "tally-log-4";
+constexpr std::string_view kFormat = "tally-log-5";
+// Format 4 stored segments and packs uncompressed. Format 5 reads them as they are
+// (engine/entry_compression.h tells the two apart by the value).
+constexpr std::string_view kFormat4 = "tally-log-4";
 // Format 3 kept a history entry per row. Format 4 reads those entries as they are.
 constexpr std::string_view kFormat3 = "tally-log-3";
 // Format 2 wrote a log entry per record. Format 3 reads those entries as they are.
@@ -247,6 +251,8 @@ struct LogBatch::Impl {
   // appends; put at seal(), a batch's megabytes were copied on the writer in one go.
   std::string segment;
   uint64_t segment_first = 0;                  // the seq of its first record
+  std::string compressed_segment;              // put_segment's buffer (engine/entry_compression.h)
+  std::string compressed_pack;                 // put_history_packs' buffer
   rocksdb::Status sealed;                      // the segments' puts: write() refuses the batch if one failed
   void put_segment(uint64_t last_seq);
   // History rows in the order put, each encoded as a pack holds it, and for each its
@@ -274,7 +280,8 @@ void LogBatch::Impl::put_segment(uint64_t last_seq) {
   // at most one record, so none comes near; but should a put fail, write() refuses the
   // batch and the store turns read-only, rather than commit a chain row without its
   // records.
-  const rocksdb::Status status = batch->Put(log, slice(segment_key(segment_first, last_seq)), slice(segment));
+  const std::string_view stored = compress_entry(segment, &compressed_segment);
+  const rocksdb::Status status = batch->Put(log, slice(segment_key(segment_first, last_seq)), slice(stored));
   if (sealed.ok()) sealed = status;  // the first failure, if any
   segment.clear();
 }
@@ -399,7 +406,8 @@ rocksdb::Status LogBatch::Impl::put_history_packs(uint64_t first_seq, uint64_t l
   size_t begin = 0;
   uint64_t first = rows.front().first;
   const auto put = [&](size_t end) {
-    const rocksdb::Status put = batch->Put(history, slice(history_pack_key(first)), slice(packed.substr(begin, end - begin)));
+    const std::string_view stored = compress_entry(packed.substr(begin, end - begin), &compressed_pack);
+    const rocksdb::Status put = batch->Put(history, slice(history_pack_key(first)), slice(stored));
     if (status.ok()) status = put;
   };
   for (size_t i = 1; i < rows.size(); ++i) {
@@ -484,9 +492,13 @@ Status Store::open(const StoreOptions& options, std::unique_ptr<Store>* out) {
   // and the sort happens when a background thread flushes it, with our comparator
   // (engine/memtable.h: 2.6 % less CPU for tally_load, median of six A/B pairs).
   //
-  // LZ4 for the table files rather than RocksDB's default, Snappy: the files came out
-  // the same size and the flush no slower, and rebuilding the projections from a log of
-  // 1M events took 12 % less time (medians of seven A/B pairs).
+  // LZ4 for the state family's table files rather than RocksDB's default, Snappy: the
+  // files came out the same size and the flush no slower, and rebuilding the
+  // projections from a log of 1M events took 12 % less time (medians of seven A/B
+  // pairs). The log's segments and the history's packs are compressed before they are
+  // put (engine/entry_compression.h), so those two families' table files are not
+  // compressed again; a value written uncompressed (by a store before format 5, or one
+  // that LZ4 does not shrink) stays so in them.
   //
   // Memtables of 32 MiB: with 64 MiB and the pipelined commit, the daemon peaked at
   // 1,023-1,067 MiB after 10M usage events (bench/memory.sh), past SPEC's 1 GiB. The log
@@ -498,13 +510,13 @@ Status Store::open(const StoreOptions& options, std::unique_ptr<Store>* out) {
   // The log and history families are read as whole runs (a replay, an open), never a
   // key at a time on a hot path, so their table files use blocks of 64 KiB rather than
   // RocksDB's 4 KiB: fewer blocks to find, read and decompress, and LZ4 finds more to
-  // share in each. On tally_load's 2M-event store the files came out 13 % smaller,
+  // share in each (they were compressed by RocksDB until format 5). On tally_load's 2M-event store the files came out 13 % smaller,
   // rebuilding the projections took 5 % less time and opening the store 13 % less
   // (medians of eight A/B pairs; bench/RESULTS.md, "Runs 28-29").
   rocksdb::ColumnFamilyOptions log_options;
   log_options.write_buffer_size = 32 << 20;
   log_options.max_write_buffer_number = 3;
-  log_options.compression = rocksdb::kLZ4Compression;
+  log_options.compression = rocksdb::kNoCompression;
   log_options.memtable_factory = vector_memtable_factory();
   log_options.table_factory = run_table_factory();
   rocksdb::ColumnFamilyOptions state_options;
@@ -539,7 +551,7 @@ Status Store::open(const StoreOptions& options, std::unique_ptr<Store>* out) {
   // is their share of the WAL, the memtables and the flush.)
   rocksdb::ColumnFamilyOptions history_options;
   history_options.write_buffer_size = 32 << 20;
-  history_options.compression = rocksdb::kLZ4Compression;
+  history_options.compression = rocksdb::kNoCompression;
   history_options.memtable_factory = vector_memtable_factory();
   history_options.table_factory = run_table_factory();
 
@@ -562,7 +574,7 @@ Status Store::open(const StoreOptions& options, std::unique_ptr<Store>* out) {
   std::string format;
   bool found = false;
   if (Status s = store->get_row(kFormatKey, &format, &found); !s.ok()) return s;
-  if (!found || format == kFormat3 || format == kFormat2) {
+  if (!found || format == kFormat4 || format == kFormat3 || format == kFormat2) {
     if (Status s = store->write_format(); !s.ok()) return s;
   } else if (format == kFormat1) {
     if (Status s = store->upgrade_format1(); !s.ok()) return s;
@@ -713,6 +725,7 @@ Status Store::read_log(uint64_t from_seq, uint64_t to_seq,
   // RocksDB returns values at any address (a memtable entry follows its varint-coded
   // key), but FlatBuffers needs aligned envelopes: copy the entries that are not.
   std::vector<uint64_t> aligned;
+  std::string expanded;  // a compressed segment, decompressed (engine/entry_compression.h)
   const auto aligned_copy = [&aligned](std::string_view bytes) {
     if (reinterpret_cast<uintptr_t>(bytes.data()) % kEnvelopeAlignment == 0) return bytes;
     aligned.resize(bytes.size() / sizeof(uint64_t) + 1);
@@ -743,7 +756,11 @@ Status Store::read_log(uint64_t from_seq, uint64_t to_seq,
       ++expected;
       continue;
     }
-    SegmentReader segment(aligned_copy(view(it->value())));
+    std::string_view stored_segment;
+    if (!expand_entry(view(it->value()), &expanded, &stored_segment)) {
+      return Error(ErrorCode::kStorageError, fmt::format("the log's segment of records {} to {} does not decompress", entry_first, entry_last));
+    }
+    SegmentReader segment(aligned_copy(stored_segment));
     std::string_view record;
     for (uint64_t seq = entry_first; seq <= entry_last; ++seq) {
       if (!segment.next(&record)) {
@@ -839,7 +856,12 @@ Status Store::read_history(const std::function<void(uint64_t, std::string_view, 
       continue;
     }
     // A pack: its rows begin at the seq its key names and go on in order from there.
-    pack.assign(view(it->value()));
+    // A compressed pack is decompressed into `pack`; one stored as it is, copied there.
+    std::string_view stored_pack;
+    if (!expand_entry(view(it->value()), &pack, &stored_pack)) {
+      return Error(ErrorCode::kStorageError, fmt::format("the history pack at sequence {} does not decompress", first));
+    }
+    if (stored_pack.data() != pack.data()) pack.assign(stored_pack);
     rows.clear();
     HistoryPackReader reader(pack);
     for (Row row; reader.next(&row.seq, &row.key, &row.value);) {

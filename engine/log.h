@@ -6,15 +6,17 @@
 //          a segment (format 3): key = big-endian first then last sequence number of
 //          a run of one batch's records (16 bytes; a batch is one segment or more, see
 //          kSegmentBytesTarget), value = those records framed one after another (see
-//          append_frame); or, in stores begun before format 3, key = big-endian
-//          sequence number (8 bytes), value = one record. Both are read.
+//          append_frame), compressed since format 5 (engine/entry_compression.h); or,
+//          in stores begun before format 3, key = big-endian sequence number (8 bytes),
+//          value = one record. Both are read.
 //   chain  key = big-endian first sequence of a batch,
 //          value = big-endian last sequence + SHA-256 of the batch (see below)
 //   state  projection rows and their checkpoints, keyed by projection
 //   history  rows written once and never changed (statement entries, recorded usage
 //          ids), in entries of two kinds: a pack (format 4): key = big-endian sequence
 //          number of its first row, then one zero byte (9 bytes), value = rows in
-//          (sequence, key) order, encoded by append_history_row; or, in stores begun
+//          (sequence, key) order, encoded by append_history_row, compressed since
+//          format 5 (engine/entry_compression.h); or, in stores begun
 //          before format 4, key = big-endian sequence number of the event that made
 //          the row, then the projection's own key for it (see RowSink::put_history),
 //          value = the row's. Both are read.
@@ -181,9 +183,11 @@ class Store {
  public:
   // Opens (or creates) the store at options.path and finds the log's head. A store of
   // an earlier format is upgraded as it opens:
-  //   tally-log-3 (a history entry per row): marked format 4; its rows are read as
+  //   tally-log-4 (segments and packs stored uncompressed): marked format 5; its
+  //     entries are read as they are, and new batches' are compressed.
+  //   tally-log-3 (a history entry per row): marked format 5; its rows are read as
   //     they are, and new batches write their history rows in packs.
-  //   tally-log-2 (a log entry per record): marked format 4; its entries are read as
+  //   tally-log-2 (a log entry per record): marked format 5; its entries are read as
   //     they are, and new batches are written as segments.
   //   tally-log-1 (history rows in the state family): its projection rows are dropped,
   //     in one synced write, and ProjectionSet::load rebuilds them from the log, which

@@ -17,6 +17,7 @@
 
 #include <fmt/format.h>
 
+#include "engine/entry_compression.h"
 #include "engine/test_storage.h"
 #include "engine/test_util.h"
 
@@ -121,6 +122,86 @@ TEST(LogSegment, ABrokenFrameIsMalformed) {
   std::string longer = segment;
   longer[0] = 9;  // a record of 9 bytes would need 8 + 16
   EXPECT_TRUE(malformed(longer));
+}
+
+// ---- compressed entries (format 5) ---------------------------------------------------
+
+// A segment such as a batch of usage events makes: the same names again and again,
+// and an id that differs in each.
+std::string repetitive_segment(size_t records) {
+  std::string segment;
+  for (size_t i = 0; i < records; ++i) {
+    append_frame(&segment, encode_record(fmt::format("org acme, user user-{:04}, tool chat, model small, usage id {:016x}", i % 50, i * 0x9e3779b97f4a7c15)), {});
+  }
+  return segment;
+}
+
+TEST(EntryCompression, ASegmentIsStoredSmallerAndExpandsToItsBytes) {
+  for (size_t records : {size_t{8}, size_t{700}, size_t{5000}}) {
+    const std::string segment = repetitive_segment(records);
+    std::string buffer = "left over from an earlier, longer value, which must not show through";
+    buffer.resize(200000, 'x');
+    const std::string_view stored = compress_entry(segment, &buffer);
+    ASSERT_TRUE(is_compressed_entry(stored)) << records;
+    EXPECT_LT(stored.size(), segment.size() / 2) << records;
+    uint32_t declared;
+    std::memcpy(&declared, stored.data() + 8, sizeof declared);
+    EXPECT_EQ(declared, segment.size());
+    std::string expanded_buffer;
+    std::string_view expanded;
+    ASSERT_TRUE(expand_entry(stored, &expanded_buffer, &expanded)) << records;
+    EXPECT_EQ(expanded, segment) << records;
+  }
+}
+
+TEST(EntryCompression, WhatDoesNotShrinkOrIsTooSmallIsStoredAsItIs) {
+  std::mt19937_64 random(11);
+  std::string noise(70000, '\0');
+  for (char& c : noise) c = static_cast<char>(random() | 1);  // never 8 zero bytes at the front
+  const std::string small = repetitive_segment(40).substr(0, kCompressedValueBytesMin - 1);
+  ASSERT_EQ(small.size(), kCompressedValueBytesMin - 1);
+  for (const std::string& value : {noise, small, std::string("x")}) {
+    std::string buffer;
+    const std::string_view stored = compress_entry(value, &buffer);
+    EXPECT_EQ(static_cast<const void*>(stored.data()), static_cast<const void*>(value.data())) << value.size();
+    EXPECT_EQ(stored.size(), value.size());
+    std::string_view expanded;
+    ASSERT_TRUE(expand_entry(stored, &buffer, &expanded));
+    EXPECT_EQ(static_cast<const void*>(expanded.data()), static_cast<const void*>(value.data())) << "read in place";
+  }
+  // Exactly the smallest size compressed.
+  const std::string least = repetitive_segment(40).substr(0, kCompressedValueBytesMin);
+  std::string buffer;
+  EXPECT_TRUE(is_compressed_entry(compress_entry(least, &buffer)));
+}
+
+TEST(EntryCompression, ADamagedValueDoesNotExpand) {
+  const std::string segment = repetitive_segment(300);
+  std::string buffer;
+  const std::string stored(compress_entry(segment, &buffer));
+  ASSERT_TRUE(is_compressed_entry(stored));
+  std::string out;
+  std::string_view value;
+  // Every truncation of the block.
+  for (size_t size = 8; size < stored.size(); size += size < 64 ? 1 : 61) {
+    EXPECT_FALSE(expand_entry(std::string_view(stored).substr(0, size), &out, &value)) << "cut at " << size;
+  }
+  // A declared size other than the block's.
+  for (int64_t delta : {-1, 1, 4096}) {
+    std::string wrong = stored;
+    const auto size = static_cast<uint32_t>(static_cast<int64_t>(segment.size()) + delta);
+    std::memcpy(wrong.data() + 8, &size, sizeof size);
+    EXPECT_FALSE(expand_entry(wrong, &out, &value)) << delta;
+  }
+  // Past the limit: refused before anything is allocated for it.
+  std::string huge = stored;
+  const uint32_t too_large = kCompressedValueBytesMax + 1;
+  std::memcpy(huge.data() + 8, &too_large, sizeof too_large);
+  out = std::string();
+  EXPECT_FALSE(expand_entry(huge, &out, &value));
+  EXPECT_LT(out.capacity(), size_t{1} << 20);
+  // Bytes after the block.
+  EXPECT_FALSE(expand_entry(stored + "extra", &out, &value));
 }
 
 // ---- big-endian keys -----------------------------------------------------------------
@@ -406,7 +487,7 @@ TEST(Store, ABatchIsCutIntoSegmentsOfAboutSixtyFourKiB) {
   }
 }
 
-// A store of format 2 kept a log entry per record. It opens as format 4, reads those
+// A store of format 2 kept a log entry per record. It opens as format 5, reads those
 // entries as they are, and adds its new batches as segments after them; reads that
 // start in either kind of entry, or in the middle of a segment, see every record once.
 TEST(Store, AFormat2LogIsReadAsItIsAndGrowsInSegments) {
@@ -430,7 +511,7 @@ TEST(Store, AFormat2LogIsReadAsItIsAndGrowsInSegments) {
     EXPECT_EQ(store->last_seq(), 5u);
     EXPECT_EQ(store->head_hash(), head);
     ASSERT_TRUE(commit(*store, {"6", "7", "8"}).ok());
-    EXPECT_EQ(stored_format(*store), "tally-log-4");
+    EXPECT_EQ(stored_format(*store), "tally-log-5");
   }
   EXPECT_EQ(RawDb(dir.sub("db")).log_entry_count(), 6u);
   auto store = open_store(dir.sub("db"));
@@ -707,12 +788,15 @@ TEST(Store, HistoryRowsArePackedInOrderAndCutBetweenSequenceNumbers) {
   std::vector<Pack> packs;
   raw.scan(RawDb::kHistory, [&](std::string_view key, std::string_view value) {
     ASSERT_TRUE(is_history_pack_key(key));
-    HistoryPackReader reader(value);
+    std::string buffer;
+    std::string_view expanded;
+    ASSERT_TRUE(expand_entry(value, &buffer, &expanded));
+    HistoryPackReader reader(expanded);
     uint64_t seq = 0, first = 0;
     std::string_view k, v;
     while (reader.next(&seq, &k, &v)) first = first == 0 ? seq : first;
     EXPECT_FALSE(reader.malformed());
-    packs.push_back({read_be64(key), first, seq, value.size()});
+    packs.push_back({read_be64(key), first, seq, expanded.size()});
   });
   const size_t rows = expected.size();
   ASSERT_GE(packs.size(), 3u) << "about " << rows * 60 / kHistoryPackBytesTarget << " packs' worth";
@@ -809,7 +893,123 @@ TEST(Store, AMalformedOrMisplacedHistoryPackIsAStorageError) {
   }
 }
 
-// A store of format 3 kept a history entry per row. It opens as format 4, reads those
+// A batch's segments and packs are stored compressed, and read back as they were put.
+TEST(Store, SegmentsAndPacksOfABatchAreStoredCompressed) {
+  TempDir dir;
+  std::vector<std::string> envelopes;
+  for (int i = 0; i < 2000; ++i) envelopes.push_back(fmt::format("usage {} of user-{:03} with chat/small", i, i % 40));
+  auto store = open_store(dir.sub("db"));
+  std::unique_ptr<LogBatch> batch = store->begin_batch();
+  for (size_t i = 0; i < envelopes.size(); ++i) batch->append(i + 1, envelopes[i]);
+  for (size_t i = 0; i < envelopes.size(); ++i) batch->put_history(i + 1, fmt::format("statements/w{}", i % 3), "a statement entry of 40 bytes or so....");
+  ASSERT_TRUE(store->commit(batch.get()).ok());
+  store.reset();
+  {
+    RawDb raw(dir.sub("db"));
+    EXPECT_EQ(raw.compressed_entry_count(RawDb::kLog), raw.log_entry_count());
+    EXPECT_GE(raw.log_entry_count(), 1u);
+    EXPECT_EQ(raw.compressed_entry_count(RawDb::kHistory), raw.history_entry_count());
+    size_t stored_bytes = 0;
+    raw.scan(RawDb::kLog, [&](std::string_view, std::string_view value) { stored_bytes += value.size(); });
+    size_t framed_bytes = 0;
+    for (const std::string& envelope : envelopes) framed_bytes += kFrameHeaderBytes + (kRecordChecksumBytes + envelope.size() + 7) / 8 * 8;
+    EXPECT_LT(stored_bytes, framed_bytes / 2);
+  }
+  store = open_store(dir.sub("db"));
+  const auto records = read_all(*store);
+  ASSERT_EQ(records.size(), envelopes.size());
+  for (size_t i = 0; i < envelopes.size(); ++i) ASSERT_EQ(records[i], std::make_pair(uint64_t{i + 1}, envelopes[i]));
+  const std::vector<std::string> history = stored_history(*store);
+  ASSERT_EQ(history.size(), envelopes.size());
+  EXPECT_EQ(history.back(), "2000:statements/w1=a statement entry of 40 bytes or so....");
+}
+
+// A store of format 4 kept its segments and packs uncompressed. It opens as format 5,
+// reads them as they are, and compresses those of its new batches.
+TEST(Store, AFormat4StoreIsReadAsItIsAndItsNewEntriesCompressed) {
+  TempDir dir;
+  const auto batch_of = [](uint64_t first) {
+    std::vector<std::string> envelopes;
+    for (uint64_t seq = first; seq < first + 100; ++seq) envelopes.push_back(fmt::format("event {} of a repetitive kind", seq));
+    return envelopes;
+  };
+  const auto commit_with_history = [](Store& store, const std::vector<std::string>& envelopes) {
+    std::unique_ptr<LogBatch> batch = store.begin_batch();
+    const uint64_t first = store.last_seq() + 1;
+    for (size_t i = 0; i < envelopes.size(); ++i) batch->append(first + i, envelopes[i]);
+    for (size_t i = 0; i < envelopes.size(); ++i) batch->put_history(first + i, "statements/x", "a row that repeats itself, a row that repeats");
+    return store.commit(batch.get());
+  };
+  Sha256 head;
+  {
+    auto store = open_store(dir.sub("db"));
+    ASSERT_TRUE(commit_with_history(*store, batch_of(1)).ok());
+    head = store->head_hash();
+  }
+  {
+    RawDb raw(dir.sub("db"));
+    EXPECT_EQ(raw.expand_entries(), 2u) << "one segment and one pack";
+    raw.put(RawDb::kState, "meta/format", "tally-log-4");
+    EXPECT_EQ(raw.compressed_entry_count(RawDb::kLog) + raw.compressed_entry_count(RawDb::kHistory), 0u);
+  }
+  {
+    auto store = open_store(dir.sub("db"));
+    ASSERT_NE(store, nullptr);
+    EXPECT_EQ(store->head_hash(), head);
+    EXPECT_EQ(stored_format(*store), "tally-log-5");
+    ASSERT_TRUE(commit_with_history(*store, batch_of(101)).ok());
+  }
+  {
+    RawDb raw(dir.sub("db"));
+    EXPECT_EQ(raw.log_entry_count(), 2u);
+    EXPECT_EQ(raw.compressed_entry_count(RawDb::kLog), 1u) << "the new batch's segment only";
+    EXPECT_EQ(raw.compressed_entry_count(RawDb::kHistory), 1u) << "the new batch's pack only";
+  }
+  auto store = open_store(dir.sub("db"));
+  std::vector<std::string> expected = batch_of(1);
+  for (const std::string& envelope : batch_of(101)) expected.push_back(envelope);
+  const auto records = read_all(*store);
+  ASSERT_EQ(records.size(), expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) EXPECT_EQ(records[i].second, expected[i]) << i;
+  EXPECT_EQ(stored_history(*store).size(), 200u);
+}
+
+// A compressed segment or pack whose block is damaged is a storage error naming it,
+// not a crash; LZ4 checks nothing else, so a block that still decompresses is caught
+// by the records' checksums or the pack's framing.
+TEST(Store, ACompressedEntryThatDoesNotDecompressIsAStorageError) {
+  TempDir dir;
+  std::vector<std::string> envelopes;
+  for (int i = 0; i < 100; ++i) envelopes.push_back(fmt::format("event {} of a repetitive kind", i + 1));
+  {
+    auto store = open_store(dir.sub("db"));
+    std::unique_ptr<LogBatch> batch = store->begin_batch();
+    for (size_t i = 0; i < envelopes.size(); ++i) batch->append(i + 1, envelopes[i]);
+    for (size_t i = 0; i < envelopes.size(); ++i) batch->put_history(i + 1, "statements/x", "a row that repeats itself, a row that repeats");
+    ASSERT_TRUE(store->commit(batch.get()).ok());
+  }
+  {
+    RawDb raw(dir.sub("db"));
+    ASSERT_EQ(raw.compressed_entry_count(RawDb::kLog), 1u);
+    ASSERT_EQ(raw.compressed_entry_count(RawDb::kHistory), 1u);
+    const std::string segment = raw.get(RawDb::kLog, segment_key(1, 100));
+    raw.put(RawDb::kLog, segment_key(1, 100), segment.substr(0, segment.size() - 3));
+    const std::string pack = raw.get(RawDb::kHistory, history_pack_key(1));
+    raw.put(RawDb::kHistory, history_pack_key(1), pack.substr(0, pack.size() - 3));
+  }
+  auto store = open_store(dir.sub("db"));
+  ASSERT_NE(store, nullptr);
+  std::vector<uint64_t> seen;
+  const Status log = read_seqs(*store, 1, 100, &seen);
+  EXPECT_EQ(log.code, ErrorCode::kStorageError);
+  EXPECT_NE(log.message.find("segment of records 1 to 100 does not decompress"), std::string::npos) << log.message;
+  EXPECT_TRUE(seen.empty());
+  const Status history = store->read_history([](uint64_t, std::string_view, std::string_view) {});
+  EXPECT_EQ(history.code, ErrorCode::kStorageError);
+  EXPECT_NE(history.message.find("history pack at sequence 1 does not decompress"), std::string::npos) << history.message;
+}
+
+// A store of format 3 kept a history entry per row. It opens as format 5, reads those
 // rows as they are, and packs the rows of its new batches after them.
 TEST(Store, AFormat3StoresHistoryRowsAreReadAsTheyAreAndNewOnesPacked) {
   TempDir dir;
@@ -828,7 +1028,7 @@ TEST(Store, AFormat3StoresHistoryRowsAreReadAsTheyAreAndNewOnesPacked) {
     ASSERT_NE(store, nullptr);
     ASSERT_TRUE(commit_history(*store, 1, {{3, "statements/y", "three"}, {3, "statements/x", "three"}}).ok());
     EXPECT_EQ(stored_history(*store), (std::vector<std::string>{"1:statements/x=one", "2:statements/x=two", "3:statements/x=three", "3:statements/y=three"}));
-    EXPECT_EQ(stored_format(*store), "tally-log-4");
+    EXPECT_EQ(stored_format(*store), "tally-log-5");
   }
   EXPECT_EQ(RawDb(dir.sub("db")).history_entry_count(), 3u) << "two rows of format 3, one pack";
 }
@@ -850,7 +1050,7 @@ TEST(Store, AHistoryKeyTooShortForASequenceNumberIsAStorageError) {
   EXPECT_EQ(status.code, ErrorCode::kStorageError);
 }
 
-// A format-1 store kept history rows in the state family. It opens as format 4 with
+// A format-1 store kept history rows in the state family. It opens as format 5 with
 // every projection row gone (to be rebuilt from the log); its log and chain are kept.
 TEST(Store, AFormat1StoreOpensUpgradedWithoutItsProjectionRows) {
   TempDir dir;
@@ -865,7 +1065,7 @@ TEST(Store, AFormat1StoreOpensUpgradedWithoutItsProjectionRows) {
   std::vector<std::string> state;
   ASSERT_TRUE(store->read_rows("", [&](std::string_view key, std::string_view value) { state.push_back(fmt::format("{}={}", key, value)); })
                   .ok());
-  EXPECT_EQ(state, std::vector<std::string>{"meta/format=tally-log-4"});
+  EXPECT_EQ(state, std::vector<std::string>{"meta/format=tally-log-5"});
   EXPECT_EQ(read_all(*store), (std::vector<std::pair<uint64_t, std::string>>{{1, "a"}, {2, "b"}}));
   EXPECT_EQ(read_chain(*store).size(), 1u);
   EXPECT_EQ(store->head_hash(), expected_hash(Sha256{}, 1, {"a", "b"}));

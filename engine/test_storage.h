@@ -18,6 +18,7 @@
 #include <tuple>
 #include <vector>
 
+#include "engine/entry_compression.h"
 #include "engine/log.h"
 
 namespace tally::testing {
@@ -169,7 +170,10 @@ class RawDb {
         rows.push_back({read_be64(key), std::string(key.substr(8)), std::string(value)});
         return;
       }
-      HistoryPackReader pack(value);
+      std::string buffer;
+      std::string_view expanded;
+      if (!expand_entry(value, &buffer, &expanded)) return ADD_FAILURE() << "a history pack at " << read_be64(key) << " does not decompress", void();
+      HistoryPackReader pack(expanded);
       uint64_t seq = 0;
       std::string_view row_key, row_value;
       while (pack.next(&seq, &row_key, &row_value)) rows.push_back({seq, std::string(row_key), std::string(row_value)});
@@ -199,6 +203,30 @@ class RawDb {
     erase_history();
     for (const HistoryRow& row : rows) put(kHistory, history_key(row.seq, row.key), row.value);
   }
+  // Rewrites every compressed segment and pack uncompressed, as a store of format 4
+  // held them. Returns how many it rewrote.
+  size_t expand_entries() {
+    size_t rewritten = 0;
+    for (int family : {kLog, kHistory}) {
+      std::vector<std::pair<std::string, std::string>> expanded;
+      scan(family, [&](std::string_view key, std::string_view value) {
+        std::string buffer;
+        std::string_view plain;
+        if (!is_compressed_entry(value)) return;
+        if (!expand_entry(value, &buffer, &plain)) return ADD_FAILURE() << "an entry does not decompress", void();
+        expanded.emplace_back(key, plain);
+      });
+      for (const auto& [key, value] : expanded) put(family, key, value);
+      rewritten += expanded.size();
+    }
+    return rewritten;
+  }
+  // How many of a family's entries are stored compressed.
+  size_t compressed_entry_count(int family) {
+    size_t compressed = 0;
+    scan(family, [&](std::string_view, std::string_view value) { compressed += is_compressed_entry(value) ? 1 : 0; });
+    return compressed;
+  }
   size_t history_entry_count() {
     size_t entries = 0;
     scan(kHistory, [&](std::string_view, std::string_view) { ++entries; });
@@ -210,6 +238,7 @@ class RawDb {
     std::string key;
     uint64_t first = 0;
     std::vector<std::string> records;
+    bool compressed = false;  // a segment stored compressed (engine/entry_compression.h)
   };
   // Every log entry, in key order.
   std::vector<LogEntry> log_entries() {
@@ -219,7 +248,11 @@ class RawDb {
       if (key.size() == 8) {
         entry.records.emplace_back(value);
       } else {
-        SegmentReader segment(value);
+        std::string buffer;
+        std::string_view expanded;
+        if (!expand_entry(value, &buffer, &expanded)) return ADD_FAILURE() << "a segment at " << entry.first << " does not decompress", void();
+        entry.compressed = is_compressed_entry(value);
+        SegmentReader segment(expanded);
         for (std::string_view record; segment.next(&record);) entry.records.emplace_back(record);
         if (segment.malformed()) ADD_FAILURE() << "a malformed segment at " << entry.first;
       }

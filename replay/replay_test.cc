@@ -583,7 +583,7 @@ TEST(ProjectionLoad, AMalformedUsageIdRowIsRebuiltFromTheLog) {
   EXPECT_EQ(projection_rows(t.engine().state()), live);
 }
 
-// A store of format 1 (history rows in the state family) opens as format 4: its rows
+// A store of format 1 (history rows in the state family) opens as format 5: its rows
 // are dropped and rebuilt from the log, equal to what the engine had, and written anew.
 TEST(ProjectionLoad, AFormat1StoreIsRebuiltFromItsLog) {
   TestEngine t;
@@ -604,7 +604,7 @@ TEST(ProjectionLoad, AFormat1StoreIsRebuiltFromItsLog) {
   std::string format;
   bool found = false;
   ASSERT_TRUE(store->get_row("meta/format", &format, &found).ok());
-  EXPECT_EQ(format, "tally-log-4");
+  EXPECT_EQ(format, "tally-log-5");
   size_t entries = 0;
   ASSERT_TRUE(store->read_history([&](uint64_t, std::string_view key, std::string_view) { entries += key.starts_with("statements/"); }).ok());
   EXPECT_EQ(entries, 5u) << "the grant and four usage entries, written again";

@@ -6,7 +6,7 @@ packages=(
   cmake ninja-build g++ clang libclang-rt-14-dev pkg-config
   librocksdb-dev libflatbuffers-dev flatbuffers-compiler
   libboost-dev libboost-system-dev
-  libspdlog-dev libfmt-dev libcli11-dev libsimdjson-dev libssl-dev libxxhash-dev
+  libspdlog-dev libfmt-dev libcli11-dev libsimdjson-dev libssl-dev libxxhash-dev liblz4-dev
   libgtest-dev libgmock-dev librapidcheck-dev libbenchmark-dev
   curl
 )

@@ -13,6 +13,7 @@
 #include "engine/clock.h"
 #include "engine/engine.h"
 #include "engine/event_format.h"
+#include "engine/entry_compression.h"
 #include "engine/log.h"
 #include "engine/test_storage.h"
 #include "engine/values.h"
@@ -262,6 +263,10 @@ TEST_F(Corruption, AMalformedHistoryPackRefusesTheOpenUntilARebuild) {
       if (key.empty() && is_history_pack_key(k)) key = k, pack = v;
     });
     ASSERT_FALSE(key.empty()) << "a batch's history rows are packed";
+    std::string buffer;
+    std::string_view expanded;
+    ASSERT_TRUE(expand_entry(pack, &buffer, &expanded)) << "the pack decompresses";
+    pack = std::string(expanded);  // written back uncompressed, as format 4 stored it
     pack[9] = '\x7f';  // the first row's key length, now far past the pack's end
     raw.put(RawStore::kHistory, key, pack);
   });

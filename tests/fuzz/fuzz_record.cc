@@ -1,5 +1,6 @@
 // libFuzzer target: the log record decoders (engine/log.cc decode_record,
-// SegmentReader and HistoryPackReader, engine/event_format.cc decode_envelope) over
+// SegmentReader and HistoryPackReader, engine/entry_compression.cc expand_entry,
+// engine/event_format.cc decode_envelope) over
 // arbitrary bytes, and the projections over any envelope that passes the FlatBuffers
 // verifier. A damaged or forged log must be reported by verify, never crash the
 // program reading it; so any envelope that verifies is applied — to fresh projections,
@@ -7,7 +8,8 @@
 // of it may crash.
 //
 // The input is read as a log record (checksum + envelope), as a log segment (framed
-// records, engine/log.h), as a pack of history rows and as a bare envelope; a
+// records, engine/log.h), as a pack of history rows, as a stored (possibly compressed)
+// segment or pack, and as a bare envelope; a
 // misaligned envelope must be refused (RocksDB hands out values at any address, and
 // Store::read_log aligns them first).
 #include <cstdint>
@@ -22,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/entry_compression.h"
 #include "engine/event_format.h"
 #include "engine/log.h"
 #include "engine/values.h"
@@ -143,6 +146,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (!pack.malformed() && repacked != bytes) std::abort();
   if (pack.malformed() && repacked.size() >= bytes.size()) std::abort();
+  // As a stored segment or pack (engine/entry_compression.h): one that expands comes
+  // out at no more than the largest size allowed, and compressed again and expanded,
+  // it gives the same bytes.
+  std::string expanded_buffer;
+  std::string_view expanded;
+  if (tally::expand_entry(bytes, &expanded_buffer, &expanded)) {
+    if (expanded.size() > tally::kCompressedValueBytesMax && tally::is_compressed_entry(bytes)) std::abort();
+    if (!tally::is_compressed_entry(expanded)) {
+      std::string stored_buffer, again_buffer;
+      std::string_view again;
+      const std::string_view stored = tally::compress_entry(expanded, &stored_buffer);
+      if (!tally::expand_entry(stored, &again_buffer, &again) || again != expanded) std::abort();
+    }
+  }
   // As a bare envelope (libFuzzer's buffer is malloc-aligned)...
   apply_envelope(bytes);
   // ...and at an odd address, where reading it in place would be undefined: refused.
