@@ -509,10 +509,11 @@ Status Store::open(const StoreOptions& options, std::unique_ptr<Store>* out) {
   //
   // The log and history families are read as whole runs (a replay, an open), never a
   // key at a time on a hot path, so their table files use blocks of 64 KiB rather than
-  // RocksDB's 4 KiB: fewer blocks to find, read and decompress, and LZ4 finds more to
-  // share in each (they were compressed by RocksDB until format 5). On tally_load's 2M-event store the files came out 13 % smaller,
-  // rebuilding the projections took 5 % less time and opening the store 13 % less
-  // (medians of eight A/B pairs; bench/RESULTS.md, "Runs 28-29").
+  // RocksDB's 4 KiB: fewer blocks to find and read. When RocksDB still compressed them
+  // (until format 5), LZ4 also found more to share in each: on tally_load's 2M-event
+  // store the files came out 13 % smaller, rebuilding the projections took 5 % less time
+  // and opening the store 13 % less (medians of eight A/B pairs; bench/RESULTS.md,
+  // "Runs 28-29").
   rocksdb::ColumnFamilyOptions log_options;
   log_options.write_buffer_size = 32 << 20;
   log_options.max_write_buffer_number = 3;
