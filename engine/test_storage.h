@@ -238,7 +238,6 @@ class RawDb {
     std::string key;
     uint64_t first = 0;
     std::vector<std::string> records;
-    bool compressed = false;  // a segment stored compressed (engine/entry_compression.h)
   };
   // Every log entry, in key order.
   std::vector<LogEntry> log_entries() {
@@ -251,7 +250,6 @@ class RawDb {
         std::string buffer;
         std::string_view expanded;
         if (!expand_entry(value, &buffer, &expanded)) return ADD_FAILURE() << "a segment at " << entry.first << " does not decompress", void();
-        entry.compressed = is_compressed_entry(value);
         SegmentReader segment(expanded);
         for (std::string_view record; segment.next(&record);) entry.records.emplace_back(record);
         if (segment.malformed()) ADD_FAILURE() << "a malformed segment at " << entry.first;

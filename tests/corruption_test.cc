@@ -12,8 +12,8 @@
 
 #include "engine/clock.h"
 #include "engine/engine.h"
-#include "engine/event_format.h"
 #include "engine/entry_compression.h"
+#include "engine/event_format.h"
 #include "engine/log.h"
 #include "engine/test_storage.h"
 #include "engine/values.h"
