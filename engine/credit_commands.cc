@@ -171,9 +171,11 @@ Status transfer_credits(CommandContext& context) {
     return Error(ErrorCode::kInsufficientCredits,
                  fmt::format("workspace \"{}\" has {} available", command.from, format_credits(source.available)));
   }
-  const std::vector<fb::LotAmount> lots = to_fb(OrgBalances::draw(source.holdings, *command.credits_micro));
-  auto payload = fb::CreateCreditsMovedDirect(context.builder(), org->id.c_str(), *from, *to, *command.credits_micro,
-                                              fb::MoveReason::Transfer, &lots);
+  // In the order CreateCreditsMovedDirect would make them (the same bytes).
+  flatbuffers::FlatBufferBuilder& builder = context.builder();
+  const auto org_id = builder.CreateString(org->id);
+  const auto lots = drawn_lots(builder, source.holdings, *command.credits_micro);
+  auto payload = fb::CreateCreditsMoved(builder, org_id, *from, *to, *command.credits_micro, fb::MoveReason::Transfer, lots);
   context.emit(fb::Event::CreditsMoved, payload.Union());
   return Status::Ok();
 }
