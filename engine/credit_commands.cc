@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cstring>
 #include <limits>
+#include <span>
 
 #include <fmt/format.h>
 
@@ -46,26 +47,41 @@ size_t user_hash(const CommandContext& context, const std::string& user) {
 // In shared mode every workspace spends from the primary workspace's pool.
 uint32_t funding_workspace(const Org& org, uint32_t workspace) { return org.mode == BudgetMode::Shared ? kPrimaryWorkspaceId : workspace; }
 
-// The lots that `amount` is drawn from (OrgBalances::draw: oldest first), put into the
-// event being built: the same bytes as CreateVectorOfStructs of to_fb(draw(...)), from
-// an array on the stack instead of two heap vectors, which every usage event and hold
-// paid for. (CreateUninitializedVectorOfStructs would align the vector to the
-// struct's size, 16, not to its alignment, 8: other bytes.)
+// The lots that `amount` is drawn from (OrgBalances::draw: oldest first), as the
+// event's structs: in an array on the stack, or, past its 16, all of them on the heap.
+// This replaced to_fb(draw(...))'s two heap vectors, which every usage event and hold
+// paid for.
+class DrawnLots {
+ public:
+  DrawnLots(const std::vector<LotPortion>& holdings, int64_t amount) {
+    OrgBalances::draw_each(holdings, amount, [&](const LotPortion& portion) {
+      if (count_ < stack_.size()) {
+        stack_[count_] = fb::LotAmount(portion.lot, portion.amount);
+      } else {
+        if (heap_.empty()) heap_.assign(stack_.begin(), stack_.end());
+        heap_.emplace_back(portion.lot, portion.amount);
+      }
+      ++count_;
+    });
+  }
+  DrawnLots(const DrawnLots&) = delete;
+  DrawnLots& operator=(const DrawnLots&) = delete;
+
+  std::span<const fb::LotAmount> items() const { return {heap_.empty() ? stack_.data() : heap_.data(), count_}; }
+
+ private:
+  std::array<fb::LotAmount, 16> stack_;
+  std::vector<fb::LotAmount> heap_;
+  size_t count_ = 0;
+};
+
+// The drawn lots put into the event being built: the same bytes as
+// CreateVectorOfStructs of to_fb(draw(...)). (CreateUninitializedVectorOfStructs would
+// align the vector to the struct's size, 16, not to its alignment, 8: other bytes.)
 flatbuffers::Offset<flatbuffers::Vector<const fb::LotAmount*>> drawn_lots(flatbuffers::FlatBufferBuilder& builder,
                                                                           const std::vector<LotPortion>& holdings, int64_t amount) {
-  std::array<fb::LotAmount, 16> stack;
-  std::vector<fb::LotAmount> heap;  // past the stack's 16: all of them
-  size_t count = 0;
-  OrgBalances::draw_each(holdings, amount, [&](const LotPortion& portion) {
-    if (count < stack.size()) {
-      stack[count] = fb::LotAmount(portion.lot, portion.amount);
-    } else {
-      if (heap.empty()) heap.assign(stack.begin(), stack.end());
-      heap.emplace_back(portion.lot, portion.amount);
-    }
-    ++count;
-  });
-  return builder.CreateVectorOfStructs(heap.empty() ? stack.data() : heap.data(), count);
+  const DrawnLots lots(holdings, amount);
+  return builder.CreateVectorOfStructs(lots.items().data(), lots.items().size());
 }
 
 std::vector<fb::LotAmount> to_fb(const std::vector<LotPortion>& portions) {
@@ -340,18 +356,21 @@ Status record_usage(CommandContext& context) {
   if (Status s = check_spend(context, *org, workspace, *user, amount); !s.ok()) return s;
 
   const uint32_t funding = funding_workspace(*org, workspace);
-  // In the order CreateUsageRecordedDirect would make them (the same bytes), by size.
-  flatbuffers::FlatBufferBuilder& builder = context.builder();
-  const auto org_id = builder.CreateString(org->id);
-  const auto usage_id = builder.CreateString(command.id);
-  const auto user_id = builder.CreateString(*user);
-  const auto tool = builder.CreateString(command.tool);
-  const auto model = builder.CreateString(command.model);
-  const auto unit = builder.CreateString(command.unit);
-  const auto lots = drawn_lots(builder, balances.workspaces.at(funding).holdings, amount);
-  auto payload = fb::CreateUsageRecorded(builder, org_id, usage_id, workspace, user_id, tool, model, *command.quantity, unit, amount,
-                                         occurred_at, funding, lots, priced, fingerprint);
-  context.emit(fb::Event::UsageRecorded, payload.Union());
+  const DrawnLots lots(balances.workspaces.at(funding).holdings, amount);
+  context.emit_usage(UsageRecordedFields{.org = org->id,
+                                         .id = command.id,
+                                         .workspace = workspace,
+                                         .user = *user,
+                                         .tool = command.tool,
+                                         .model = command.model,
+                                         .quantity = *command.quantity,
+                                         .unit = command.unit,
+                                         .amount = amount,
+                                         .occurred_at = occurred_at,
+                                         .funding_workspace = funding,
+                                         .lots = lots.items(),
+                                         .priced = priced,
+                                         .content_hash = fingerprint});
   context.set_amount("credits", amount);
   return Status::Ok();
 }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <utility>
 
@@ -54,34 +55,35 @@ class LiveContext final : public CommandContext {
   flatbuffers::FlatBufferBuilder& builder() override { return builder_; }
 
   void emit(fb::Event type, flatbuffers::Offset<void> payload) override {
-    const uint64_t seq = next_seq_++;
-    const int64_t time_us = now_us();
-    last_time_us_ = time_us;
-    if (first_seq_ == 0) first_seq_ = seq;
-    auto actor = builder_.CreateString(command_.actor);
-    auto command_id = builder_.CreateString(command_.id);
+    const EnvelopeHeader header = next_header();
+    auto actor = builder_.CreateString(header.actor.data(), header.actor.size());
+    auto command_id = builder_.CreateString(header.command_id.data(), header.command_id.size());
     fb::EnvelopeBuilder envelope(builder_);
-    envelope.add_seq(seq);
-    envelope.add_time_us(time_us);
+    envelope.add_seq(header.seq);
+    envelope.add_time_us(header.time_us);
     envelope.add_schema_version(kSchemaVersion);
     envelope.add_actor(actor);
     envelope.add_command_id(command_id);
-    envelope.add_command_seq(first_seq_);
+    envelope.add_command_seq(header.command_seq);
     envelope.add_event_type(type);
     envelope.add_event(payload);
     builder_.Finish(envelope.Finish());
-    const std::string_view bytes(reinterpret_cast<const char*>(builder_.GetBufferPointer()), builder_.GetSize());
-    TALLY_ASSERT(bytes.size() <= kEnvelopeBytesMax);
-    const fb::Envelope& event = *fb::GetEnvelope(builder_.GetBufferPointer());
-    if (split_ != nullptr) {
-      split_->apply(bytes, event);
-    } else {
-      state_.apply(event);
-      batch_->append(seq, bytes);
-    }
+    deliver(type, header.seq, std::string_view(reinterpret_cast<const char*>(builder_.GetBufferPointer()), builder_.GetSize()));
     builder_.Clear();
-    ++events_;
-    ++stats_->events_by_type[static_cast<size_t>(type)];
+  }
+
+  void emit_usage(const UsageRecordedFields& usage) override {
+    const EnvelopeHeader header = next_header();
+    // On the stack unless the names are unusually long.
+    alignas(kEnvelopeAlignment) uint8_t stack[2048];
+    std::unique_ptr<uint64_t[]> heap;
+    const size_t size = usage_envelope_size(header, usage);
+    uint8_t* buffer = stack;
+    if (size > sizeof stack) {
+      heap = std::make_unique_for_overwrite<uint64_t[]>((size + 7) / 8);
+      buffer = reinterpret_cast<uint8_t*>(heap.get());
+    }
+    deliver(fb::Event::UsageRecorded, header.seq, encode_usage_envelope(header, usage, buffer, size));
   }
 
   void add_result(std::string_view key, std::string_view value) override {
@@ -113,6 +115,29 @@ class LiveContext final : public CommandContext {
   std::string take_extra() { return std::move(extra_); }
 
  private:
+  // The next event's envelope fields; takes its sequence number and time.
+  EnvelopeHeader next_header() {
+    const uint64_t seq = next_seq_++;
+    const int64_t time_us = now_us();
+    last_time_us_ = time_us;
+    if (first_seq_ == 0) first_seq_ = seq;
+    return EnvelopeHeader{.seq = seq, .time_us = time_us, .actor = command_.actor, .command_id = command_.id, .command_seq = first_seq_};
+  }
+
+  // Applies a finished envelope to the state and appends it to the batch.
+  void deliver(fb::Event type, uint64_t seq, std::string_view bytes) {
+    TALLY_ASSERT(bytes.size() <= kEnvelopeBytesMax);
+    const fb::Envelope& event = *fb::GetEnvelope(bytes.data());
+    if (split_ != nullptr) {
+      split_->apply(bytes, event);
+    } else {
+      state_.apply(event);
+      batch_->append(seq, bytes);
+    }
+    ++events_;
+    ++stats_->events_by_type[static_cast<size_t>(type)];
+  }
+
   flatbuffers::FlatBufferBuilder& builder_;
   const CommandLookups* lookups_;
   ProjectionSet& state_;

@@ -12,6 +12,7 @@
 #include "engine/command_lookups.h"
 #include "engine/error.h"
 #include "engine/permissions.h"
+#include "engine/usage_envelope.h"
 #include "projections/projection_set.h"
 #include "schemas/events_generated.h"
 
@@ -29,6 +30,9 @@ class CommandContext {
   // Wraps the payload in an envelope, applies it to the state and appends it to the
   // batch. The state seen through state() changes at once.
   virtual void emit(fb::Event type, flatbuffers::Offset<void> payload) = 0;
+  // emit for a UsageRecorded event, whose envelope is written without the builder, in
+  // a layout of its own (engine/usage_envelope.h).
+  virtual void emit_usage(const UsageRecordedFields& usage) = 0;
   // Adds the member "key":"value" (value as a JSON string) to the command's answer.
   virtual void add_result(std::string_view key, std::string_view value) = 0;
   // Sets the answer's amount, "key":"<credits_micro in credits>" (CommandResult); at
