@@ -157,8 +157,11 @@ class BinarySession final : public Session, public std::enable_shared_from_this<
 
   void run_commands(size_t slot, uint64_t request_id, std::shared_ptr<CommandBatch> batch) {
     auto self = shared_from_this();
-    Writer::CommandsDone done = [self, slot, request_id, batch](std::vector<CommandResult> results) {
-      asio::post(self->stream_.get_executor(), [self, slot, request_id, batch, results = std::move(results)]() mutable {
+    // The commands come back to be destroyed here, on the connection's thread.
+    Writer::CommandsDone done = [self, slot, request_id, batch](std::vector<CommandResult> results, std::vector<Command> commands) {
+      asio::post(self->stream_.get_executor(), [self, slot, request_id, batch, results = std::move(results),
+                                                spent = std::move(commands)]() mutable {
+        spent.clear();
         batch->complete(std::move(results));
         self->finish(slot, results_frame(request_id, batch->results()));
       });

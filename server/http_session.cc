@@ -233,8 +233,10 @@ class HttpSession final : public Session, public std::enable_shared_from_this<Ht
     }
     if (batch->commands().empty()) return finish(*batch);
     auto self = shared_from_this();
-    Writer::CommandsDone done = [self, batch, finish](std::vector<CommandResult> results) {
-      asio::post(self->stream_.get_executor(), [self, batch, finish, results = std::move(results)]() mutable {
+    // The commands come back to be destroyed here, on the connection's thread.
+    Writer::CommandsDone done = [self, batch, finish](std::vector<CommandResult> results, std::vector<Command> commands) {
+      asio::post(self->stream_.get_executor(), [self, batch, finish, results = std::move(results), spent = std::move(commands)]() mutable {
+        spent.clear();
         batch->complete(std::move(results));
         finish(*batch);
       });

@@ -258,7 +258,7 @@ void Writer::finish_part() {
                         std::make_move_iterator(results.begin() + static_cast<ptrdiff_t>(next + take)));
     next += take;
     if (item.results.size() < item.commands.size()) break;  // the rest comes with a later part
-    item.commands_done(std::move(item.results));
+    item.commands_done(std::move(item.results), std::move(item.commands));
     items.pop_front();
   }
   spare_commands_ = std::move(part.commands);

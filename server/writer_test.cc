@@ -77,7 +77,7 @@ TEST_F(WriterTest, GroupsQueuedRequestsIntoOneCommit) {
   std::vector<std::promise<std::vector<CommandResult>>> answers(50);
   for (int i = 0; i < 50; ++i) {
     std::vector<Command> commands = {create_org(2 * i), create_org(2 * i + 1)};
-    Writer::CommandsDone done = [&answers, i](std::vector<CommandResult> results) { answers[i].set_value(std::move(results)); };
+    Writer::CommandsDone done = [&answers, i](std::vector<CommandResult> results, std::vector<Command>) { answers[i].set_value(std::move(results)); };
     ASSERT_EQ(writer_->submit(commands, done), Writer::Admission::kQueued);
   }
   Query query;
@@ -108,14 +108,14 @@ TEST_F(WriterTest, StopRunsWhatIsQueuedThenRefuses) {
   std::atomic<int> answered{0};
   for (int i = 0; i < 10; ++i) {
     std::vector<Command> commands = {create_org(i)};
-    Writer::CommandsDone done = [&](std::vector<CommandResult> results) { answered += results.front().status.ok(); };
+    Writer::CommandsDone done = [&](std::vector<CommandResult> results, std::vector<Command>) { answered += results.front().status.ok(); };
     ASSERT_EQ(writer_->submit(commands, done), Writer::Admission::kQueued);
   }
   writer_->start();
   writer_->stop();
   EXPECT_EQ(answered, 10);
   std::vector<Command> late = {create_org(99)};
-  Writer::CommandsDone never = [](std::vector<CommandResult>) { FAIL(); };
+  Writer::CommandsDone never = [](std::vector<CommandResult>, std::vector<Command>) { FAIL(); };
   EXPECT_EQ(writer_->submit(late, never), Writer::Admission::kStopped);
   EXPECT_EQ(late.size(), 1u);  // left untouched, as promised
   EXPECT_EQ(writer_->release_engine()->store().last_seq(), 10u);
@@ -126,10 +126,10 @@ TEST_F(WriterTest, AFullQueueRefusesWithoutTakingTheRequest) {
   options.queue_commands_max = kBatchCommandsMax;
   writer_ = std::make_unique<Writer>(std::move(engine_), options, [](const Engine&, std::span<const Command* const>, std::span<const CommandResult>) {});
   std::vector<Command> first(kBatchCommandsMax, create_org(1));
-  Writer::CommandsDone ignore = [](std::vector<CommandResult>) {};
+  Writer::CommandsDone ignore = [](std::vector<CommandResult>, std::vector<Command>) {};
   ASSERT_EQ(writer_->submit(first, ignore), Writer::Admission::kQueued);
   std::vector<Command> second = {create_org(2)};
-  Writer::CommandsDone done = [](std::vector<CommandResult>) {};
+  Writer::CommandsDone done = [](std::vector<CommandResult>, std::vector<Command>) {};
   EXPECT_EQ(writer_->submit(second, done), Writer::Admission::kFull);
   EXPECT_EQ(second.size(), 1u);
   EXPECT_NE(done, nullptr);
@@ -149,7 +149,7 @@ TEST_F(WriterTest, ExpressRequestsOvertakeTheBulkQueue) {
                                      });
   std::vector<std::string> order;  // writer thread only, read after stop()
   auto submit = [&](std::vector<Command> commands, std::string name, Writer::Lane lane) {
-    Writer::CommandsDone done = [&order, name](std::vector<CommandResult> results) {
+    Writer::CommandsDone done = [&order, name](std::vector<CommandResult> results, std::vector<Command>) {
       for (const CommandResult& result : results) EXPECT_TRUE(result.status.ok()) << name;
       order.push_back(name);
     };
@@ -188,7 +188,7 @@ TEST_F(WriterTest, ALargeBulkRequestIsSplitAcrossCommitsAndLetsExpressWorkIn) {
   options.express_recent = std::chrono::hours(1);
   std::vector<std::string> order;  // writer thread only, read after stop()
   auto answer = [&order](std::string name) {
-    return Writer::CommandsDone([&order, name](std::vector<CommandResult> results) {
+    return Writer::CommandsDone([&order, name](std::vector<CommandResult> results, std::vector<Command>) {
       order.push_back(fmt::format("{} ({} results)", name, results.size()));
     });
   };
@@ -211,8 +211,10 @@ TEST_F(WriterTest, ALargeBulkRequestIsSplitAcrossCommitsAndLetsExpressWorkIn) {
   for (int i = 0; i < 100; ++i) big.push_back(create_org(i));
   for (int i = 100; i < 110; ++i) small.push_back(create_org(i));
   std::promise<std::vector<CommandResult>> big_results;
-  Writer::CommandsDone big_done = [&](std::vector<CommandResult> results) {
+  std::vector<std::string> big_returned;  // the orgs of the commands big gets back
+  Writer::CommandsDone big_done = [&](std::vector<CommandResult> results, std::vector<Command> commands) {
     order.push_back(fmt::format("big ({} results)", results.size()));
+    for (const Command& command : commands) big_returned.push_back(command.org);
     big_results.set_value(std::move(results));
   };
   ASSERT_EQ(writer_->submit(big, big_done), Writer::Admission::kQueued);
@@ -233,6 +235,9 @@ TEST_F(WriterTest, ALargeBulkRequestIsSplitAcrossCommitsAndLetsExpressWorkIn) {
     EXPECT_EQ(results[i].seq, i < 40 ? i + 2 : i + 3) << i;
   }
   EXPECT_NE(query_answer.find("\"ok\":true"), std::string::npos) << query_answer;
+  // Its completion got all its commands back, in order, to free off the writer thread.
+  ASSERT_EQ(big_returned.size(), 100u);
+  for (size_t i = 0; i < big_returned.size(); ++i) EXPECT_EQ(big_returned[i], fmt::format("org{}", i)) << i;
 }
 
 // Sets up org "acme" with credits on the engine, for usage commands.
@@ -284,7 +289,7 @@ TEST_F(WriterTest, BulkUsageBatchesArePipelinedAndAnsweredOnceDurable) {
   std::vector<std::vector<CommandResult>> answers(10);
   for (int r = 0; r < 10; ++r) {
     std::vector<Command> commands = r == 5 ? std::vector<Command>{create_org(1)} : usage_commands(r * 100, 100);
-    Writer::CommandsDone done = [&, r](std::vector<CommandResult> results) {
+    Writer::CommandsDone done = [&, r](std::vector<CommandResult> results, std::vector<Command>) {
       order.push_back(fmt::format("r{}", r));
       answers[r] = std::move(results);
     };
@@ -328,7 +333,7 @@ TEST_F(WriterTest, ExpressHoldsArePipelinedBetweenBulkBatches) {
   std::function<void(const std::string&, const std::string&)> express = [&](const std::string& line, const std::string& name) {
     std::vector<Command> commands(1);
     ASSERT_TRUE(decode_command(line, &commands.front()).ok());
-    Writer::CommandsDone done = [&, name](std::vector<CommandResult> results) {
+    Writer::CommandsDone done = [&, name](std::vector<CommandResult> results, std::vector<Command>) {
       order.push_back(name);
       answers[name] = std::move(results);
       if (name == "reserve") {
@@ -361,7 +366,7 @@ TEST_F(WriterTest, ExpressHoldsArePipelinedBetweenBulkBatches) {
   for (int r = 0; r < 6; ++r) {
     std::vector<Command> commands = usage_commands(r * 50, 50);
     const std::string name = fmt::format("r{}", r);
-    Writer::CommandsDone done = [&, name, r](std::vector<CommandResult> results) {
+    Writer::CommandsDone done = [&, name, r](std::vector<CommandResult> results, std::vector<Command>) {
       order.push_back(name);
       answers[name] = std::move(results);
       if (r == 5) last_answered.set_value();
@@ -439,7 +444,7 @@ TEST_F(WriterTest, ExpressWorkEndsTheBulkBatchAndIsAnsweredOnceDurable) {
   std::map<std::string, size_t> answered;  // the same: commands executed when each request was answered
   std::map<std::string, std::vector<CommandResult>> answers;
   auto done_for = [&](const std::string& name) {
-    return [&, name](std::vector<CommandResult> results) {
+    return [&, name](std::vector<CommandResult> results, std::vector<Command>) {
       order.push_back(name);
       answered[name] = clock.commands();
       answers[name] = std::move(results);
@@ -458,8 +463,8 @@ TEST_F(WriterTest, ExpressWorkEndsTheBulkBatchAndIsAnsweredOnceDurable) {
   for (int r = 0; r < 3; ++r) {
     std::vector<Command> commands = usage_commands(r * 100, 100);
     const std::string name = fmt::format("r{}", r);
-    Writer::CommandsDone done = [&, name, r, answer = done_for(name)](std::vector<CommandResult> results) {
-      answer(std::move(results));
+    Writer::CommandsDone done = [&, name, r, answer = done_for(name)](std::vector<CommandResult> results, std::vector<Command>) {
+      answer(std::move(results), {});
       if (r == 2) last_answered.set_value();
     };
     ASSERT_EQ(writer_->submit(commands, done), Writer::Admission::kQueued);
@@ -505,7 +510,7 @@ TEST_F(WriterTest, AFailedWriteWhilePipelinedAnswersEveryRequestOnceAndNoneOk) {
   std::vector<std::vector<CommandResult>> answers(12);
   for (int r = 0; r < 12; ++r) {
     std::vector<Command> commands = usage_commands(r * 100, 100);
-    Writer::CommandsDone done = [&, r](std::vector<CommandResult> results) {
+    Writer::CommandsDone done = [&, r](std::vector<CommandResult> results, std::vector<Command>) {
       ++answered[r];
       answers[r] = std::move(results);
     };
