@@ -124,9 +124,14 @@ void store(uint8_t* at, T value) {
 // A string's bytes: its length, its characters, a zero, then zeros to a multiple of 4.
 size_t string_size(std::string_view text) { return 4 + ((text.size() + 4) & ~size_t{3}); }
 
+// Points the field at `field_at` to a string already written at `string`.
+void point_to(uint8_t* buffer, uint32_t field_at, const uint8_t* string) {
+  store<uint32_t>(buffer + field_at, static_cast<uint32_t>(string - (buffer + field_at)));
+}
+
 // Appends `text` at `end` and points the field at `field_at` to it; returns the new end.
 uint8_t* append_string(uint8_t* buffer, uint8_t* end, uint32_t field_at, std::string_view text) {
-  store<uint32_t>(buffer + field_at, static_cast<uint32_t>(end - (buffer + field_at)));
+  point_to(buffer, field_at, end);
   store<uint32_t>(end, static_cast<uint32_t>(text.size()));
   uint8_t* const next = end + string_size(text);
   store<uint32_t>(next - 4, 0);  // the last word holds the zero and the padding
@@ -138,9 +143,10 @@ uint8_t* append_string(uint8_t* buffer, uint8_t* end, uint32_t field_at, std::st
 
 size_t usage_envelope_size(const EnvelopeHeader& header, const UsageRecordedFields& usage) {
   size_t size = pos::kLotData + usage.lots.size_bytes();
-  for (std::string_view text : {header.actor, header.command_id, usage.org, usage.id, usage.user, usage.tool, usage.model, usage.unit}) {
+  for (std::string_view text : {header.actor, header.command_id, usage.org, usage.user, usage.tool, usage.model, usage.unit}) {
     size += string_size(text);
   }
+  if (usage.id != header.command_id) size += string_size(usage.id);
   return size;
 }
 
@@ -163,9 +169,15 @@ std::string_view encode_usage_envelope(const EnvelopeHeader& header, const Usage
   if (!usage.lots.empty()) std::memcpy(buffer + pos::kLotData, usage.lots.data(), usage.lots.size_bytes());
   uint8_t* end = buffer + pos::kLotData + usage.lots.size_bytes();
   end = append_string(buffer, end, pos::kActor, header.actor);
+  uint8_t* const command_id = end;
   end = append_string(buffer, end, pos::kCommandId, header.command_id);
   end = append_string(buffer, end, pos::kOrg, usage.org);
-  end = append_string(buffer, end, pos::kId, usage.id);
+  // A usage command's id is the envelope's command_id too: one string for both.
+  if (usage.id == header.command_id) {
+    point_to(buffer, pos::kId, command_id);
+  } else {
+    end = append_string(buffer, end, pos::kId, usage.id);
+  }
   end = append_string(buffer, end, pos::kUser, usage.user);
   end = append_string(buffer, end, pos::kTool, usage.tool);
   end = append_string(buffer, end, pos::kModel, usage.model);

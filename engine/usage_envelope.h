@@ -6,7 +6,8 @@
 // scratch list of the fields, a vtable worked out and compared for every table. Here
 // the two tables have one fixed layout, every field present, decided at compile time:
 // the vtables are copied from a constant, the scalars stored at fixed places, the
-// strings appended after them.
+// strings appended after them. The usage id, which is also the envelope's command_id,
+// is written once and both fields point to it.
 //
 // The bytes differ from what the builder would make (it leaves out fields equal to
 // their defaults and lays the rest out back to front), but they are a FlatBuffer of

@@ -122,6 +122,26 @@ TEST(UsageEnvelope, AnEventAsTheEngineLogsItReadsBackFieldForField) {
   EXPECT_EQ(read_back(bytes), read_back(built_by_flatbuffers(header, usage)));
 }
 
+// The usage id and the envelope's command_id, equal as the engine logs them, are one
+// string that both fields point to.
+TEST(UsageEnvelope, TheUsageIdIsWrittenOnceWhenItIsTheCommandId) {
+  const EnvelopeHeader header{.seq = 5, .time_us = 9, .actor = "ann", .command_id = "u-0000000000000042", .command_seq = 5};
+  UsageRecordedFields usage;
+  usage.org = "acme";
+  usage.id = "u-0000000000000042";
+  usage.user = "ann";
+  usage.tool = "chat";
+  usage.unit = "token";
+  const std::string shared = encoded(header, usage);
+  EXPECT_EQ(read_back(shared), expected(header, usage));
+  EXPECT_EQ(shared.find("u-0000000000000042"), shared.rfind("u-0000000000000042"));  // once
+  const std::string other_id = "u-0000000000000043";
+  usage.id = other_id;
+  const std::string apart = encoded(header, usage);
+  EXPECT_EQ(read_back(apart), expected(header, usage));
+  EXPECT_EQ(apart.size(), shared.size() + 4 + 20);  // its length, 18 bytes, the zero, one of padding
+}
+
 // Fields at their defaults, which the builder leaves out, are written all the same;
 // the strings are empty and there are no lots.
 TEST(UsageEnvelope, FieldsAtTheirDefaultsAndEmptyStringsReadBack) {
@@ -145,8 +165,9 @@ RC_GTEST_PROP(UsageEnvelope, AnyFieldsReadBackAsTheyWereGiven, ()) {
   // builder's default) or anything, up to 40 lots.
   const auto text = [] { return *rc::gen::container<std::string>(*rc::gen::inRange<size_t>(0, 40), rc::gen::arbitrary<char>()); };
   const auto maybe = [](auto value) { return *rc::gen::element<bool>(true, false) ? value : decltype(value){}; };
-  const std::string actor = text(), command_id = text(), org = text(), id = text(), user = text(), tool = text(), model = text(),
-                    unit = text();
+  const std::string actor = text(), command_id = text(), org = text(), user = text(), tool = text(), model = text(), unit = text();
+  // As the engine logs them, the usage id is the command's id; but not necessarily.
+  const std::string id = *rc::gen::element<bool>(true, false) ? command_id : text();
   std::vector<fb::LotAmount> lots;
   const size_t lot_count = *rc::gen::inRange<size_t>(0, 41);
   for (size_t i = 0; i < lot_count; ++i) lots.emplace_back(*rc::gen::arbitrary<uint32_t>(), *rc::gen::arbitrary<int64_t>());
