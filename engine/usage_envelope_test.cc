@@ -6,6 +6,7 @@
 #include <rapidcheck/gtest.h>
 
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -102,6 +103,38 @@ std::string built_by_flatbuffers(const EnvelopeHeader& header, const UsageRecord
   builder.Finish(fb::CreateEnvelope(builder, header.seq, header.time_us, kSchemaVersion, actor, command_id, header.command_seq,
                                     fb::Event::UsageRecorded, payload.Union()));
   return std::string(reinterpret_cast<const char*>(builder.GetBufferPointer()), builder.GetSize());
+}
+
+// The field names of `table` in schemas/events.fbs, in order.
+std::vector<std::string> schema_fields(const std::string& table) {
+  std::ifstream in(std::string(TALLY_SOURCE_DIR) + "/schemas/events.fbs");
+  std::vector<std::string> fields;
+  std::string line;
+  bool inside = false;
+  while (std::getline(in, line)) {
+    line = line.substr(0, line.find("//"));
+    if (!inside) {
+      inside = line.rfind("table " + table + " {", 0) == 0;
+      continue;
+    }
+    if (line.find('}') != std::string::npos) break;
+    const size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    const size_t start = line.find_first_not_of(' ');
+    fields.push_back(line.substr(start, colon - start));
+  }
+  return fields;
+}
+
+// The layout writes every field the schema has. A field appended to UsageRecorded or
+// Envelope (schema evolution appends) must be added to engine/usage_envelope.cc too,
+// or usage events would be logged without it: this fails until it is.
+TEST(UsageEnvelope, TheSchemaHasTheFieldsTheLayoutWrites) {
+  EXPECT_EQ(schema_fields("Envelope"),
+            (std::vector<std::string>{"seq", "time_us", "schema_version", "actor", "command_id", "command_seq", "event"}));
+  EXPECT_EQ(schema_fields("UsageRecorded"),
+            (std::vector<std::string>{"org", "id", "workspace", "user", "tool", "model", "quantity", "unit", "amount", "occurred_at",
+                                      "funding_workspace", "lots", "priced", "content_hash"}));
 }
 
 TEST(UsageEnvelope, AnEventAsTheEngineLogsItReadsBackFieldForField) {
