@@ -71,45 +71,45 @@ constexpr std::array<uint8_t, pos::kLotData> make_fixed_part() {
   const auto put = [&bytes](uint32_t at, uint32_t value, uint32_t size) {
     for (uint32_t i = 0; i < size; ++i) bytes[at + i] = static_cast<uint8_t>(value >> (8 * i));
   };
-  // A vtable: its size, its table's size, then each field's place in the table.
-  const auto vtable = [&put](uint32_t at, uint32_t size, uint32_t table, uint32_t table_end) {
-    put(at, size, 2);
-    put(at + 2, table_end - table, 2);
+  // A table: its vtable (its own size, the table's size, then each field's place in
+  // the table, set through the function returned) and the table's soffset back to it.
+  const auto table = [&put](uint32_t vtable, uint32_t vtable_size, uint32_t table, uint32_t table_end) {
+    put(vtable, vtable_size, 2);
+    put(vtable + 2, table_end - table, 2);
+    put(table, table - vtable, 4);  // the vtable lies before
+    return [&put, vtable, table](uint16_t voffset, uint32_t field_at) { put(vtable + voffset, field_at - table, 2); };
   };
-  const auto field = [&put](uint32_t vtable, uint16_t voffset, uint32_t table, uint32_t field_at) { put(vtable + voffset, field_at - table, 2); };
   using namespace pos;
   put(kRoot, kEnvelope - kRoot, 4);
 
-  vtable(kEnvelopeVtable, kEnvelopeVtableSize, kEnvelope, kEnvelopeEnd);
-  field(kEnvelopeVtable, E::VT_SEQ, kEnvelope, kSeq);
-  field(kEnvelopeVtable, E::VT_TIME_US, kEnvelope, kTimeUs);
-  field(kEnvelopeVtable, E::VT_SCHEMA_VERSION, kEnvelope, kSchemaVersion);
-  field(kEnvelopeVtable, E::VT_ACTOR, kEnvelope, kActor);
-  field(kEnvelopeVtable, E::VT_COMMAND_ID, kEnvelope, kCommandId);
-  field(kEnvelopeVtable, E::VT_COMMAND_SEQ, kEnvelope, kCommandSeq);
-  field(kEnvelopeVtable, E::VT_EVENT_TYPE, kEnvelope, kEventType);
-  field(kEnvelopeVtable, E::VT_EVENT, kEnvelope, kEvent);
-  put(kEnvelope, kEnvelope - kEnvelopeVtable, 4);  // soffset: the vtable lies before
+  const auto envelope_field = table(kEnvelopeVtable, kEnvelopeVtableSize, kEnvelope, kEnvelopeEnd);
+  envelope_field(E::VT_SEQ, kSeq);
+  envelope_field(E::VT_TIME_US, kTimeUs);
+  envelope_field(E::VT_SCHEMA_VERSION, kSchemaVersion);
+  envelope_field(E::VT_ACTOR, kActor);
+  envelope_field(E::VT_COMMAND_ID, kCommandId);
+  envelope_field(E::VT_COMMAND_SEQ, kCommandSeq);
+  envelope_field(E::VT_EVENT_TYPE, kEventType);
+  envelope_field(E::VT_EVENT, kEvent);
   put(kSchemaVersion, tally::kSchemaVersion, 2);
   put(kEventType, static_cast<uint8_t>(fb::Event::UsageRecorded), 1);
   put(kEvent, kUsage - kEvent, 4);
 
-  vtable(kUsageVtable, kUsageVtableSize, kUsage, kUsageEnd);
-  field(kUsageVtable, U::VT_ORG, kUsage, kOrg);
-  field(kUsageVtable, U::VT_ID, kUsage, kId);
-  field(kUsageVtable, U::VT_WORKSPACE, kUsage, kWorkspace);
-  field(kUsageVtable, U::VT_USER, kUsage, kUser);
-  field(kUsageVtable, U::VT_TOOL, kUsage, kTool);
-  field(kUsageVtable, U::VT_MODEL, kUsage, kModel);
-  field(kUsageVtable, U::VT_QUANTITY, kUsage, kQuantity);
-  field(kUsageVtable, U::VT_UNIT, kUsage, kUnit);
-  field(kUsageVtable, U::VT_AMOUNT, kUsage, kAmount);
-  field(kUsageVtable, U::VT_OCCURRED_AT, kUsage, kOccurredAt);
-  field(kUsageVtable, U::VT_FUNDING_WORKSPACE, kUsage, kFundingWorkspace);
-  field(kUsageVtable, U::VT_LOTS, kUsage, kLots);
-  field(kUsageVtable, U::VT_PRICED, kUsage, kPriced);
-  field(kUsageVtable, U::VT_CONTENT_HASH, kUsage, kContentHash);
-  put(kUsage, kUsage - kUsageVtable, 4);
+  const auto usage_field = table(kUsageVtable, kUsageVtableSize, kUsage, kUsageEnd);
+  usage_field(U::VT_ORG, kOrg);
+  usage_field(U::VT_ID, kId);
+  usage_field(U::VT_WORKSPACE, kWorkspace);
+  usage_field(U::VT_USER, kUser);
+  usage_field(U::VT_TOOL, kTool);
+  usage_field(U::VT_MODEL, kModel);
+  usage_field(U::VT_QUANTITY, kQuantity);
+  usage_field(U::VT_UNIT, kUnit);
+  usage_field(U::VT_AMOUNT, kAmount);
+  usage_field(U::VT_OCCURRED_AT, kOccurredAt);
+  usage_field(U::VT_FUNDING_WORKSPACE, kFundingWorkspace);
+  usage_field(U::VT_LOTS, kLots);
+  usage_field(U::VT_PRICED, kPriced);
+  usage_field(U::VT_CONTENT_HASH, kContentHash);
   put(kLots, kLotCount - kLots, 4);
   return bytes;
 }
