@@ -131,7 +131,7 @@ Ledger& ledger() {
 }
 
 // One group commit of N usage events: validation, apply, encoding, one synced write,
-// and, as the engine does by default, a projection's changed rows about every 65,536
+// and, as the engine does by default, a projection's changed rows about every 262,144
 // events (EngineOptions::row_lag_events), so the figure is an average over those.
 void BM_ExecuteUsageBatch(benchmark::State& state) {
   Ledger& l = ledger();

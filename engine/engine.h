@@ -39,7 +39,7 @@ class FlatBufferBuilder;
 
 namespace tally {
 
-inline constexpr uint64_t kRowLagEventsDefault = 65536;
+inline constexpr uint64_t kRowLagEventsDefault = 262144;
 inline constexpr size_t kSplitApplyCommandsDefault = 1024;
 
 struct EngineOptions {
