@@ -434,6 +434,12 @@ size_t Engine::begin(std::span<const Command* const> commands, TimeSource time, 
         if (end_here) break;
       }
     }
+    if (split) {
+      const auto waiting = std::chrono::steady_clock::now();
+      split->finish();
+      ++stats_.split_batches;
+      stats_.split_wait_us += std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - waiting).count();
+    }
   }
   TALLY_ASSERT(batch->records() == batch_events_);
   if (batch->records() == 0) return results.size();  // nothing accepted: nothing to write

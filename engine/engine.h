@@ -101,6 +101,10 @@ struct EngineStats {
   std::array<uint64_t, kEventTypeCount> events_by_type{};  // events appended, by fb::Event
   uint64_t commits = 0;               // batches written and durable (a group sync counts each of its batches)
   int64_t last_commit_duration_us = 0;  // from handing the last batch over to its write's end
+  // Batches applied on two threads (EngineOptions::split_apply_commands), and how long
+  // the writer waited, at their ends, for the helper to apply their last events.
+  uint64_t split_batches = 0;
+  int64_t split_wait_us = 0;
 };
 
 // Batches begun and not yet finished, at most (Engine::begin). tally serve's writer

@@ -116,6 +116,27 @@ class EngineHarness {
 
 class EngineTest : public ::testing::Test, public EngineHarness {};
 
+// ---- stats --------------------------------------------------------------------------------
+
+// The test engine splits every batch of two or more commands (TestEngine); one command
+// alone is applied on the writer.
+TEST_F(EngineTest, StatsCountTheBatchesAppliedOnTwoThreads) {
+  ok(R"({"cmd":"create_org","actor":"alice@acme.io","org":"acme"})");
+  EXPECT_EQ(t_.engine().stats().split_batches, 0u);
+  EXPECT_EQ(t_.engine().stats().split_wait_us, 0);
+  const std::vector<CommandResult> results = t_.run_batch({
+      R"({"cmd":"create_workspace","actor":"alice@acme.io","org":"acme","workspace":"design"})",
+      R"({"cmd":"create_workspace","actor":"alice@acme.io","org":"acme","workspace":"research"})",
+  });
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_TRUE(results[0].status.ok() && results[1].status.ok());
+  EXPECT_EQ(t_.engine().stats().split_batches, 1u);
+  t_.reopen_with_split_apply(0);  // never
+  t_.run_batch({R"({"cmd":"create_workspace","actor":"alice@acme.io","org":"acme","workspace":"ops"})",
+                R"({"cmd":"create_workspace","actor":"alice@acme.io","org":"acme","workspace":"sales"})"});
+  EXPECT_EQ(t_.engine().stats().split_batches, 0u);  // a new engine, which split none
+}
+
 // ---- create_org ------------------------------------------------------------------------
 
 TEST_F(EngineTest, CreateOrgMakesTheActorOwnerOfAPrimaryWorkspace) {
