@@ -9,7 +9,8 @@
 // the next batch has been executed too), how long the executing thread waited for
 // batches to become durable (wait_seconds: the rest of the time it executed, but for
 // helper_wait_seconds, spent at the end of each large batch waiting for the split-apply
-// helper to apply its last events; EngineStats::split_wait_us), peak RSS, and with --rebuild the speed of rebuilding every projection from the log.
+// helper to apply its last events; EngineStats::split_wait_us), peak RSS, and with
+// --rebuild the speed of rebuilding every projection from the log.
 // With --json the summary is one JSON line (bench/peers/run.sh reads it).
 #include <CLI/CLI.hpp>
 

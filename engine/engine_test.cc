@@ -132,8 +132,11 @@ TEST_F(EngineTest, StatsCountTheBatchesAppliedOnTwoThreads) {
   EXPECT_TRUE(results[0].status.ok() && results[1].status.ok());
   EXPECT_EQ(t_.engine().stats().split_batches, 1u);
   t_.reopen_with_split_apply(0);  // never
-  t_.run_batch({R"({"cmd":"create_workspace","actor":"alice@acme.io","org":"acme","workspace":"ops"})",
-                R"({"cmd":"create_workspace","actor":"alice@acme.io","org":"acme","workspace":"sales"})"});
+  const std::vector<CommandResult> unsplit =
+      t_.run_batch({R"({"cmd":"create_workspace","actor":"alice@acme.io","org":"acme","workspace":"ops"})",
+                    R"({"cmd":"create_workspace","actor":"alice@acme.io","org":"acme","workspace":"sales"})"});
+  ASSERT_EQ(unsplit.size(), 2u);
+  EXPECT_TRUE(unsplit[0].status.ok() && unsplit[1].status.ok());
   EXPECT_EQ(t_.engine().stats().split_batches, 0u);  // a new engine, which split none
 }
 
