@@ -191,6 +191,42 @@ void BM_IdempotencyRetry(benchmark::State& state) {
 }
 BENCHMARK(BM_IdempotencyRetry)->Unit(benchmark::kMicrosecond);
 
+// The price of a usage event's (tool, model), as record_usage looks it up for every
+// priced event, on a rate card of N products (the workload has one).
+void BM_RateLookup(benchmark::State& state) {
+  const auto products = static_cast<int>(state.range(0));
+  const std::string dir = (std::filesystem::temp_directory_path() / fmt::format("tally-micro-rates-{}", getpid())).string();
+  std::filesystem::remove_all(dir);
+  {
+    std::unique_ptr<Engine> engine;
+    EngineOptions options;
+    options.data_dir = dir;
+    if (!Engine::open(options, &engine).ok()) std::abort();
+    std::vector<Command> prices;
+    for (int i = 0; i < products; ++i) {
+      Command command;
+      const std::string line = fmt::format(
+          R"({{"cmd":"set_price","actor":"platform","tool":"tool{}","model":"model-{}","unit":"token","credits_per_unit":"0.001"}})", i % 8, i);
+      if (!decode_command(line, &command).ok()) std::abort();
+      prices.push_back(std::move(command));
+    }
+    for (const CommandResult& result : engine->execute(prices)) {
+      if (!result.status.ok()) std::abort();
+    }
+    const RatesProjection& rates = engine->state().rates;
+    std::vector<std::pair<std::string, std::string>> asked;
+    for (int i = 0; i < products; ++i) asked.emplace_back(fmt::format("tool{}", i % 8), fmt::format("model-{}", (i * 7) % products));
+    const int64_t now = SystemClock().now_us();
+    size_t i = 0;
+    for (auto _ : state) {
+      const auto& [tool, model] = asked[i++ % asked.size()];
+      benchmark::DoNotOptimize(rates.find(tool, model, now));
+    }
+  }
+  std::filesystem::remove_all(dir);
+}
+BENCHMARK(BM_RateLookup)->Arg(1)->Arg(64);
+
 }  // namespace
 
 BENCHMARK_MAIN();
