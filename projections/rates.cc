@@ -2,6 +2,7 @@
 
 #include "engine/log.h"
 #include "projections/codec.h"
+#include "projections/name_hash.h"
 #include "schemas/events_generated.h"
 
 namespace tally {
@@ -10,16 +11,36 @@ void RatesProjection::apply(const fb::Envelope& event) {
   checkpoint_ = event.seq();
   const auto* e = event.event_as_PriceSet();
   if (e == nullptr || e->tool() == nullptr || e->model() == nullptr) return;
-  std::pair<std::string, std::string> product(e->tool()->str(), e->model()->str());
-  rates_[product][e->effective_at()] = Rate{e->unit() == nullptr ? std::string() : e->unit()->str(), e->price()};
-  dirty_.emplace(product.first, product.second, e->effective_at());
+  product(e->tool()->str(), e->model()->str())[e->effective_at()] = Rate{e->unit() == nullptr ? std::string() : e->unit()->str(), e->price()};
+  dirty_.emplace(e->tool()->str(), e->model()->str(), e->effective_at());
+}
+
+uint64_t RatesProjection::product_hash(std::string_view tool, std::string_view model) {
+  // Odd multiplier: (tool, model) and (model, tool) hash apart.
+  return name_hash(tool) * 0x9e3779b97f4a7c15ULL ^ name_hash(model);
+}
+
+std::map<int64_t, Rate>& RatesProjection::product(std::string tool, std::string model) {
+  const uint64_t hash = product_hash(tool, model);
+  auto [it, inserted] = rates_.try_emplace({std::move(tool), std::move(model)});
+  if (inserted) by_hash_[hash].push_back(it);
+  return it->second;
+}
+
+const std::map<int64_t, Rate>* RatesProjection::prices(std::string_view tool, std::string_view model) const {
+  const auto hit = by_hash_.find(product_hash(tool, model));
+  if (hit == by_hash_.end()) return nullptr;
+  for (const Products::const_iterator it : hit->second) {
+    if (it->first.first == tool && it->first.second == model) return &it->second;
+  }
+  return nullptr;
 }
 
 const Rate* RatesProjection::find(std::string_view tool, std::string_view model, int64_t time_us) const {
-  auto it = rates_.find(std::pair<std::string_view, std::string_view>(tool, model));
-  if (it == rates_.end()) return nullptr;
-  auto entry = it->second.upper_bound(time_us);  // first entry after time_us
-  if (entry == it->second.begin()) return nullptr;
+  const std::map<int64_t, Rate>* entries = prices(tool, model);
+  if (entries == nullptr) return nullptr;
+  auto entry = entries->upper_bound(time_us);  // first entry after time_us
+  if (entry == entries->begin()) return nullptr;
   return &std::prev(entry)->second;
 }
 
@@ -73,12 +94,13 @@ bool RatesProjection::load_row(std::string_view key, std::string_view value) {
   Rate rate;
   rate.unit = in.str();
   rate.price = in.i64();
-  rates_[{tool, model}][effective_at] = rate;
+  product(tool, model)[effective_at] = rate;
   return in.done();
 }
 
 void RatesProjection::clear() {
   rates_.clear();
+  by_hash_.clear();
   dirty_.clear();
   checkpoint_ = 0;
 }
