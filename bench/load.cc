@@ -9,8 +9,9 @@
 // the next batch has been executed too), how long the executing thread waited for
 // batches to become durable (wait_seconds: the rest of the time it executed, but for
 // helper_wait_seconds, spent at the end of each large batch waiting for the split-apply
-// helper to apply its last events; EngineStats::split_wait_us), peak RSS, and with
-// --rebuild the speed of rebuilding every projection from the log.
+// helper to apply its last events; EngineStats::split_wait_us), where the process's CPU
+// time went during the run (CpuSplit), peak RSS, and with --rebuild the speed of
+// rebuilding every projection from the log.
 // With --json the summary is one JSON line (bench/peers/run.sh reads it).
 #include <CLI/CLI.hpp>
 
@@ -21,14 +22,19 @@
 #include <fstream>
 #include <iostream>
 #include <limits>
+#include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "bench/usage_workload.h"
 #include "engine/allocator.h"
 #include "engine/engine.h"
+#include "engine/thread_name.h"
 #include "replay/replay.h"
 
 namespace {
@@ -44,6 +50,54 @@ uint64_t peak_rss_kib() {
   }
   return 0;
 }
+
+// CPU seconds (user and system) of the whole process, its threads that have exited
+// included, and of each thread now alive by its part: the writer (the main thread),
+// the commit thread, RocksDB's flush and compaction threads (rocksdb:high and :low).
+// The split-apply helpers live for one batch each, so between two snapshots their time
+// is the process's less what the live threads gained.
+struct CpuSplit {
+  double process = 0, writer = 0, commit = 0, rocksdb = 0;
+
+  static CpuSplit now() {
+    CpuSplit split;
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    const auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+    split.process = seconds(usage.ru_utime) + seconds(usage.ru_stime);
+    const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+    const std::string main_tid = std::to_string(getpid());
+    std::error_code error;
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", error)) {
+      std::ifstream stat(task.path() / "stat");
+      std::string line;
+      std::getline(stat, line);
+      // "tid (name) state ppid ...": the name may hold spaces, so fields count from its ')'.
+      const size_t open = line.find('('), close = line.rfind(')');
+      if (open == std::string::npos || close == std::string::npos || close < open) continue;
+      const std::string name = line.substr(open + 1, close - open - 1);
+      std::istringstream fields(line.substr(close + 1));
+      std::string skipped;
+      for (int field = 3; field <= 13; ++field) fields >> skipped;  // state .. cmajflt
+      uint64_t utime = 0, stime = 0;                               // fields 14 and 15, in ticks
+      if (!(fields >> utime >> stime)) continue;
+      const double cpu = static_cast<double>(utime + stime) / tick;
+      if (task.path().filename() == main_tid) {
+        split.writer += cpu;
+      } else if (name == kCommitThreadName) {
+        split.commit += cpu;
+      } else if (name.starts_with("rocksdb:")) {
+        split.rocksdb += cpu;
+      }
+    }
+    return split;
+  }
+  CpuSplit since(const CpuSplit& before) const {
+    return {process - before.process, writer - before.writer, commit - before.commit, rocksdb - before.rocksdb};
+  }
+  // The split-apply helpers and any other thread that exited (or is unnamed).
+  double others() const { return std::max(0.0, process - writer - commit - rocksdb); }
+};
 
 double percentile(std::vector<double> values, double p) {
   if (values.empty()) return 0;
@@ -188,6 +242,7 @@ int main(int argc, char** argv) {
     };
     const int64_t setup_split_wait_us = engine->stats().split_wait_us;
     const uint64_t setup_split_batches = engine->stats().split_batches;
+    const CpuSplit cpu_before = CpuSplit::now();
     const auto start = Steady::now();
     for (size_t i = 0; i < commands.size(); i += batch) {
       // With --pipeline 2 the engine executes this batch while the last one is written.
@@ -202,6 +257,7 @@ int main(int argc, char** argv) {
       exit_code = 1;
     }
     const double seconds = std::chrono::duration<double>(Steady::now() - start).count();
+    const CpuSplit cpu = CpuSplit::now().since(cpu_before);
     // The set-up's batches were split too: count the timed part only.
     const double helper_wait_seconds = static_cast<double>(engine->stats().split_wait_us - setup_split_wait_us) / 1e6;
     const double rate = static_cast<double>(accepted) / seconds;
@@ -220,9 +276,10 @@ int main(int argc, char** argv) {
       std::cout << fmt::format(
           R"({{"system":"tally","mode":"{}","events":{},"accepted":{},"refused":{},"seconds":{:.3f},"events_per_s":{:.0f},)"
           R"("batch":{},"commit_p50_us":{:.0f},"commit_p99_us":{:.0f},"commit_p999_us":{:.0f},"wait_seconds":{:.3f},"helper_wait_seconds":{:.3f},"peak_rss_mib":{:.0f},)"
+          R"("cpu_seconds":{:.2f},"cpu_writer_seconds":{:.2f},"cpu_commit_seconds":{:.2f},"cpu_rocksdb_seconds":{:.2f},"cpu_helpers_seconds":{:.2f},)"
           R"("rebuild_events_per_s":{:.0f}}})",
           mode, events, accepted, refused, seconds, rate, batch, p50, p99, p999, waited_seconds, helper_wait_seconds,
-          static_cast<double>(peak_rss_kib()) / 1024,
+          static_cast<double>(peak_rss_kib()) / 1024, cpu.process, cpu.writer, cpu.commit, cpu.rocksdb, cpu.others(),
           rebuild_rate)
                 << '\n';
     } else {
@@ -233,6 +290,10 @@ int main(int argc, char** argv) {
       std::cout << fmt::format("  the executing thread waited {:.3f} s of the {:.2f} s for batches to become durable\n", waited_seconds, seconds);
       std::cout << fmt::format("  and {:.3f} s for the split-apply helper to finish {} batches (EngineStats::split_wait_us)\n", helper_wait_seconds,
                                engine->stats().split_batches - setup_split_batches);
+      std::cout << fmt::format(
+          "  CPU {:.2f} s in the {:.2f} s ({:.2f} of the {} cores): writer {:.2f}, commit thread {:.2f}, RocksDB flush and compaction {:.2f}, "
+          "split-apply helpers {:.2f}\n",
+          cpu.process, seconds, cpu.process / seconds, std::thread::hardware_concurrency(), cpu.writer, cpu.commit, cpu.rocksdb, cpu.others());
       std::cout << fmt::format("  peak RSS {:.0f} MiB\n", static_cast<double>(peak_rss_kib()) / 1024);
       if (rebuild) std::cout << fmt::format("  rebuild of every projection from the log: {:.0f} events/s\n", rebuild_rate);
     }

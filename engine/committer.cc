@@ -4,6 +4,7 @@
 
 #include "engine/assert.h"
 #include "engine/log.h"
+#include "engine/thread_name.h"
 
 namespace tally {
 
@@ -45,6 +46,7 @@ size_t Committer::written_ok() const {
 }
 
 void Committer::run() {
+  name_this_thread(kCommitThreadName);
   Status failure;  // the first failed write; every later batch gets it, unwritten
   std::vector<LogBatch*> group;
   std::unique_lock lock(mutex_);

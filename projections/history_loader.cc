@@ -3,6 +3,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/thread_name.h"
+
 namespace tally {
 namespace {
 
@@ -60,6 +62,7 @@ void HistoryLoader::hand_over() {
 }
 
 void HistoryLoader::run_helper() {
+  name_this_thread(kHistoryThreadName);
   // Until the queue is closed and every row restored.
   while (std::unique_ptr<Chunk> chunk = queue_.take()) {
     for (const Chunk::Row& row : chunk->rows) {

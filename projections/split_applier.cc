@@ -5,6 +5,7 @@
 
 #include "engine/assert.h"
 #include "engine/event_format.h"
+#include "engine/thread_name.h"
 
 namespace tally {
 namespace {
@@ -99,6 +100,7 @@ void SplitApplier::hand_over() {
 }
 
 void SplitApplier::run_helper() {
+  name_this_thread(kSplitThreadName);
   // The prefetch notes of the events from i to i + kSlotAhead, by event modulo
   // kNotedEvents, then by projection.
   constexpr size_t kNotedEvents = 16;
