@@ -8,7 +8,7 @@
 
 namespace tally {
 
-Committer::Committer(const Store* store) : store_(store), thread_([this] { run(); }) {}
+Committer::Committer(const Store* store) : store_(store), thread_([this] { run(); }) { name_thread(thread_, kCommitThreadName); }
 
 Committer::~Committer() {
   {
@@ -46,7 +46,6 @@ size_t Committer::written_ok() const {
 }
 
 void Committer::run() {
-  name_this_thread(kCommitThreadName);
   Status failure;  // the first failed write; every later batch gets it, unwritten
   std::vector<LogBatch*> group;
   std::unique_lock lock(mutex_);

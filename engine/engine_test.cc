@@ -15,6 +15,7 @@
 #include "engine/log.h"
 #include "engine/test_storage.h"
 #include "engine/test_util.h"
+#include "engine/thread_name.h"
 #include "projections/orgs.h"
 #include "replay/replay.h"
 
@@ -138,6 +139,14 @@ TEST_F(EngineTest, StatsCountTheBatchesAppliedOnTwoThreads) {
   ASSERT_EQ(unsplit.size(), 2u);
   EXPECT_TRUE(unsplit[0].status.ok() && unsplit[1].status.ok());
   EXPECT_EQ(t_.engine().stats().split_batches, 0u);  // a new engine, which split none
+}
+
+// The commit thread carries its name (engine/thread_name.h) for top -H, perf and
+// tally_load's split of the CPU time.
+TEST_F(EngineTest, TheCommitThreadIsNamed) {
+  ok(R"({"cmd":"create_org","actor":"alice@acme.io","org":"acme"})");
+  std::string found;
+  EXPECT_TRUE(testing::has_thread(kCommitThreadName, &found)) << "threads: " << found;
 }
 
 // ---- create_org ------------------------------------------------------------------------

@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <random>
 #include <span>
@@ -145,6 +147,27 @@ class TestEngine {
   ManualClock clock_{kTestStartUs};
   std::unique_ptr<Engine> engine_;
 };
+
+// The names of this process's threads now alive (engine/thread_name.h), sorted.
+inline std::vector<std::string> thread_names() {
+  std::vector<std::string> names;
+  std::error_code error;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", error)) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    if (std::getline(comm, name)) names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+// Whether a thread of that name is alive; if not, the names found go into *found.
+inline bool has_thread(std::string_view name, std::string* found) {
+  const std::vector<std::string> names = thread_names();
+  if (std::find(names.begin(), names.end(), name) != names.end()) return true;
+  found->clear();
+  for (const std::string& each : names) *found += each + ' ';
+  return false;
+}
 
 // Makes gtest print a Status readably in failure messages.
 inline std::string describe(const Status& status) {

@@ -38,7 +38,9 @@ struct HistoryLoader::Chunk {
 };
 
 HistoryLoader::HistoryLoader(Projection* projection)
-    : projection_(projection), chunk_(std::make_unique<Chunk>()), queue_(kChunksQueuedMax), helper_([this] { run_helper(); }) {}
+    : projection_(projection), chunk_(std::make_unique<Chunk>()), queue_(kChunksQueuedMax), helper_([this] { run_helper(); }) {
+  name_thread(helper_, kHistoryThreadName);
+}
 
 HistoryLoader::~HistoryLoader() { finish(); }
 
@@ -62,7 +64,6 @@ void HistoryLoader::hand_over() {
 }
 
 void HistoryLoader::run_helper() {
-  name_this_thread(kHistoryThreadName);
   // Until the queue is closed and every row restored.
   while (std::unique_ptr<Chunk> chunk = queue_.take()) {
     for (const Chunk::Row& row : chunk->rows) {

@@ -75,6 +75,7 @@ SplitApplier::SplitApplier(ProjectionSet* projections, Split split, LogBatch* lo
   TALLY_ASSERT(own_.size() + helper_part_.size() == projections->all().size());
   TALLY_ASSERT((split == Split::kLive) == (log != nullptr));
   if (balances_usage_history_) projections_->balances.usage_history_elsewhere(true);
+  name_thread(helper_, kSplitThreadName);
 }
 
 SplitApplier::~SplitApplier() { finish(); }
@@ -100,7 +101,6 @@ void SplitApplier::hand_over() {
 }
 
 void SplitApplier::run_helper() {
-  name_this_thread(kSplitThreadName);
   // The prefetch notes of the events from i to i + kSlotAhead, by event modulo
   // kNotedEvents, then by projection.
   constexpr size_t kNotedEvents = 16;

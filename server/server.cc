@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "engine/engine.h"
+#include "engine/thread_name.h"
 #include "server/net.h"
 
 namespace tally::server {
@@ -198,7 +199,10 @@ Status Server::start(const ServerOptions& options, std::unique_ptr<Server>* serv
   impl->http->accept();
   impl->binary->accept();
   const unsigned threads = std::max(1u, options.io_threads);
-  for (unsigned i = 0; i < threads; ++i) impl->threads.emplace_back([&core] { core.io.run(); });
+  for (unsigned i = 0; i < threads; ++i) {
+    impl->threads.emplace_back([&core] { core.io.run(); });
+    name_thread(impl->threads.back(), kIoThreadName);
+  }
   spdlog::info("tally serve: {} events in {}; binary protocol on {}:{}, HTTP on {}:{}; {} credentials", core.metrics.last_seq(),
                options.data_dir, options.bind_address, impl->binary->port(), options.bind_address, impl->http->port(), core.auth.size());
   server->reset(new Server(std::move(impl)));

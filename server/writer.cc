@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "engine/assert.h"
+#include "engine/thread_name.h"
 
 namespace tally::server {
 
@@ -20,6 +21,7 @@ Writer::~Writer() { stop(); }
 void Writer::start() {
   TALLY_ASSERT(!thread_.joinable());
   thread_ = std::thread([this] { run(); });
+  name_thread(thread_, kWriterThreadName);
 }
 
 template <typename Fill>

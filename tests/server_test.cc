@@ -32,6 +32,8 @@
 #include "engine/clock.h"
 #include "engine/engine.h"
 #include "engine/log.h"
+#include "engine/test_util.h"
+#include "engine/thread_name.h"
 #include "engine/values.h"
 #include "replay/export.h"
 #include "server/client.h"
@@ -264,6 +266,15 @@ TEST_F(ServerTest, HealthAndMetricsNeedNoToken) {
   EXPECT_TRUE(has(not_utf8.body, "no endpoint /n\xEF\xBF\xBDpe")) << not_utf8.body;
   EXPECT_EQ(http_call(http_port_, http::verb::get, "/v1/commands").status, 405u);
   EXPECT_EQ(http_call(http_port_, http::verb::post, "/healthz", "{}").status, 405u);
+}
+
+// The server's threads carry their names (engine/thread_name.h; docs/server.md).
+TEST_F(ServerTest, ItsThreadsAreNamed) {
+  start();
+  std::string found;
+  for (const char* name : {kWriterThreadName, kIoThreadName, kCommitThreadName}) {
+    EXPECT_TRUE(testing::has_thread(name, &found)) << name << " not among: " << found;
+  }
 }
 
 TEST_F(ServerTest, HttpCommandsAnswerEachLineInOrder) {
