@@ -22,6 +22,10 @@ struct Rate {
 
 class RatesProjection final : public Projection {
  public:
+  RatesProjection() = default;
+  // by_hash_ holds iterators into rates_: a copy's would point into the original.
+  RatesProjection(const RatesProjection&) = delete;
+  RatesProjection& operator=(const RatesProjection&) = delete;
   std::string_view name() const override { return "rates"; }
   void apply(const fb::Envelope& event) override;
   void flush(RowSink* sink) override;
