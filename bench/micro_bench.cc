@@ -214,13 +214,19 @@ void BM_RateLookup(benchmark::State& state) {
       if (!result.status.ok()) std::abort();
     }
     const RatesProjection& rates = engine->state().rates;
+    // Every product in turn, in an order other than the one they were priced in.
     std::vector<std::pair<std::string, std::string>> asked;
-    for (int i = 0; i < products; ++i) asked.emplace_back(fmt::format("tool{}", i % 8), fmt::format("model-{}", (i * 7) % products));
+    for (int i = 0; i < products; ++i) {
+      const int product = (i * 7) % products;
+      asked.emplace_back(fmt::format("tool{}", product % 8), fmt::format("model-{}", product));
+    }
     const int64_t now = SystemClock().now_us();
     size_t i = 0;
     for (auto _ : state) {
       const auto& [tool, model] = asked[i++ % asked.size()];
-      benchmark::DoNotOptimize(rates.find(tool, model, now));
+      const Rate* rate = rates.find(tool, model, now);
+      if (rate == nullptr) std::abort();  // every product asked for has a price
+      benchmark::DoNotOptimize(rate);
     }
   }
   std::filesystem::remove_all(dir);
