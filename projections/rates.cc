@@ -11,8 +11,9 @@ void RatesProjection::apply(const fb::Envelope& event) {
   checkpoint_ = event.seq();
   const auto* e = event.event_as_PriceSet();
   if (e == nullptr || e->tool() == nullptr || e->model() == nullptr) return;
-  product(e->tool()->str(), e->model()->str())[e->effective_at()] = Rate{e->unit() == nullptr ? std::string() : e->unit()->str(), e->price()};
-  dirty_.emplace(e->tool()->str(), e->model()->str(), e->effective_at());
+  std::string tool = e->tool()->str(), model = e->model()->str();
+  dirty_.emplace(tool, model, e->effective_at());
+  product(std::move(tool), std::move(model))[e->effective_at()] = Rate{e->unit() == nullptr ? std::string() : e->unit()->str(), e->price()};
 }
 
 uint64_t RatesProjection::product_hash(std::string_view tool, std::string_view model) {
