@@ -8,8 +8,8 @@
 // the time from the batch's begin() to its results, which with --pipeline 2 come once
 // the next batch has been executed too), how long the executing thread waited for
 // batches to become durable (wait_seconds: the rest of the time it executed, but for
-// helper_wait_seconds, spent at the end of each large batch waiting for the split-apply
-// helper to apply its last events; EngineStats::split_wait_us), where the process's CPU
+// helper_wait_seconds, spent waiting for the split-apply helper to catch up, with its
+// queue full, or to finish at the end; EngineStats::split_wait_us), where the process's CPU
 // time went during the run (CpuSplit), peak RSS, and with --rebuild the speed of
 // rebuilding every projection from the log.
 // With --json the summary is one JSON line (bench/peers/run.sh reads it).
@@ -288,7 +288,7 @@ int main(int argc, char** argv) {
       std::cout << fmt::format("  group commit of {} commands: p50 {:.0f} us, p99 {:.0f} us, p999 {:.0f} us (an event waits for its commit)\n",
                                batch, p50, p99, p999);
       std::cout << fmt::format("  the executing thread waited {:.3f} s of the {:.2f} s for batches to become durable\n", waited_seconds, seconds);
-      std::cout << fmt::format("  and {:.3f} s for the split-apply helper to finish {} batches (EngineStats::split_wait_us)\n", helper_wait_seconds,
+      std::cout << fmt::format("  and {:.3f} s for the split-apply helper, over {} batches (EngineStats::split_wait_us)\n", helper_wait_seconds,
                                engine->stats().split_batches - setup_split_batches);
       std::cout << fmt::format(
           "  CPU {:.2f} s in the {:.2f} s ({:.2f} of the {} cores): writer {:.2f}, commit thread {:.2f}, RocksDB flush and compaction {:.2f}, "

@@ -20,11 +20,17 @@ Committer::~Committer() {
 }
 
 void Committer::hand_over(LogBatch* batch) {
+  expect();
+  deliver(batch);
+}
+
+void Committer::expect() { ++pending_; }
+
+void Committer::deliver(LogBatch* batch) {
   {
     std::lock_guard lock(mutex_);
     to_write_.push_back(batch);
   }
-  ++pending_;
   changed_.notify_all();
 }
 

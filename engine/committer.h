@@ -12,10 +12,14 @@
 // failure's status instead. A batch sealed on top of one that failed must never reach
 // the disk, or the log would hold events whose premises were never written.
 //
-// Contract: one thread (the engine's writer) calls hand_over() and wait(). A batch
-// handed over belongs to the committer until wait() has returned its status; wait()
-// returns the statuses in hand-over order; written_ok() tells, without blocking, how
-// many of them are ready and Ok. The destructor waits for the writes in
+// Contract: one thread (the engine's writer) calls hand_over(), expect() and wait().
+// A batch handed over belongs to the committer until wait() has returned its status;
+// wait() returns the statuses in hand-over order; written_ok() tells, without
+// blocking, how many of them are ready and Ok. A batch may also be handed over in two
+// steps, when another thread seals it (the engine's split-apply helper): the writer
+// calls expect() at once, and that thread deliver() once the batch is sealed; until
+// then wait() waits for it. Batches are delivered in the order they are expected, and
+// every batch expected must be delivered. The destructor waits for the writes in
 // progress.
 #pragma once
 
@@ -40,7 +44,12 @@ class Committer {
   Committer& operator=(const Committer&) = delete;
 
   // REQUIRES: the batch is sealed (Store::seal), after every batch handed over before.
+  // The same as expect() then deliver(batch).
   void hand_over(LogBatch* batch);
+  // A batch will be delivered: wait() and pending() count it from now on.
+  void expect();
+  // Any thread: the batch is sealed; write it after the ones delivered before.
+  void deliver(LogBatch* batch);
   // Blocks until the oldest batch handed over and not yet waited for is written, and
   // returns the write's status. REQUIRES: such a batch exists.
   Status wait();

@@ -236,12 +236,14 @@ Engine::Engine() : event_builder_(std::make_unique<flatbuffers::FlatBufferBuilde
 
 Engine::~Engine() {
   while (!in_flight_.empty()) finish();  // their callers never asked; they are written all the same
+  settle_split();
   const Status flushed = flush_rows();
   if (!flushed.ok()) spdlog::error("the projection rows were not written at close; the next open replays the log past them: {}", flushed.message);
 }
 
 Status Engine::flush_rows() {
   TALLY_ASSERT(in_flight_.empty());
+  settle_split();
   if (!opened_ || read_only_ || state_.stored_seq() == store_->last_seq()) return Status::Ok();
   std::unique_ptr<LogBatch> batch = store_->begin_batch();
   state_.flush(batch.get());
@@ -272,6 +274,7 @@ Status Engine::open(const EngineOptions& options, std::unique_ptr<Engine>* out) 
   engine->row_lag_events_ = options.row_lag_events;
   engine->split_apply_commands_ = options.split_apply_commands;
   engine->committer_ = std::make_unique<Committer>(engine->store_.get());
+  engine->executed_seq_ = engine->store_->last_seq();
   engine->opened_ = true;
   *out = std::move(engine);
   return Status::Ok();
@@ -282,7 +285,7 @@ CommandResult Engine::execute_one(const Command& command, TimeSource time, LogBa
   int64_t now_us = clock_->now_us();
   if (time == TimeSource::kCommand && command.at_us) now_us = *command.at_us;
   if (time == TimeSource::kClock && command.type != CommandType::kTick) run_due_timers(now_us, batch, split);
-  LiveContext context(state_, split, command, batch, store_->sealed_seq() + batch_events_ + 1, now_us, last_time_us_, &stats_, *event_builder_,
+  LiveContext context(state_, split, command, batch, next_seq(), now_us, last_time_us_, &stats_, *event_builder_,
                       lookups);
   CommandResult result;
   result.id = command.id;
@@ -312,11 +315,21 @@ void Engine::run_due_timers(int64_t now_us, LogBatch* batch, SplitApplier* split
   Command tick;
   tick.type = CommandType::kTick;
   tick.actor = "platform";
-  LiveContext context(state_, split, tick, batch, store_->sealed_seq() + batch_events_ + 1, time_us, last_time_us_, &stats_, *event_builder_);
+  LiveContext context(state_, split, tick, batch, next_seq(), time_us, last_time_us_, &stats_, *event_builder_);
   const Status status = handle_command(context);
   batch_events_ += context.events();
   TALLY_ASSERT(status.ok() && context.events() > 0);
   last_time_us_ = context.last_time_us();
+}
+
+void Engine::settle_split() {
+  if (split_ == nullptr) return;
+  const auto waiting = std::chrono::steady_clock::now();
+  split_->finish();
+  stats_.split_wait_us += std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - waiting).count();
+  stats_.split_wait_us += split_->wait_us() - split_wait_counted_us_;
+  split_.reset();
+  split_wait_counted_us_ = 0;
 }
 
 std::vector<CommandResult> Engine::execute(std::span<const Command> commands, TimeSource time) {
@@ -397,18 +410,32 @@ size_t Engine::begin(std::span<const Command* const> commands, TimeSource time, 
     return results.size();
   }
   flight.executed = true;
-  std::unique_ptr<LogBatch> batch = store_->begin_batch();
+  // A large batch applies usage and statements, and appends the log records, on a
+  // helper thread while this one goes on with the commands (SplitApplier kLive). The
+  // helper stays for the next large batch, and finishes this one (its last events, its
+  // rows, the seal) while this thread goes on with the next; a small batch waits for it
+  // to finish, and runs on this thread alone.
+  const bool split = split_apply_commands_ > 0 && commands.size() >= split_apply_commands_;
+  if (split && split_ == nullptr) {
+    SplitApplier::LiveBatches live;
+    live.row_lag_events = row_lag_events_;
+    live.chain = [store = store_.get()](LogBatch* batch) { store->chain(batch); };
+    live.done = [store = store_.get(), committer = committer_.get()](LogBatch* batch) {
+      store->seal(batch);
+      committer->deliver(batch);
+    };
+    split_ = std::make_unique<SplitApplier>(&state_, std::move(live));
+  } else if (!split) {
+    settle_split();
+  }
+  // Every batch before this one is sealed, unless the helper is still at it.
+  TALLY_ASSERT(split || executed_seq_ == store_->sealed_seq());
+  std::unique_ptr<LogBatch> batch = store_->begin_batch(split ? Store::Chain::kLater : Store::Chain::kNow);
   batch_events_ = 0;
   prefetch_orgs_.fill({});
   {
-    // A large batch applies usage and statements, and appends the log records, on a
-    // helper thread while this one goes on with the commands (SplitApplier kLive);
-    // all is whole again before the rows are flushed.
-    std::optional<SplitApplier> split;
-    if (split_apply_commands_ > 0 && commands.size() >= split_apply_commands_) {
-      split.emplace(&state_, SplitApplier::Split::kLive, batch.get());
-    }
-    SplitApplier* const splitter = split ? &*split : nullptr;
+    SplitApplier* const splitter = split ? split_.get() : nullptr;
+    if (splitter != nullptr) splitter->start_batch(batch.get());
     for (size_t i = 0; i < commands.size(); ++i) {
       // A batch's commands, and the member entries and usage ids they look up, do not
       // stay in the caches; each is loaded a few commands ahead, in stages (see
@@ -434,20 +461,28 @@ size_t Engine::begin(std::span<const Command* const> commands, TimeSource time, 
         if (end_here) break;
       }
     }
-    if (split) {
-      const auto waiting = std::chrono::steady_clock::now();
-      split->finish();
+    if (splitter != nullptr) {
       ++stats_.split_batches;
-      stats_.split_wait_us += std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - waiting).count();
+      stats_.split_wait_us += splitter->wait_us() - split_wait_counted_us_;
+      split_wait_counted_us_ = splitter->wait_us();
     }
   }
-  TALLY_ASSERT(batch->records() == batch_events_);
-  if (batch->records() == 0) return results.size();  // nothing accepted: nothing to write
-
-  state_.flush_due(batch.get(), row_lag_events_);
-  store_->seal(batch.get());
+  if (batch_events_ == 0) return results.size();  // nothing accepted: nothing to write
+  executed_seq_ += batch_events_;
   flight.handed_over = std::chrono::steady_clock::now();
-  committer_->hand_over(batch.get());
+  if (split) {
+    // This thread's projections' rows go in apart from the records the helper still
+    // appends; the helper puts its own, seals the batch and delivers it to the
+    // Committer (LiveBatches::done above). The batch is the helper's from here on.
+    state_.flush_due(batch->deferred_rows(), row_lag_events_, split_->own_part());
+    committer_->expect();
+    split_->end_batch();
+  } else {
+    TALLY_ASSERT(batch->records() == batch_events_);
+    state_.flush_due(batch.get(), row_lag_events_);
+    store_->seal(batch.get());
+    committer_->hand_over(batch.get());
+  }
   flight.batch = std::move(batch);
   return results.size();
 }
@@ -495,11 +530,14 @@ std::vector<CommandResult> Engine::finish() {
     }
   }
   if (reload_pending_ && in_flight_.empty()) {
-    // Forget what was applied in memory but never made durable.
+    // Forget what was applied in memory but never made durable. The helper, if any,
+    // has passed on every batch (each was finished), and stops.
+    settle_split();
     reload_pending_ = false;
     const Status reloaded = state_.load(*store_);
     if (!reloaded.ok()) spdlog::critical("reloading state after the failure failed too: {}", reloaded.message);
     last_event_time(*store_, &last_time_us_);
+    executed_seq_ = store_->last_seq();
   }
   return std::move(flight.results);
 }

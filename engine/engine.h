@@ -55,8 +55,9 @@ struct EngineOptions {
   uint64_t row_lag_events = kRowLagEventsDefault;
   // A batch of at least this many commands applies the usage and statements
   // projections, and appends its log records, on a helper thread while the writer goes
-  // on (SplitApplier, kLive): starting a thread is worth it only for a long batch.
-  // 0: never.
+  // on (SplitApplier, kLive): worth it only for a long batch. The helper stays for the
+  // next such batch, and finishes each batch's work (its last events, its rows, the
+  // seal) while the writer executes the next one. 0: never.
   size_t split_apply_commands = kSplitApplyCommandsDefault;
 };
 
@@ -102,7 +103,8 @@ struct EngineStats {
   uint64_t commits = 0;               // batches written and durable (a group sync counts each of its batches)
   int64_t last_commit_duration_us = 0;  // from handing the last batch over to its write's end
   // Batches applied on two threads (EngineOptions::split_apply_commands), and how long
-  // the writer waited, at their ends, for the helper to apply their last events.
+  // the writer waited for the helper: for room in its queue, and for it to finish
+  // before a batch, a query or a row flush that needs every projection whole.
   uint64_t split_batches = 0;
   int64_t split_wait_us = 0;
 };
@@ -176,6 +178,9 @@ class Engine {
   // Answers a decoded query (engine/query.h). REQUIRES: in_flight() == 0.
   std::string query(const Query& query);
 
+  // The projections. While a batch is in flight (begin() without finish()), usage and
+  // statements may not show all of its events yet: read them, from another thread
+  // than the writer or between begin() and finish(), only when in_flight() == 0.
   const ProjectionSet& state() const { return state_; }
   const Store& store() const { return *store_; }
   bool read_only() const { return read_only_; }
@@ -219,6 +224,11 @@ class Engine {
                             const CommandLookups* lookups = nullptr);
   // Expires lots and times out holds that are due by the time the next command runs.
   void run_due_timers(int64_t now_us, LogBatch* batch, SplitApplier* split);
+  // Waits for the split-apply helper to pass on every batch given to it, and stops
+  // it, so that every projection is whole and the writer's alone. No-op without one.
+  void settle_split();
+  // The sequence number the next event executed gets.
+  uint64_t next_seq() const { return executed_seq_ + batch_events_ + 1; }
 
   std::unique_ptr<Store> store_;
   ProjectionSet state_;
@@ -231,6 +241,7 @@ class Engine {
   uint64_t row_lag_events_ = kRowLagEventsDefault;
   size_t split_apply_commands_ = kSplitApplyCommandsDefault;
   uint64_t batch_events_ = 0;  // events emitted so far in the batch begin() runs
+  uint64_t executed_seq_ = 0;  // the last event of the batches executed before it (sealed or not)
   EngineStats stats_;
   std::deque<InFlight> in_flight_;
   std::vector<const Command*> command_pointers_;  // begin(span<const Command>)'s, reused
@@ -238,6 +249,10 @@ class Engine {
   bool reload_pending_ = false;  // a write failed; reload the projections once nothing is in flight
   bool beginning_ = false;       // begin() is executing the newest batch in flight
   std::unique_ptr<Committer> committer_;
+  // The split-apply helper of large batches, kept from one to the next (EngineOptions::
+  // split_apply_commands); declared after what its batches' `done` uses.
+  std::unique_ptr<SplitApplier> split_;
+  int64_t split_wait_counted_us_ = 0;  // split_->wait_us() already in stats_
   std::unique_ptr<flatbuffers::FlatBufferBuilder> event_builder_;  // lent to each command's context in turn
 };
 

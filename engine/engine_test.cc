@@ -141,6 +141,32 @@ TEST_F(EngineTest, StatsCountTheBatchesAppliedOnTwoThreads) {
   EXPECT_EQ(t_.engine().stats().split_batches, 0u);  // a new engine, which split none
 }
 
+// The split-apply helper stays from one large batch to the next, finishing each while
+// the writer goes on (Engine::begin), and stops before a small batch, which runs on the
+// writer alone and needs every projection whole.
+TEST_F(EngineTest, TheSplitApplyHelperStaysForTheNextLargeBatchAndStopsForASmallOne) {
+  ok(R"({"cmd":"create_org","actor":"alice@acme.io","org":"acme"})");
+  std::string found;
+  EXPECT_FALSE(testing::has_thread(kSplitThreadName, &found)) << "threads: " << found;
+  for (const char* workspace : {"design", "research"}) {
+    const std::vector<CommandResult> results = t_.run_batch({
+        fmt::format(R"({{"cmd":"create_workspace","actor":"alice@acme.io","org":"acme","workspace":"{}"}})", workspace),
+        R"({"cmd":"grant_credits","actor":"platform","org":"acme","grant":")" + std::string(workspace) + R"(","kind":"plan","credits":"10"})",
+    });
+    ASSERT_EQ(results.size(), 2u);
+    EXPECT_TRUE(results[0].status.ok() && results[1].status.ok()) << results[0].to_json() << results[1].to_json();
+    EXPECT_TRUE(testing::has_thread(kSplitThreadName, &found)) << "threads: " << found;
+  }
+  EXPECT_EQ(t_.engine().stats().split_batches, 2u);
+  ok(R"({"cmd":"create_workspace","actor":"alice@acme.io","org":"acme","workspace":"ops"})");
+  EXPECT_FALSE(testing::has_thread(kSplitThreadName, &found)) << "threads: " << found;
+  EXPECT_EQ(t_.engine().stats().split_batches, 2u);
+  // Every batch reached the log in order, each chained to the one before.
+  EXPECT_EQ(t_.engine().store().last_seq(), t_.engine().state().applied_seq());
+  const VerifyReport report = verify(t_.engine().store(), &t_.engine().state());
+  EXPECT_TRUE(report.ok());
+}
+
 // The commit thread carries its name (engine/thread_name.h) for top -H, perf and
 // tally_load's split of the CPU time.
 TEST_F(EngineTest, TheCommitThreadIsNamed) {

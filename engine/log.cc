@@ -13,6 +13,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
+#include <optional>
 #include <vector>
 
 #include <fmt/format.h>
@@ -241,8 +243,38 @@ Sha256 ChainHasher::finish() {
 
 // ---- LogBatch ------------------------------------------------------------------------
 
+// LogBatch::deferred_rows(): the rows kept in order, to be put into the batch at seal().
+class DeferredRows final : public RowSink {
+ public:
+  void put(std::string_view key, std::string_view value) override { rows_.push_back({Kind::kPut, 0, std::string(key), std::string(value)}); }
+  void erase(std::string_view key) override { rows_.push_back({Kind::kErase, 0, std::string(key), {}}); }
+  void put_history(uint64_t seq, std::string_view key, std::string_view value) override {
+    rows_.push_back({Kind::kHistory, seq, std::string(key), std::string(value)});
+  }
+  // Puts every row into `sink`, in the order given, and forgets them.
+  void move_to(RowSink* sink) {
+    for (const Row& row : rows_) {
+      switch (row.kind) {
+        case Kind::kPut: sink->put(row.key, row.value); break;
+        case Kind::kErase: sink->erase(row.key); break;
+        case Kind::kHistory: sink->put_history(row.seq, row.key, row.value); break;
+      }
+    }
+    rows_.clear();
+  }
+
+ private:
+  enum class Kind : uint8_t { kPut, kErase, kHistory };
+  struct Row {
+    Kind kind;
+    uint64_t seq;
+    std::string key;
+    std::string value;
+  };
+  std::vector<Row> rows_;
+};
+
 struct LogBatch::Impl {
-  explicit Impl(const Sha256& previous) : hasher(previous) {}
   std::unique_ptr<rocksdb::WriteBatch> batch;  // null once committed
   // The frames of the segment being filled: put into `batch` once it holds
   // kSegmentBytesTarget bytes (by append(), on the thread appending), the last at
@@ -266,13 +298,14 @@ struct LogBatch::Impl {
   bool history_unpacked = false;
 
   rocksdb::Status put_history_packs(uint64_t first_seq, uint64_t last_seq);
-  ChainHasher hasher;
+  std::optional<ChainHasher> hasher;  // from the previous batch's hash, once chained
+  DeferredRows deferred;
   rocksdb::ColumnFamilyHandle* log = nullptr;
   rocksdb::ColumnFamilyHandle* state = nullptr;
   rocksdb::ColumnFamilyHandle* history = nullptr;
 };
 
-LogBatch::LogBatch(const Sha256& previous_hash) : impl_(std::make_unique<Impl>(previous_hash)) {}
+LogBatch::LogBatch() : impl_(std::make_unique<Impl>()) {}
 LogBatch::~LogBatch() = default;
 
 void LogBatch::Impl::put_segment(uint64_t last_seq) {
@@ -297,13 +330,16 @@ void LogBatch::append(uint64_t seq, std::string_view envelope) {
   // copy of its own: this runs for every event.
   const RecordChecksum checksum = record_checksum(envelope);
   const std::string_view head = view(checksum);
-  impl_->hasher.add(seq, head, envelope);
+  TALLY_ASSERT(impl_->hasher.has_value());  // chained
+  impl_->hasher->add(seq, head, envelope);
   if (impl_->segment.size() >= kSegmentBytesTarget) {
     impl_->put_segment(seq - 1);
     impl_->segment_first = seq;
   }
   append_frame(&impl_->segment, head, envelope);
 }
+
+RowSink* LogBatch::deferred_rows() { return &impl_->deferred; }
 
 void LogBatch::put(std::string_view key, std::string_view value) { impl_->batch->Put(impl_->state, slice(key), slice(value)); }
 
@@ -436,6 +472,9 @@ struct Store::Impl {
   std::string spare_history_bytes;
   std::vector<std::pair<uint64_t, size_t>> spare_history_rows;
   std::string spare_sorted_history;
+  // Guards the sealed head and failed_, and the spare buffers (log.h: begin_batch etc.
+  // may be called from two threads).
+  mutable std::mutex lock;
 
   ~Impl() {
     for (auto* handle : handles) db->DestroyColumnFamilyHandle(handle);
@@ -620,8 +659,20 @@ Status Store::find_head() {
   return Status::Ok();
 }
 
-std::unique_ptr<LogBatch> Store::begin_batch() {
-  std::unique_ptr<LogBatch> batch(new LogBatch(sealed_hash_));
+uint64_t Store::sealed_seq() const {
+  std::lock_guard lock(impl_->lock);
+  return sealed_seq_;
+}
+
+bool Store::failed() const {
+  std::lock_guard lock(impl_->lock);
+  return failed_;
+}
+
+std::unique_ptr<LogBatch> Store::begin_batch(Chain chain) {
+  std::unique_ptr<LogBatch> batch(new LogBatch());
+  std::lock_guard lock(impl_->lock);
+  if (chain == Chain::kNow) batch->impl_->hasher.emplace(sealed_hash_);
   batch->impl_->batch = impl_->spare != nullptr ? std::move(impl_->spare) : std::make_unique<rocksdb::WriteBatch>();
   batch->impl_->segment = std::move(impl_->spare_segment);
   batch->impl_->segment.clear();
@@ -636,8 +687,14 @@ std::unique_ptr<LogBatch> Store::begin_batch() {
   return batch;
 }
 
+void Store::chain(LogBatch* batch) {
+  std::lock_guard lock(impl_->lock);
+  TALLY_ASSERT(!batch->impl_->hasher.has_value() && batch->records_ == 0);
+  batch->impl_->hasher.emplace(sealed_hash_);
+}
+
 Status Store::commit(LogBatch* batch) {
-  if (failed_) {
+  if (failed()) {
     complete(batch, Status::Ok());  // spends the batch; a failed store stays failed
     return Error(ErrorCode::kReadOnly, "the store refused writes after an earlier write failure");
   }
@@ -648,9 +705,15 @@ Status Store::commit(LogBatch* batch) {
 }
 
 void Store::seal(LogBatch* batch) {
+  std::lock_guard lock(impl_->lock);
   TALLY_ASSERT(batch->impl_->batch != nullptr && !batch->sealed_);  // a batch is sealed once
   batch->sealed_ = true;
   batch->hash_ = sealed_hash_;
+  // A batch begun before a write failed, and sealed after: it is never written (the
+  // Committer fails every batch after a failure), and the sealed head, gone back to
+  // what is on disk, is not where it would begin.
+  if (failed_) return;
+  batch->impl_->deferred.move_to(batch);
   if (batch->records_ == 0) return;
   TALLY_ASSERT(batch->first_seq_ == sealed_seq_ + 1);
   // The segments append() put as they filled, each under its own key; now the last.
@@ -659,7 +722,7 @@ void Store::seal(LogBatch* batch) {
   // once, so that batches in flight do not each hold one.
   if (batch->impl_->segment.capacity() <= kSpareBatchBytesMax) impl_->spare_segment = std::move(batch->impl_->segment);
   batch->impl_->segment = std::string();
-  batch->hash_ = batch->impl_->hasher.finish();
+  batch->hash_ = batch->impl_->hasher->finish();
   std::string value = be64(batch->last_seq_);
   value.append(reinterpret_cast<const char*>(batch->hash_.data()), batch->hash_.size());
   batch->impl_->batch->Put(impl_->chain, slice(be64(batch->first_seq_)), slice(value));
@@ -686,6 +749,7 @@ Status Store::write(LogBatch* batch, bool sync) const {
 }
 
 void Store::complete(LogBatch* batch, const Status& written) {
+  std::lock_guard lock(impl_->lock);
   TALLY_ASSERT(batch->impl_->batch != nullptr);  // a batch is completed once
   // Keep the buffer for the next batch. A group commit of 8,192 usage events is a few
   // MiB; a fresh buffer for each one is copied as it grows and its new pages faulted
@@ -928,7 +992,7 @@ Status Store::write_format() {
 }
 
 Status Store::replace_rows(const std::function<void(RowSink*)>& fill) {
-  if (failed_) return Error(ErrorCode::kReadOnly, "the store refused writes after an earlier write failure");
+  if (failed()) return Error(ErrorCode::kReadOnly, "the store refused writes after an earlier write failure");
   std::unique_ptr<LogBatch> batch = begin_batch();
   batch->impl_->history_unpacked = true;
   // History keys start with a big-endian sequence number, whose first byte is 0 below

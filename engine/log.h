@@ -149,11 +149,21 @@ class SegmentReader {
 
 // One group commit under construction: log records, projection rows, and the chain
 // row, written by Store::commit in one synced WriteBatch.
+//
+// A batch begun with Store::Chain::kLater may be filled on two threads (Engine::begin
+// with its split-apply helper): the helper appends the records, and the writer puts
+// its projections' rows into deferred_rows() meanwhile; only Store::seal, on the
+// helper's thread once the writer is done with the batch, brings them together.
 class LogBatch : public RowSink {
  public:
   ~LogBatch() override;
-  // REQUIRES: seq is the next sequence number after the previous append.
+  // REQUIRES: seq is the next sequence number after the previous append, and the batch
+  // is chained (begun with Store::Chain::kNow, or given to Store::chain since).
   void append(uint64_t seq, std::string_view envelope);
+  // Rows put here go into the batch when it is sealed, after its other rows. They are
+  // kept apart from the rest, so one thread may put them while another appends
+  // records and puts rows of its own; seal() must happen after both are done.
+  RowSink* deferred_rows();
   void put(std::string_view key, std::string_view value) override;
   void erase(std::string_view key) override;
   void put_history(uint64_t seq, std::string_view key, std::string_view value) override;
@@ -163,7 +173,7 @@ class LogBatch : public RowSink {
  private:
   friend class Store;
   struct Impl;
-  explicit LogBatch(const Sha256& previous_hash);
+  LogBatch();
   std::unique_ptr<Impl> impl_;
   uint64_t first_seq_ = 0;
   uint64_t last_seq_ = 0;
@@ -201,12 +211,18 @@ class Store {
   const Sha256& head_hash() const { return head_hash_; }
   // The head as of the last batch sealed, written or not: where the next batch
   // begins. The same as last_seq() while no sealed batch waits for its write.
-  uint64_t sealed_seq() const { return sealed_seq_; }
+  uint64_t sealed_seq() const;
   // After a failed write the store refuses every further write until reopened.
-  bool failed() const { return failed_; }
+  bool failed() const;
 
-  // A batch chained to the head of the batches sealed so far.
-  std::unique_ptr<LogBatch> begin_batch();
+  // A batch chained to the head of the batches sealed so far (kNow), or to be chained
+  // later with chain() (kLater): a batch may begin while the one before it is still
+  // being filled on another thread, whose hash it chains from once that one is sealed.
+  enum class Chain : uint8_t { kNow, kLater };
+  std::unique_ptr<LogBatch> begin_batch(Chain chain = Chain::kNow);
+  // Chains a batch begun with Chain::kLater to the head of the batches sealed so far.
+  // REQUIRES: called once, before the batch's first append().
+  void chain(LogBatch* batch);
   // Writes the batch with sync = true: seal(), write() and complete() in turn. On
   // success the head moves to the batch; on failure nothing is acknowledged, the store
   // is marked failed and stays so. Either way the batch is spent: it must not be
@@ -217,7 +233,12 @@ class Store {
   // one is written (Engine::begin). Batches are sealed, written and completed in the
   // order they began; a batch begun after another is sealed only after it.
   //   seal      finishes the chain hash and adds the chain row; the sealed head moves
-  //             to the batch, so the next batch chains from it.
+  //             to the batch, so the next batch chains from it. On a failed store it
+  //             only marks the batch sealed: it is never written (Committer).
+  //
+  // begin_batch, chain, seal and complete, and sealed_seq() and failed(), may be called
+  // from two threads (the engine's writer and its split-apply helper): they take a
+  // lock. Each batch is still sealed by one thread, in order.
   //   write     the write of a sealed batch, synced if `sync`. It uses nothing of the
   //             Store but the database, so it may run on another thread while the owner
   //             goes on with begin_batch and seal (never with commit or a second write).
@@ -270,9 +291,9 @@ class Store {
   std::unique_ptr<Impl> impl_;
   uint64_t last_seq_ = 0;
   Sha256 head_hash_{};
-  uint64_t sealed_seq_ = 0;
-  Sha256 sealed_hash_{};
-  bool failed_ = false;
+  uint64_t sealed_seq_ = 0;  // guarded by the lock of begin_batch etc. (above)
+  Sha256 sealed_hash_{};     // guarded likewise
+  bool failed_ = false;      // guarded likewise
 };
 
 // Big-endian integer keys sort in numeric order.

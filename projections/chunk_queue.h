@@ -5,10 +5,13 @@
 //
 // Contract: one producer thread calls fill_next() and close(); one helper thread calls
 // take() and give_back(). At most `queued_max` chunks wait in the queue: fill_next()
-// waits for room. Chunks come out of take() in the order they went in.
+// waits for room, and counts how long it waited (producer_wait_us). Chunks come out of
+// take() in the order they went in.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstddef>
 #include <deque>
 #include <memory>
@@ -30,7 +33,11 @@ class ChunkQueue {
     std::unique_ptr<Chunk> next;
     {
       std::unique_lock lock(mutex_);
-      changed_.wait(lock, [&] { return queue_.size() < queued_max_; });
+      if (queue_.size() >= queued_max_) {
+        const auto waiting = std::chrono::steady_clock::now();
+        changed_.wait(lock, [&] { return queue_.size() < queued_max_; });
+        producer_wait_us_ += std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - waiting).count();
+      }
       queue_.push_back(std::move(full));
       if (!spare_.empty()) {
         next = std::move(spare_.back());
@@ -48,6 +55,9 @@ class ChunkQueue {
     }
     changed_.notify_all();
   }
+
+  // Producer: how long fill_next() has waited for room, in all.
+  int64_t producer_wait_us() const { return producer_wait_us_; }
 
   // Helper: the next chunk, waiting for one; null once closed and every chunk taken.
   std::unique_ptr<Chunk> take() {
@@ -75,6 +85,7 @@ class ChunkQueue {
   std::deque<std::unique_ptr<Chunk>> queue_;   // guarded by mutex_
   std::vector<std::unique_ptr<Chunk>> spare_;  // guarded by mutex_
   bool closed_ = false;                        // guarded by mutex_
+  int64_t producer_wait_us_ = 0;               // the producer's
 };
 
 }  // namespace tally

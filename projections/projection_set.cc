@@ -34,7 +34,13 @@ void ProjectionSet::flush(RowSink* sink) { flush_due(sink, 0); }
 
 void ProjectionSet::flush_due(RowSink* sink, uint64_t lag_events) {
   const std::array<Projection*, kCount> projections = all();
+  flush_due(sink, lag_events, projections);
+}
+
+void ProjectionSet::flush_due(RowSink* sink, uint64_t lag_events, std::span<Projection* const> part) {
+  const std::array<Projection*, kCount> projections = all();
   for (size_t i = 0; i < kCount; ++i) {
+    if (std::find(part.begin(), part.end(), projections[i]) == part.end()) continue;
     // Rows dropped cannot be written: the store would silently miss them.
     TALLY_ASSERT(projections[i]->history_rows_kept());
     const uint64_t checkpoint = projections[i]->checkpoint();

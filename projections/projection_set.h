@@ -53,6 +53,9 @@ class ProjectionSet {
   // the store in sequence order. lag_events 0 or 1 flushes every projection, as
   // flush() does.
   void flush_due(RowSink* sink, uint64_t lag_events);
+  // The same for the projections in `part` only: each thread of a split batch
+  // (SplitApplier, kLive) flushes its own.
+  void flush_due(RowSink* sink, uint64_t lag_events, std::span<Projection* const> part);
   // The lowest checkpoint among the rows in the store, as of the last load() and of
   // the flushes since (assuming the batches they went into were committed; after a
   // failed commit, load() again).

@@ -20,7 +20,7 @@ constexpr size_t kSlotAhead = 8;
 constexpr size_t kEntryAhead = 4;
 constexpr size_t kKeyAhead = 2;
 
-std::vector<Projection*> own_part(ProjectionSet* p, SplitApplier::Split split) {
+std::vector<Projection*> caller_part(ProjectionSet* p, SplitApplier::Split split) {
   if (split == SplitApplier::Split::kReplay) return {&p->orgs, &p->rates, &p->statements, &p->tokens};
   return {&p->orgs, &p->balances, &p->rates, &p->tokens};
 }
@@ -45,10 +45,16 @@ struct SplitApplier::Chunk {
   std::vector<uint64_t> words;
   size_t used = 0;                                   // words in use
   std::vector<std::pair<size_t, size_t>> envelopes;  // (first word, bytes)
+  LogBatch* log = nullptr;    // kLive: the batch the envelopes belong to
+  bool starts_batch = false;  // kLive: the batch's first chunk
+  bool ends_batch = false;    // kLive: the batch's last chunk
 
   void clear() {
     used = 0;
     envelopes.clear();
+    log = nullptr;
+    starts_batch = false;
+    ends_batch = false;
   }
   void add(std::string_view envelope) {
     const size_t first = used;
@@ -61,26 +67,49 @@ struct SplitApplier::Chunk {
   std::string_view at(size_t i) const { return {reinterpret_cast<const char*>(words.data() + envelopes[i].first), envelopes[i].second}; }
 };
 
-SplitApplier::SplitApplier(ProjectionSet* projections, Split split, LogBatch* log)
+SplitApplier::SplitApplier(ProjectionSet* projections, Split split, const LiveBatches& live)
     : projections_(projections),
-      own_(own_part(projections, split)),
+      own_(caller_part(projections, split)),
       helper_part_(helper_part(projections, split)),
       chunk_envelopes_max_(split == Split::kReplay ? kReplayChunkEnvelopesMax : kLiveChunkEnvelopesMax),
-      log_(log),
-      balances_usage_history_(log != nullptr && projections->balances.history_rows_kept()),
+      live_(split == Split::kLive),
+      live_batches_(live),
+      balances_usage_history_(live_ && projections->balances.history_rows_kept()),
       chunk_(std::make_unique<Chunk>(chunk_envelopes_max_)),
       queue_(kChunksQueuedMax),
       helper_([this] { run_helper(); }) {
   // A projection added to the set must be given to one of the two threads.
   TALLY_ASSERT(own_.size() + helper_part_.size() == projections->all().size());
-  TALLY_ASSERT((split == Split::kLive) == (log != nullptr));
+  TALLY_ASSERT(!live_ || (live_batches_.chain && live_batches_.done));
   if (balances_usage_history_) projections_->balances.usage_history_elsewhere(true);
   name_thread(helper_, kSplitThreadName);
 }
 
+SplitApplier::SplitApplier(ProjectionSet* projections, Split split) : SplitApplier(projections, split, LiveBatches{}) {
+  TALLY_ASSERT(split == Split::kReplay);
+}
+
+SplitApplier::SplitApplier(ProjectionSet* projections, LiveBatches live) : SplitApplier(projections, Split::kLive, live) {}
+
 SplitApplier::~SplitApplier() { finish(); }
 
+void SplitApplier::start_batch(LogBatch* log) {
+  TALLY_ASSERT(live_ && chunk_->envelopes.empty());  // the batch before ended, or had no event
+  log_ = log;
+  given_ = false;
+  handed_ = false;
+}
+
+void SplitApplier::end_batch() {
+  TALLY_ASSERT(live_ && given_);
+  chunk_->ends_batch = true;
+  hand_over();
+  log_ = nullptr;
+}
+
 void SplitApplier::apply(std::string_view envelope, const fb::Envelope& event) {
+  TALLY_ASSERT(!live_ || log_ != nullptr);
+  given_ = true;
   projections_->last_time_us_ = event.time_us();
   ProjectionSet::apply_unseen(own_, event);
   chunk_->add(envelope);
@@ -89,6 +118,9 @@ void SplitApplier::apply(std::string_view envelope, const fb::Envelope& event) {
 
 void SplitApplier::finish() {
   if (!helper_.joinable()) return;
+  // A kLive batch is passed on only once ended; events given without an end would
+  // never reach the log.
+  TALLY_ASSERT(!live_ || chunk_->envelopes.empty());
   hand_over();
   queue_.close();
   helper_.join();
@@ -96,7 +128,10 @@ void SplitApplier::finish() {
 }
 
 void SplitApplier::hand_over() {
-  if (chunk_->envelopes.empty()) return;
+  if (chunk_->envelopes.empty() && !chunk_->ends_batch) return;
+  chunk_->log = log_;
+  chunk_->starts_batch = !handed_;
+  handed_ = true;
   chunk_ = queue_.fill_next(std::move(chunk_), [&] { return std::make_unique<Chunk>(chunk_envelopes_max_); });
 }
 
@@ -109,7 +144,13 @@ void SplitApplier::run_helper() {
   std::vector<Projection::PrefetchNote> notes(kNotedEvents * parts);
   // Until the queue is closed and every chunk applied.
   while (std::unique_ptr<Chunk> chunk = queue_.take()) {
+    LogBatch* const log = chunk->log;
     const size_t count = chunk->envelopes.size();
+    if (live_ && chunk->starts_batch) {
+      // The batch before is passed on (a chunk never holds two batches' events), so
+      // its hash is the sealed head's now.
+      live_batches_.chain(log);
+    }
     // The first events of a chunk had no kSlot: their notes must not be the last chunk's.
     std::fill(notes.begin(), notes.end(), Projection::PrefetchNote{});
     for (size_t i = 0; i < count; ++i) {
@@ -136,16 +177,22 @@ void SplitApplier::run_helper() {
       // second time.
       const fb::Envelope* event = fb::GetEnvelope(chunk->at(i).data());
       ProjectionSet::apply_unseen(helper_part_, *event, &notes[(i % kNotedEvents) * parts]);
-      if (log_ != nullptr) {
-        log_->append(event->seq(), chunk->at(i));
-        if (balances_usage_history_) BalancesProjection::put_usage_history(*event, log_);
+      if (live_) {
+        log->append(event->seq(), chunk->at(i));
+        if (balances_usage_history_) BalancesProjection::put_usage_history(*event, log);
       }
     }
     // The history rows of the chunk's events (statement entries) go into the batch here,
     // while the caller's thread goes on with the commands, rather than all at once in
     // its flush_due() at the end of the batch.
-    if (log_ != nullptr) {
-      for (Projection* projection : helper_part_) projection->flush_history(log_);
+    if (live_ && !chunk->ends_batch) {
+      for (Projection* projection : helper_part_) projection->flush_history(log);
+    }
+    if (chunk->ends_batch) {
+      // The rows of the helper's projections that are due (history rows always), and
+      // the batch is whole.
+      projections_->flush_due(log, live_batches_.row_lag_events, helper_part_);
+      live_batches_.done(log);
     }
     chunk->clear();
     queue_.give_back(std::move(chunk));

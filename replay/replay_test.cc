@@ -710,11 +710,16 @@ void expect_same_answers(const std::vector<CommandResult>& got, const std::vecto
 // written) must answer, log and leave behind exactly what executing one batch after
 // another does; a batch's events are durable only once finish() returns them. A
 // failed write fails the batch begun on top of it too, a duplicate's answer pointing
-// into the failed batch included, and leaves the engine as it was before both.
+// into the failed batch included, and leaves the engine as it was before both. The
+// batches are split (TestEngine), so the helper finishes, seals and delivers each one
+// while the writer executes the next; a row lag shorter than a batch makes every
+// projection write its rows in each, the writer's through LogBatch::deferred_rows().
 TEST(Pipeline, BatchesInFlightTogetherEqualOneBatchAfterAnother) {
   testing::FaultEnv fault;
   TestEngine piped("piped", fault.env.get());
   TestEngine in_turn("in_turn");
+  piped.reopen_with_row_lag(50);
+  in_turn.reopen_with_row_lag(50);
   piped.run_batch(kPipelineSetup);
   in_turn.run_batch(kPipelineSetup);
   std::vector<std::vector<Command>> batches;
@@ -735,8 +740,9 @@ TEST(Pipeline, BatchesInFlightTogetherEqualOneBatchAfterAnother) {
     const uint64_t durable = engine.store().last_seq();
     engine.begin(batch);
     // Begun is not durable: the store's head moves only when finish() returns the batch.
+    // (Its sealed head moves when the batch is sealed: by the split-apply helper, for
+    // these batches, at a time of its own.)
     EXPECT_EQ(engine.store().last_seq(), durable);
-    EXPECT_GT(engine.store().sealed_seq(), durable);
   }
   EXPECT_EQ(engine.in_flight(), kPipelineDepthMax);  // six batches, the pipeline full
   while (engine.in_flight() > 0) got.push_back(engine.finish());
