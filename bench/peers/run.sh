@@ -7,7 +7,9 @@
 #   (c) Redis 7, a Lua script (EVALSHA), appendfsync always, 16 clients pipelined (redis-benchmark)
 #   (d) Tally in-process (build-bench/bench/tally_load --json)
 #   (e) Tally over loopback: `tally serve`, loaded by `tally load` with 16 connections over
-#       the binary protocol (with reserve -> settle round trips meanwhile), then
+#       the binary protocol, alone (the SPEC's figure); then, on a fresh daemon, the
+#       same with reserve -> settle round trips on a 17th connection meanwhile (their
+#       latency under load), then
 #   (f) the same as CloudEvents batches over HTTP (`tally load --http`)
 # then prints events/s per system and the ratios Tally/peer.
 #
@@ -324,28 +326,40 @@ tally=$(json_field "$results/tally.json" events_per_s)
 [ -n "$tally" ] || die "(d) no events_per_s in $results/tally.json"
 # Over loopback: the daemon on free ports, loaded by `tally load` (its own organization
 # per load, the same 1,000 workspaces and 10,000 members).
-serve_dir="$work/serve"
-mkdir -p "$serve_dir"
-echo "peers-admin-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" >"$serve_dir/admin"
-"$tally_bin" serve --data "$serve_dir/data" --port 0 --http-port 0 --bind 127.0.0.1 --admin-token-file "$serve_dir/admin" \
-  >"$serve_dir/out" 2>"$results/tally_serve.log" &
-serve_pid=$!
-for _ in $(seq 100); do grep -q listening "$serve_dir/out" 2>/dev/null && break; sleep 0.1; done
-binary_port=$(sed -n 's/.*127.0.0.1:\([0-9]*\) (binary).*/\1/p' "$serve_dir/out")
-http_port=$(sed -n 's/.*127.0.0.1:\([0-9]*\) (HTTP).*/\1/p' "$serve_dir/out")
-[ -n "$binary_port" ] && [ -n "$http_port" ] || die "tally serve did not start (see $results/tally_serve.log)"
+start_serve() {  # $1: its directory, $2: its log; sets serve_pid, binary_port, http_port, load_args
+  serve_dir="$work/$1"
+  mkdir -p "$serve_dir"
+  echo "peers-admin-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" >"$serve_dir/admin"
+  "$tally_bin" serve --data "$serve_dir/data" --port 0 --http-port 0 --bind 127.0.0.1 --admin-token-file "$serve_dir/admin" \
+    >"$serve_dir/out" 2>"$results/$2" &
+  serve_pid=$!
+  for _ in $(seq 100); do grep -q listening "$serve_dir/out" 2>/dev/null && break; sleep 0.1; done
+  binary_port=$(sed -n 's/.*127.0.0.1:\([0-9]*\) (binary).*/\1/p' "$serve_dir/out")
+  http_port=$(sed -n 's/.*127.0.0.1:\([0-9]*\) (HTTP).*/\1/p' "$serve_dir/out")
+  [ -n "$binary_port" ] && [ -n "$http_port" ] || die "tally serve did not start (see $results/$2)"
+  load_args=(--server "127.0.0.1:$binary_port" --token-file "$serve_dir/admin" --connections "$clients" --events "$tally_n" --batch 1000
+    --workspaces "$workspaces" --members "$members")
+}
+stop_serve() {
+  kill -TERM "$serve_pid" 2>/dev/null || true
+  wait "$serve_pid" 2>/dev/null || true
+  serve_pid=""
+}
 load_rate() { sed -n 's/^ingest: .* = \([0-9]*\) events\/s .*/\1/p' "$1"; }
-load_args=(--server "127.0.0.1:$binary_port" --token-file "$serve_dir/admin" --connections "$clients" --events "$tally_n" --batch 1000
-  --workspaces "$workspaces" --members "$members")
+start_serve serve_alone tally_serve_alone.log
 phase "(e) Tally over loopback, binary protocol, $clients connections, $tally_n events"
+timeout -k 5 $((seconds * 3 + 60)) "$tally_bin" load "${load_args[@]}" --window 4 >"$results/tally_binary_alone.out" 2>&1 || true
+tally_binary_alone=$(load_rate "$results/tally_binary_alone.out")
+stop_serve
+start_serve serve tally_serve.log
+phase "(e) the same on a fresh daemon, with reserve -> settle round trips on a 17th connection"
 timeout -k 5 $((seconds * 3 + 60)) "$tally_bin" load "${load_args[@]}" --window 4 --round-trips 1000000 >"$results/tally_binary.out" 2>&1 || true
 tally_binary=$(load_rate "$results/tally_binary.out")
 phase "(f) Tally over loopback, HTTP CloudEvents batches, $clients connections, $tally_n events"
 timeout -k 5 $((seconds * 3 + 60)) "$tally_bin" load "${load_args[@]}" --http "127.0.0.1:$http_port" >"$results/tally_http.out" 2>&1 || true
 tally_http=$(load_rate "$results/tally_http.out")
-kill -TERM "$serve_pid" 2>/dev/null || true
-wait "$serve_pid" 2>/dev/null || true
-serve_pid=""
+stop_serve
+[ -n "$tally_binary_alone" ] || log "warning: (e) no rate in $results/tally_binary_alone.out"
 [ -n "$tally_binary" ] || log "warning: (e) no rate in $results/tally_binary.out"
 [ -n "$tally_http" ] || log "warning: (f) no rate in $results/tally_http.out"
 
@@ -365,11 +379,12 @@ echo "loadavg_at_end: $(cat /proc/loadavg)" | tee -a "$results/machine.txt" >&2
   row "PostgreSQL 15, 1,000 events per transaction (PL/pgSQL), 16 cl." "$pg_batch"
   row "Redis $redis_version, Lua EVALSHA, appendfsync always, 16 cl. -P 64" "$redis_rps"
   printf '%-62s %14.0f %14s\n' "Tally in-process ($(json_field "$results/tally.json" batch) commands per synced commit)" "$tally" "-"
-  [ -z "$tally_binary" ] || printf '%-62s %14.0f %14s\n' "Tally over loopback, binary protocol, $clients connections" "$tally_binary" "-"
+  [ -z "$tally_binary_alone" ] || printf '%-62s %14.0f %14s\n' "Tally over loopback, binary protocol, $clients connections" "$tally_binary_alone" "-"
+  [ -z "$tally_binary" ] || printf '%-62s %14.0f %14s\n' "  the same, reserve -> settle round trips on a 17th meanwhile" "$tally_binary" "-"
   [ -z "$tally_http" ] || printf '%-62s %14.0f %14s\n' "Tally over loopback, HTTP CloudEvents batches, $clients conn." "$tally_http" "-"
   grep -h '^reserve -> settle' "$results/tally_binary.out" || true
 } | tee "$results/summary.txt"
 cat >"$results/summary.json" <<EOF
-{"pg_single_events_per_s":$pg_single,"pg_batch_calls_per_s":$pg_batch_calls,"pg_batch_events_per_s":$pg_batch,"redis_events_per_s":$redis_rps,"redis_events":$redis_n,"tally_events_per_s":$tally,"tally_events":$tally_n,"tally_binary_events_per_s":${tally_binary:-null},"tally_http_events_per_s":${tally_http:-null},"seconds":$seconds,"clients":$clients}
+{"pg_single_events_per_s":$pg_single,"pg_batch_calls_per_s":$pg_batch_calls,"pg_batch_events_per_s":$pg_batch,"redis_events_per_s":$redis_rps,"redis_events":$redis_n,"tally_events_per_s":$tally,"tally_events":$tally_n,"tally_binary_alone_events_per_s":${tally_binary_alone:-null},"tally_binary_events_per_s":${tally_binary:-null},"tally_http_events_per_s":${tally_http:-null},"seconds":$seconds,"clients":$clients}
 EOF
 log "raw outputs in $results"
