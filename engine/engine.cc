@@ -414,7 +414,7 @@ size_t Engine::begin(std::span<const Command* const> commands, TimeSource time, 
   // helper thread while this one goes on with the commands (SplitApplier kLive). The
   // helper stays for the next large batch, and finishes this one (its last events, its
   // rows, the seal) while this thread goes on with the next; a small batch waits for it
-  // to finish, and runs on this thread alone.
+  // to be idle, and runs on this thread alone.
   const bool split = split_apply_commands_ > 0 && commands.size() >= split_apply_commands_;
   if (split && split_ == nullptr) {
     SplitApplier::LiveBatches live;
@@ -425,8 +425,10 @@ size_t Engine::begin(std::span<const Command* const> commands, TimeSource time, 
       committer->deliver(batch);
     };
     split_ = std::make_unique<SplitApplier>(&state_, std::move(live));
-  } else if (!split) {
-    settle_split();
+  } else if (!split && split_ != nullptr) {
+    const auto waiting = std::chrono::steady_clock::now();
+    split_->wait_idle();
+    stats_.split_wait_us += std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - waiting).count();
   }
   // Every batch before this one is sealed, unless the helper is still at it.
   TALLY_ASSERT(split || executed_seq_ == store_->sealed_seq());

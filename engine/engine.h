@@ -103,8 +103,8 @@ struct EngineStats {
   uint64_t commits = 0;               // batches written and durable (a group sync counts each of its batches)
   int64_t last_commit_duration_us = 0;  // from handing the last batch over to its write's end
   // Batches applied on two threads (EngineOptions::split_apply_commands), and how long
-  // the writer waited for the helper: for room in its queue, and for it to finish
-  // before a batch, a query or a row flush that needs every projection whole.
+  // the writer waited for the helper: for room in its queue, and for it to be done
+  // before a small batch, a row flush or a reload, which need every projection whole.
   uint64_t split_batches = 0;
   int64_t split_wait_us = 0;
 };
@@ -225,7 +225,9 @@ class Engine {
   // Expires lots and times out holds that are due by the time the next command runs.
   void run_due_timers(int64_t now_us, LogBatch* batch, SplitApplier* split);
   // Waits for the split-apply helper to pass on every batch given to it, and stops
-  // it, so that every projection is whole and the writer's alone. No-op without one.
+  // it, so that every projection is whole and the writer's alone, for good: before a
+  // row flush, a reload or the end. (A small batch only waits for it to be idle,
+  // SplitApplier::wait_idle.) No-op without one.
   void settle_split();
   // The sequence number the next event executed gets.
   uint64_t next_seq() const { return executed_seq_ + batch_events_ + 1; }

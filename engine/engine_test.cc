@@ -142,9 +142,9 @@ TEST_F(EngineTest, StatsCountTheBatchesAppliedOnTwoThreads) {
 }
 
 // The split-apply helper stays from one large batch to the next, finishing each while
-// the writer goes on (Engine::begin), and stops before a small batch, which runs on the
-// writer alone and needs every projection whole.
-TEST_F(EngineTest, TheSplitApplyHelperStaysForTheNextLargeBatchAndStopsForASmallOne) {
+// the writer goes on (Engine::begin). A small batch, run on the writer alone, waits for
+// it to be idle and leaves it there; a row flush stops it.
+TEST_F(EngineTest, TheSplitApplyHelperStaysFromBatchToBatchUntilARowFlush) {
   ok(R"({"cmd":"create_org","actor":"alice@acme.io","org":"acme"})");
   std::string found;
   EXPECT_FALSE(testing::has_thread(kSplitThreadName, &found)) << "threads: " << found;
@@ -159,8 +159,17 @@ TEST_F(EngineTest, TheSplitApplyHelperStaysForTheNextLargeBatchAndStopsForASmall
   }
   EXPECT_EQ(t_.engine().stats().split_batches, 2u);
   ok(R"({"cmd":"create_workspace","actor":"alice@acme.io","org":"acme","workspace":"ops"})");
-  EXPECT_FALSE(testing::has_thread(kSplitThreadName, &found)) << "threads: " << found;
+  EXPECT_TRUE(testing::has_thread(kSplitThreadName, &found)) << "threads: " << found;
   EXPECT_EQ(t_.engine().stats().split_batches, 2u);
+  const std::vector<CommandResult> after = t_.run_batch({
+      R"({"cmd":"create_workspace","actor":"alice@acme.io","org":"acme","workspace":"sales"})",
+      R"({"cmd":"grant_credits","actor":"platform","org":"acme","grant":"sales","kind":"plan","credits":"10"})",
+  });
+  ASSERT_EQ(after.size(), 2u);
+  EXPECT_TRUE(after[0].status.ok() && after[1].status.ok()) << after[0].to_json() << after[1].to_json();
+  EXPECT_EQ(t_.engine().stats().split_batches, 3u);
+  ASSERT_TRUE(t_.engine().flush_rows().ok());
+  EXPECT_FALSE(testing::has_thread(kSplitThreadName, &found)) << "threads: " << found;
   // Every batch reached the log in order, each chained to the one before.
   EXPECT_EQ(t_.engine().store().last_seq(), t_.engine().state().applied_seq());
   const VerifyReport report = verify(t_.engine().store(), &t_.engine().state());

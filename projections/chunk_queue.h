@@ -3,8 +3,9 @@
 // already touched instead of fresh pages (a page fault every 4 KiB of a new chunk).
 // SplitApplier (envelopes) and HistoryLoader (history rows) share it.
 //
-// Contract: one producer thread calls fill_next() and close(); one helper thread calls
-// take() and give_back(). At most `queued_max` chunks wait in the queue: fill_next()
+// Contract: one producer thread calls fill_next(), wait_idle() and close(); one helper
+// thread calls take() and give_back(), which hands back each chunk taken before the
+// next take(). At most `queued_max` chunks wait in the queue: fill_next()
 // waits for room, and counts how long it waited (producer_wait_us). Chunks come out of
 // take() in the order they went in.
 #pragma once
@@ -56,6 +57,14 @@ class ChunkQueue {
     changed_.notify_all();
   }
 
+  // Producer: waits until the helper has given back every chunk queued. Whatever the
+  // helper did before giving them back is then visible to the producer, and the
+  // helper does nothing more until the next chunk is queued.
+  void wait_idle() {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] { return queue_.empty() && !taken_; });
+  }
+
   // Producer: how long fill_next() has waited for room, in all.
   int64_t producer_wait_us() const { return producer_wait_us_; }
 
@@ -68,14 +77,19 @@ class ChunkQueue {
       if (queue_.empty()) return nullptr;
       chunk = std::move(queue_.front());
       queue_.pop_front();
+      taken_ = true;
     }
     changed_.notify_all();
     return chunk;
   }
   // Helper: a chunk it is done with, emptied by the helper, for the producer to fill.
   void give_back(std::unique_ptr<Chunk> used) {
-    std::lock_guard lock(mutex_);
-    spare_.push_back(std::move(used));
+    {
+      std::lock_guard lock(mutex_);
+      spare_.push_back(std::move(used));
+      taken_ = false;
+    }
+    changed_.notify_all();
   }
 
  private:
@@ -85,6 +99,7 @@ class ChunkQueue {
   std::deque<std::unique_ptr<Chunk>> queue_;   // guarded by mutex_
   std::vector<std::unique_ptr<Chunk>> spare_;  // guarded by mutex_
   bool closed_ = false;                        // guarded by mutex_
+  bool taken_ = false;                         // guarded by mutex_: the helper holds a chunk
   int64_t producer_wait_us_ = 0;               // the producer's
 };
 

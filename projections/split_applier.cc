@@ -81,7 +81,6 @@ SplitApplier::SplitApplier(ProjectionSet* projections, Split split, const LiveBa
   // A projection added to the set must be given to one of the two threads.
   TALLY_ASSERT(own_.size() + helper_part_.size() == projections->all().size());
   TALLY_ASSERT(!live_ || (live_batches_.chain && live_batches_.done));
-  if (balances_usage_history_) projections_->balances.usage_history_elsewhere(true);
   name_thread(helper_, kSplitThreadName);
 }
 
@@ -98,6 +97,15 @@ void SplitApplier::start_batch(LogBatch* log) {
   log_ = log;
   given_ = false;
   handed_ = false;
+  // The helper writes the balances usage-id rows of the batch's events (the writer's
+  // balances projection keeps none), until wait_idle() or finish().
+  if (balances_usage_history_) projections_->balances.usage_history_elsewhere(true);
+}
+
+void SplitApplier::wait_idle() {
+  TALLY_ASSERT(live_ && chunk_->envelopes.empty());
+  queue_.wait_idle();
+  projections_->balances.usage_history_elsewhere(false);
 }
 
 void SplitApplier::end_batch() {

@@ -93,6 +93,11 @@ class SplitApplier {
   // Applies `event`, which is `envelope` decoded (decode_envelope), to every projection
   // that has not seen it. The envelope's bytes are copied; they need not outlive the call.
   void apply(std::string_view envelope, const fb::Envelope& event);
+  // kLive: returns once the helper has passed on every batch ended, and leaves it
+  // waiting for the next: until the next start_batch(), every projection is the
+  // caller's, to read and to apply events to (a small batch on the writer alone).
+  // REQUIRES: the batch given last, if any event was given to it, has ended.
+  void wait_idle();
   // Returns once the helper has applied every event given (and passed on every batch
   // ended); then stops it.
   void finish();
