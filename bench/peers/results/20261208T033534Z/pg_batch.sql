@@ -1,0 +1,1 @@
+SELECT record_usage_batch(1000);
