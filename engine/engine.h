@@ -101,7 +101,8 @@ inline constexpr size_t kEventTypeCount = static_cast<size_t>(fb::Event::MAX) + 
 struct EngineStats {
   std::array<uint64_t, kEventTypeCount> events_by_type{};  // events appended, by fb::Event
   uint64_t commits = 0;               // batches written and durable (a group sync counts each of its batches)
-  int64_t last_commit_duration_us = 0;  // from handing the last batch over to its write's end
+  int64_t last_commit_duration_us = 0;  // from the last batch's end on the writer (its seal may follow on the
+                                        // split-apply helper) to its write's end
   // Batches applied on two threads (EngineOptions::split_apply_commands), and how long
   // the writer waited for the helper: for room in its queue, and for it to be done
   // before a small batch, a row flush or a reload, which need every projection whole.

@@ -20,29 +20,29 @@
 //            events, puts its projections' due rows into it, and passes it on
 //            (LiveBatches::done: the engine seals it and hands it to be written). It
 //            takes the next batch's chunks only then, so it chains each batch from
-//            the one before (LiveBatches::chain). After each chunk it also puts its projections'
-//            history rows for that chunk (statement entries) into the batch, which
-//            the caller's ProjectionSet::flush_due() would otherwise write at the
-//            batch's end; and, as it appends each usage event, that event's row of
-//            the balances projection's usage ids, which follows from the event alone
-//            (BalancesProjection::usage_history_elsewhere): on the caller's thread
-//            those rows were a tenth of its instructions per usage event. The
-//            caller's thread keeps orgs, balances, rates and tokens current for the
-//            next command's checks.
+//            the one before (LiveBatches::chain). After each chunk it also puts its
+//            projections' history rows for that chunk (statement entries) into the
+//            batch, which the caller's ProjectionSet::flush_due() would otherwise
+//            write at the batch's end; and, as it appends each usage event, that
+//            event's row of the balances projection's usage ids, which follows from
+//            the event alone (BalancesProjection::usage_history_elsewhere): on the
+//            caller's thread those rows were a tenth of its instructions per usage
+//            event. The caller's thread keeps orgs, balances, rates and tokens
+//            current for the next command's checks.
 //
 // Like ProjectionSet::apply, a projection skips an event at or below its checkpoint,
 // and the set's last_time_us() follows the events given. The helper calls its
 // projections' prefetch stages 8, 4 and 2 events ahead of each event and applies it
 // with apply_noted(), given what those stages noted (Projection::PrefetchNote).
 //
-// Contract: one thread calls start_batch(), apply(), end_batch() and finish(). Until
-// finish() returns, the helper's projections belong to it and must not be written by
-// anyone else, nor read except once the helper has passed on every batch ended (for
-// kLive: LiveBatches::done has run for each, and the reader learnt of it through a
-// lock, as the engine does through the Committer) and no event was applied since. A
-// kLive batch belongs to the helper from start_batch() until its done has run, but
-// for its deferred_rows(), which the caller may fill until end_batch(). The
-// destructor calls finish().
+// Contract: one thread calls start_batch(), apply(), end_batch(), wait_idle() and
+// finish(). Until finish() returns, the helper's projections belong to it and must not
+// be written by anyone else (but after wait_idle(), below), nor read except once the
+// helper has passed on every batch ended (for kLive: LiveBatches::done has run for
+// each, and the reader learnt of it through a lock, as the engine does through the
+// Committer) and no event was applied since. A kLive batch belongs to the helper from
+// start_batch() until its done has run, but for its deferred_rows(), which the caller
+// may fill until end_batch(). The destructor calls finish().
 #pragma once
 
 #include <cstddef>
