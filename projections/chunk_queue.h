@@ -5,15 +5,15 @@
 //
 // Contract: one producer thread calls fill_next(), wait_idle() and close(); one helper
 // thread calls take() and give_back(), which hands back each chunk taken before the
-// next take(). At most `queued_max` chunks wait in the queue: fill_next()
-// waits for room, and counts how long it waited (producer_wait_us). Chunks come out of
-// take() in the order they went in.
+// next take(). At most `queued_max` chunks wait in the queue: fill_next() waits for
+// room, and counts how long it waited (producer_wait_us). Chunks come out of take() in
+// the order they went in.
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
-#include <cstdint>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <memory>
 #include <mutex>
