@@ -7,7 +7,6 @@
 #include <chrono>
 #include <limits>
 #include <memory>
-#include <optional>
 #include <utility>
 
 #include "engine/assert.h"
@@ -324,12 +323,9 @@ void Engine::run_due_timers(int64_t now_us, LogBatch* batch, SplitApplier* split
 
 void Engine::settle_split() {
   if (split_ == nullptr) return;
-  const auto waiting = std::chrono::steady_clock::now();
   split_->finish();
-  stats_.split_wait_us += std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - waiting).count();
-  stats_.split_wait_us += split_->wait_us() - split_wait_counted_us_;
+  stats_.split_wait_us += split_->take_wait_us();
   split_.reset();
-  split_wait_counted_us_ = 0;
 }
 
 std::vector<CommandResult> Engine::execute(std::span<const Command> commands, TimeSource time) {
@@ -426,9 +422,8 @@ size_t Engine::begin(std::span<const Command* const> commands, TimeSource time, 
     };
     split_ = std::make_unique<SplitApplier>(&state_, std::move(live));
   } else if (!split && split_ != nullptr) {
-    const auto waiting = std::chrono::steady_clock::now();
     split_->wait_idle();
-    stats_.split_wait_us += std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - waiting).count();
+    stats_.split_wait_us += split_->take_wait_us();
   }
   // Every batch before this one is sealed, unless the helper is still at it.
   TALLY_ASSERT(split || executed_seq_ == store_->sealed_seq());
@@ -463,11 +458,7 @@ size_t Engine::begin(std::span<const Command* const> commands, TimeSource time, 
         if (end_here) break;
       }
     }
-    if (splitter != nullptr) {
-      ++stats_.split_batches;
-      stats_.split_wait_us += splitter->wait_us() - split_wait_counted_us_;
-      split_wait_counted_us_ = splitter->wait_us();
-    }
+    if (splitter != nullptr) ++stats_.split_batches;
   }
   if (batch_events_ == 0) return results.size();  // nothing accepted: nothing to write
   executed_seq_ += batch_events_;
@@ -479,6 +470,7 @@ size_t Engine::begin(std::span<const Command* const> commands, TimeSource time, 
     state_.flush_due(batch->deferred_rows(), row_lag_events_, split_->own_part());
     committer_->expect();
     split_->end_batch();
+    stats_.split_wait_us += split_->take_wait_us();
   } else {
     TALLY_ASSERT(batch->records() == batch_events_);
     state_.flush_due(batch.get(), row_lag_events_);

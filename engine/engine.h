@@ -255,7 +255,6 @@ class Engine {
   // The split-apply helper of large batches, kept from one to the next (EngineOptions::
   // split_apply_commands); declared after what its batches' `done` uses.
   std::unique_ptr<SplitApplier> split_;
-  int64_t split_wait_counted_us_ = 0;  // split_->wait_us() already in stats_
   std::unique_ptr<flatbuffers::FlatBufferBuilder> event_builder_;  // lent to each command's context in turn
 };
 

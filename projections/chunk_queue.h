@@ -6,7 +6,7 @@
 // Contract: one producer thread calls fill_next(), wait_idle() and close(); one helper
 // thread calls take() and give_back(), which hands back each chunk taken before the
 // next take(). At most `queued_max` chunks wait in the queue: fill_next() waits for
-// room, and counts how long it waited (producer_wait_us). Chunks come out of take() in
+// room, and counts how long it waited (take_producer_wait_us). Chunks come out of take() in
 // the order they went in.
 #pragma once
 
@@ -65,8 +65,8 @@ class ChunkQueue {
     changed_.wait(lock, [&] { return queue_.empty() && !taken_; });
   }
 
-  // Producer: how long fill_next() has waited for room, in all.
-  int64_t producer_wait_us() const { return producer_wait_us_; }
+  // Producer: how long fill_next() has waited for room since the last call.
+  int64_t take_producer_wait_us() { return std::exchange(producer_wait_us_, 0); }
 
   // Helper: the next chunk, waiting for one; null once closed and every chunk taken.
   std::unique_ptr<Chunk> take() {

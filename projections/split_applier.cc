@@ -1,6 +1,7 @@
 #include "projections/split_applier.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "engine/assert.h"
@@ -95,7 +96,6 @@ SplitApplier::~SplitApplier() { finish(); }
 void SplitApplier::start_batch(LogBatch* log) {
   TALLY_ASSERT(live_ && chunk_->envelopes.empty());  // the batch before ended, or had no event
   log_ = log;
-  given_ = false;
   handed_ = false;
   // The helper writes the balances usage-id rows of the batch's events (the writer's
   // balances projection keeps none), until wait_idle() or finish().
@@ -104,12 +104,14 @@ void SplitApplier::start_batch(LogBatch* log) {
 
 void SplitApplier::wait_idle() {
   TALLY_ASSERT(live_ && chunk_->envelopes.empty());
+  const auto waiting = std::chrono::steady_clock::now();
   queue_.wait_idle();
+  waited_us_ += std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - waiting).count();
   projections_->balances.usage_history_elsewhere(false);
 }
 
 void SplitApplier::end_batch() {
-  TALLY_ASSERT(live_ && given_);
+  TALLY_ASSERT(live_ && (handed_ || !chunk_->envelopes.empty()));  // an event was given
   chunk_->ends_batch = true;
   hand_over();
   log_ = nullptr;
@@ -117,7 +119,6 @@ void SplitApplier::end_batch() {
 
 void SplitApplier::apply(std::string_view envelope, const fb::Envelope& event) {
   TALLY_ASSERT(!live_ || log_ != nullptr);
-  given_ = true;
   projections_->last_time_us_ = event.time_us();
   ProjectionSet::apply_unseen(own_, event);
   chunk_->add(envelope);
@@ -129,9 +130,11 @@ void SplitApplier::finish() {
   // A kLive batch is passed on only once ended; events given without an end would
   // never reach the log.
   TALLY_ASSERT(!live_ || chunk_->envelopes.empty());
+  const auto waiting = std::chrono::steady_clock::now();
   hand_over();
   queue_.close();
   helper_.join();
+  waited_us_ += std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - waiting).count();
   projections_->balances.usage_history_elsewhere(false);
 }
 

@@ -52,6 +52,7 @@
 #include <span>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "projections/chunk_queue.h"
@@ -101,9 +102,10 @@ class SplitApplier {
   // Returns once the helper has applied every event given (and passed on every batch
   // ended); then stops it.
   void finish();
-  // How long apply() and end_batch() waited for room in the queue, in all: for the
-  // helper to catch up.
-  int64_t wait_us() const { return queue_.producer_wait_us(); }
+  // How long the caller has waited for the helper since the last call: for room in
+  // the queue (apply(), end_batch()), for it to be idle (wait_idle()) and to stop
+  // (finish()).
+  int64_t take_wait_us() { return std::exchange(waited_us_, 0) + queue_.take_producer_wait_us(); }
   // The projections the caller's thread applies; the helper applies the others.
   std::span<Projection* const> own_part() const { return own_; }
 
@@ -121,9 +123,9 @@ class SplitApplier {
   const bool live_;
   const LiveBatches live_batches_;
   LogBatch* log_ = nullptr;  // kLive: the batch being given
-  bool given_ = false;       // kLive: an event was applied since start_batch()
   bool handed_ = false;      // kLive: a chunk of the batch was handed over
   const bool balances_usage_history_;  // kLive: the helper writes the balances usage-id rows
+  int64_t waited_us_ = 0;              // in wait_idle() and finish(), since take_wait_us()
   std::unique_ptr<Chunk> chunk_;  // being filled by the caller's thread
   ChunkQueue<Chunk> queue_;
   std::thread helper_;  // last: it starts once the rest exists
